@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Sets up (scripts/setup.sh) and runs the test suites, then prints one closing line "N passed, N failed, N skipped".
+#   scripts/test.sh          all suites
+#   scripts/test.sh --fast   skips tests marked [Trait("Category", "Slow")] (long guest runs, big random sweeps)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+filter=()
+if [ "${1:-}" = "--fast" ]; then
+    filter=(--filter "Category!=Slow")
+fi
+
+scripts/setup.sh
+log=$(mktemp)
+status=0
+dotnet test ActorVmm.sln -c Release --no-build --nologo "${filter[@]}" 2>&1 | tee "$log" || status=$?
+
+# dotnet test prints one "Passed!/Failed!  - Failed: a, Passed: b, Skipped: c, Total: d" line per test project.
+awk '/ - Failed: *[0-9]+, Passed: *[0-9]+, Skipped: *[0-9]+/ {
+        gsub(/,/, ""); for (i = 1; i <= NF; i++) {
+            if ($i == "Failed:") f += $(i+1); if ($i == "Passed:") p += $(i+1); if ($i == "Skipped:") s += $(i+1) } }
+     END { printf "%d passed, %d failed, %d skipped\n", p, f, s; if (p == 0) exit 1 }' "$log" || status=1
+rm -f "$log"
+exit $status
