@@ -132,7 +132,7 @@ public sealed class Uart16550 : IBusDevice
     /// <summary>
     /// Pushes one received byte. False when the receiver FIFO and the backlog are both full: the byte is lost
     /// and LSR.OE is set, as when a character arrives at a full receiver. While the chip is in loopback its
-    /// serial input is disconnected, so bytes wait in the backlog.
+    /// serial input is disconnected, so bytes wait in the backlog (and are refused without OE when it is full).
     /// </summary>
     public bool TryEnqueueInput(byte value)
     {
@@ -149,9 +149,13 @@ public sealed class Uart16550 : IBusDevice
             Update();
             return true;
         }
-        Overruns++;
-        _lsrErrors |= LSR_OE;
-        Update();
+        if (!Loopback)
+        {
+            // In loopback the serial input is disconnected: the byte is refused, but no character was lost.
+            Overruns++;
+            _lsrErrors |= LSR_OE;
+            Update();
+        }
         return false;
     }
 

@@ -216,6 +216,19 @@ public sealed class Uart16550Tests
     }
 
     [Fact]
+    public void Loopback_refuses_host_input_beyond_the_backlog_without_an_overrun()
+    {
+        _uart = new Uart16550("COM1", _irq, _sink, inputBacklogCapacity: 2);
+        Wr(MCR, MCR_LOOP);
+        Assert.Equal(2, _uart.EnqueueInput("abc"u8));
+        Assert.Equal(0, Rd(LSR) & LSR_OE);
+        Assert.Equal(0, _uart.Overruns);
+        Wr(MCR, 0);
+        Assert.Equal((byte)'a', Rd(RBR));
+        Assert.Equal((byte)'b', Rd(RBR));
+    }
+
+    [Fact]
     public void Loopback_break_arrives_as_bi()
     {
         Wr(FCR, 0x01);
