@@ -48,6 +48,13 @@ public sealed record Uart16550State(
 
 public sealed class Uart16550 : IBusDevice
 {
+    /// <summary>The PC's serial ports: I/O base and ISA IRQ of COM1-COM4.</summary>
+    public static readonly IReadOnlyList<(string Name, ushort IoBase, int Irq)> PcPorts =
+        [("COM1", 0x3f8, 4), ("COM2", 0x2f8, 3), ("COM3", 0x3e8, 4), ("COM4", 0x2e8, 3)];
+
+    /// <summary>The eight ports a 16550 occupies at <paramref name="ioBase"/>.</summary>
+    public static PortRange PortsAt(ushort ioBase) => new(ioBase, 8);
+
     public const int FifoSize = 16;
     public const int DefaultBacklogCapacity = 64;
 
