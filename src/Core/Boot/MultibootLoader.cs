@@ -8,12 +8,13 @@
 //   strings. Everything stays below 4 GiB, in memory the map reports as usable (as QEMU does too).
 // Boot information: flags = mem (0) | cmdline (2) | mods (3) | mmap (6) | boot_loader_name (9).
 //   mem_lower: KiB of conventional memory (639 with the PC's 0x9FC00 EBDA boundary), mem_upper: KiB of
-//   contiguous RAM from 1 MiB. Memory map, as a PC reports it: 0-0x9FC00 usable, 0x9FC00-0xA0000 reserved
-//   (EBDA), 0xF0000-0x100000 reserved (BIOS), then every writable RAM region at or above 1 MiB usable and
-//   read-only regions there reserved. QEMU reports the same first three entries; beyond them its SeaBIOS
-//   adds its own reservations (the top 128 KiB of RAM below 4 GiB, the BIOS flash at 0xFFFC0000, and on
-//   newer machine types 0xFD00000000), which belong to that firmware, not to the PC layout, so they are
-//   not copied here (mem_upper is therefore 128 larger than under QEMU).
+//   usable RAM from 1 MiB. The memory map is the one QEMU's pc machine gives a multiboot kernel:
+//   0-0x9FC00 usable, 0x9FC00-0xA0000 reserved (EBDA), 0xF0000-0x100000 reserved (BIOS), 1 MiB up to 128 KiB
+//   below the top of RAM under 4 GiB usable, that top 128 KiB reserved (firmware tables: SeaBIOS keeps them
+//   there, and ActorVmm keeps its own platform tables there), every region above 4 GiB usable, read-only
+//   regions reserved, and the 256 KiB BIOS flash window at 0xFFFC0000 reserved. QEMU on an AMD-flavoured
+//   CPU model also reserves 0xFD00000000-0x10000000000 (the HyperTransport hole); ActorVmm's CPU reports
+//   itself as Intel, where QEMU does not add that range either.
 // Machine state (spec 3.2): EAX = 0x2BADB002, EBX = info address, EIP = entry, CS = 0x08 flat 32-bit
 // execute/read, DS/ES/FS/GS/SS = 0x10 flat read/write (base 0, limit 0xFFFFFFFF), CR0 = PE|ET (paging off),
 // EFLAGS = 0x2 (IF and VM clear), and a GDT in guest memory whose descriptors equal those segments
@@ -51,6 +52,10 @@ public static class MultibootLoader
     public const ulong EbdaStart = 0x9FC00;
     public const ulong BiosStart = 0xF0000;
     public const ulong HighMemoryStart = 0x100000;
+    /// <summary>Reserved at the top of RAM below 4 GiB for firmware and platform tables (as SeaBIOS does under QEMU).</summary>
+    public const ulong FirmwareTablesSize = 0x20000;
+    /// <summary>The BIOS flash window below 4 GiB, reserved in the map.</summary>
+    public const ulong BiosFlashStart = 0xFFFC0000;
     private const ulong PageSize = 0x1000;
 
     /// <summary>Memory map entry types (the E820 types the spec refers to).</summary>
@@ -124,7 +129,7 @@ public static class MultibootLoader
         var block = new byte[blockEnd - info];
         var infoSpan = block.AsSpan(0, InfoSize);
         uint memLower = (uint)(ContiguousFrom(memory, 0, EbdaStart) / 1024);
-        uint memUpper = (uint)(Math.Min(ContiguousFrom(memory, HighMemoryStart, (1UL << 32) - HighMemoryStart), 0xFFFFFFFFUL) / 1024);
+        uint memUpper = UpperMemoryKiB(mmap);
         W32(infoSpan, 0, InfoFlagMemory | InfoFlagCmdline | InfoFlagModules | InfoFlagMmap | InfoFlagBootLoaderName);
         W32(infoSpan, 4, memLower);
         W32(infoSpan, 8, memUpper);
@@ -187,16 +192,53 @@ public static class MultibootLoader
         if (low > 0) map.Add((0, low, MemoryAvailable));
         map.Add((EbdaStart, 0xA0000 - EbdaStart, MemoryReserved));
         map.Add((BiosStart, HighMemoryStart - BiosStart, MemoryReserved));
+        ulong lowRamTop = memory.Regions
+            .Where(r => !r.ReadOnly && r.End > HighMemoryStart && r.Start < 1UL << 32)
+            .Select(r => Math.Min(r.End, 1UL << 32))
+            .DefaultIfEmpty(0UL)
+            .Max();
         foreach (var r in memory.Regions.Where(r => r.End > HighMemoryStart))
         {
             ulong start = Math.Max(r.Start, HighMemoryStart);
-            uint type = r.ReadOnly ? MemoryReserved : MemoryAvailable;
-            if (map[^1].Type == type && map[^1].Base + map[^1].Length == start)
-                map[^1] = (map[^1].Base, map[^1].Length + (r.End - start), type);
+            ulong end = r.End;
+            if (r.ReadOnly)
+            {
+                Append(map, start, end, MemoryReserved);
+                continue;
+            }
+            if (end == lowRamTop && lowRamTop - start > FirmwareTablesSize)
+            {
+                Append(map, start, end - FirmwareTablesSize, MemoryAvailable);
+                Append(map, end - FirmwareTablesSize, end, MemoryReserved);
+            }
             else
-                map.Add((start, r.End - start, type));
+            {
+                Append(map, start, end, MemoryAvailable);
+            }
         }
+        if (!memory.Regions.Any(r => r.Start < 1UL << 32 && r.End > BiosFlashStart))
+            map.Add((BiosFlashStart, (1UL << 32) - BiosFlashStart, MemoryReserved));
+        map.Sort((a, b) => a.Base.CompareTo(b.Base));
         return map;
+
+        static void Append(List<(ulong Base, ulong Length, uint Type)> map, ulong start, ulong end, uint type)
+        {
+            if (map[^1].Type == type && map[^1].Base + map[^1].Length == start)
+                map[^1] = (map[^1].Base, map[^1].Length + (end - start), type);
+            else
+                map.Add((start, end - start, type));
+        }
+    }
+
+    /// <summary>KiB of usable RAM from 1 MiB in <paramref name="map"/> (multiboot mem_upper).</summary>
+    private static uint UpperMemoryKiB(IReadOnlyList<(ulong Base, ulong Length, uint Type)> map)
+    {
+        foreach (var e in map)
+        {
+            if (e.Base == HighMemoryStart && e.Type == MemoryAvailable)
+                return (uint)Math.Min(e.Length / 1024, uint.MaxValue);
+        }
+        return 0;
     }
 
     /// <summary>Bytes of writable RAM contiguous from <paramref name="start"/>, at most <paramref name="limit"/>.</summary>

@@ -326,7 +326,7 @@ public sealed unsafe class MultibootTests : IDisposable
         // flags: mem, cmdline, mods, mmap, boot_loader_name
         Assert.Equal(0x24Du, R32(mbi, 0));
         Assert.Equal(639u, R32(mbi, 4));                                  // 0x9FC00 / 1024
-        Assert.Equal((uint)((RamSize - 0x100000) / 1024), R32(mbi, 8));
+        Assert.Equal((uint)((RamSize - 0x100000 - MultibootLoader.FirmwareTablesSize) / 1024), R32(mbi, 8));
         Assert.Equal("console=ttyS0 quiet", CString(R32(mbi, 16)));
         Assert.Equal("ActorVmm", CString(R32(mbi, 64)));
 
@@ -357,27 +357,30 @@ public sealed unsafe class MultibootTests : IDisposable
         }
         Assert.Equal(new (ulong, ulong, uint)[]
         {
-            (0, 0x9FC00, 1),
-            (0x9FC00, 0x400, 2),
-            (0xF0000, 0x10000, 2),
-            (0x100000, RamSize - 0x100000, 1),
+            (0, 0x9FC00, 1), (0x9FC00, 0x400, 2), (0xF0000, 0x10000, 2),
+            (0x100000, RamSize - 0x100000 - 0x20000, 1), (RamSize - 0x20000, 0x20000, 2),
+            (0xFFFC0000, 0x40000, 2),
         }, entries);
     }
 
     [Fact]
     public void Memory_map_matches_what_qemu_reports_for_the_pc_low_memory()
     {
-        // Recorded from the hello guest under qemu-system-x86_64 7.2 -m 64: the first three entries and
-        // mem_lower are the PC layout; QEMU's SeaBIOS then reserves the top 128 KiB (not modelled here).
+        // Recorded from the hello guest under qemu-system-x86_64 7.2 -m 64 (see QemuGuestExpectations in the
+        // integration tests): the same entries, mem_lower 0x27f and mem_upper 0xfb80.
         using var ram = new NativeRam(64 << 20);
         var mem = new GuestMemory([new GuestRegion("ram", 0, 64 << 20, ram.Pointer)]);
         var map = MultibootLoader.BuildMemoryMap(mem);
         Assert.Equal((0UL, 0x9fc00UL, 1u), map[0]);
         Assert.Equal((0x9fc00UL, 0x400UL, 2u), map[1]);
         Assert.Equal((0xf0000UL, 0x10000UL, 2u), map[2]);
-        Assert.Equal((0x100000UL, 0x3f00000UL, 1u), map[3]);
+        Assert.Equal((0x100000UL, 0x3ee0000UL, 1u), map[3]);
+        Assert.Equal((0x3fe0000UL, 0x20000UL, 2u), map[4]);
+        Assert.Equal((0xfffc0000UL, 0x40000UL, 2u), map[5]);
+        Assert.Equal(6, map.Count);
         var state = MultibootLoader.Load(mem, MultibootImage.Parse(Kludge(), "k.bin"), "", []);
         Assert.Equal(0x27fu, mem.ReadObject<uint>(state.InfoAddress + 4));
+        Assert.Equal(0xfb80u, mem.ReadObject<uint>(state.InfoAddress + 8));
     }
 
     [Fact]
@@ -395,7 +398,8 @@ public sealed unsafe class MultibootTests : IDisposable
         Assert.Equal(new (ulong, ulong, uint)[]
         {
             (0, 0x9FC00, 1), (0x9FC00, 0x400, 2), (0xF0000, 0x10000, 2),
-            (0x100000, 0xC0000000 - 0x100000, 1),
+            (0x100000, 0xC0000000 - 0x100000 - 0x20000, 1),
+            (0xC0000000 - 0x20000, 0x20000, 2),
             (0xFFFF0000, 0x10000, 2),
             (0x100000000, 0x1000, 1),
         }, map);
