@@ -105,7 +105,12 @@ public sealed class Pit8254 : IBusDevice
     public void Advance(long nowNs) => Settle(nowNs);
 
     /// <summary>OUT of counter <paramref name="counter"/> now (for tests and the speaker).</summary>
-    public bool Out(int counter) => _counters[counter].Out(Settle(_clock.NowNanoseconds));
+    public bool Out(int counter)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(counter);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(counter, 2);
+        return _counters[counter].Out(Settle(_clock.NowNanoseconds));
+    }
 
     public void Read(ulong offset, Span<byte> data)
     {

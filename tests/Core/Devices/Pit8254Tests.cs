@@ -283,6 +283,24 @@ public sealed class Pit8254Tests
     }
 
     [Fact]
+    public void Modes_6_and_7_alias_2_and_3_but_status_shows_what_was_written()
+    {
+        Program(0, 3, 6);
+        Load16(0, 10);
+        AtTick(9);
+        Assert.False(_pit.Out(0)); // mode 2: OUT low for the clock at count 1
+        Assert.Equal(1, LatchAndRead16(0));
+        _pit.Out8(3, 0xe2);
+        Assert.Equal(0x30 | 6 << 1, _pit.In8(0)); // OUT low, count loaded, mode bits 110
+        Program(1, 3, 7);
+        Load16(1, 10);
+        AtTick(9 + 5);
+        Assert.False(_pit.Out(1)); // mode 3: second half of the period
+        AtTick(9 + 10);
+        Assert.True(_pit.Out(1));
+    }
+
+    [Fact]
     public void Bcd_counting()
     {
         Program(0, 3, 0, bcd: true);
