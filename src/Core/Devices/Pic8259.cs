@@ -1,7 +1,8 @@
 // Intel 8259A programmable interrupt controller, as the PC/AT cascade pair, plus the PIIX edge/level
 // control registers (ELCR).
 //
-// Ports (each group is a separate IBusDevice view of the one pair; map all three with ONE shared lock):
+// Ports (each group is a separate IBusDevice view of the one pair; map all three with ONE shared lock, and
+// call SetIrq/Acknowledge under it too):
 //   Master  0x20-0x21  offset 0: ICW1 / OCW2 / OCW3 write, IRR / ISR / poll read; offset 1: ICW2-4 / OCW1 (IMR)
 //   Slave   0xa0-0xa1  the same, for IRQ8-15; its INT output drives master IR2
 //   Elcr    0x4d0-0x4d1 offset 0: ELCR1 (IRQ0-7, bits 0-2 read as 0), offset 1: ELCR2 (IRQ8-15, bits 0 and 5 read as 0)
