@@ -3,25 +3,6 @@ using ActorVmm.Core.Devices;
 
 namespace ActorVmm.Core.Tests.Devices;
 
-/// <summary>An interrupt line that remembers its level and every call made to it.</summary>
-internal sealed class RecordingIrqLine : IIrqLine
-{
-    public List<bool> Calls { get; } = [];
-
-    public bool Level { get; private set; }
-
-    /// <summary>Low-to-high transitions seen so far (what an edge-triggered input would latch).</summary>
-    public int RisingEdges { get; private set; }
-
-    public void Set(bool level)
-    {
-        if (level && !Level)
-            RisingEdges++;
-        Level = level;
-        Calls.Add(level);
-    }
-}
-
 /// <summary>A clock the test moves by hand.</summary>
 internal sealed class FakeClock(long now = 0) : IClock
 {
@@ -38,33 +19,33 @@ internal sealed class RecordingMachineControl : IMachineControl
 
 internal static class PortIo
 {
-    public static byte In8(this ActorVmm.Core.Bus.IBusDevice dev, ulong offset)
+    public static byte In8(this global::ActorVmm.Core.Bus.IBusDevice dev, ulong offset)
     {
         Span<byte> b = stackalloc byte[1];
         dev.Read(offset, b);
         return b[0];
     }
 
-    public static void Out8(this ActorVmm.Core.Bus.IBusDevice dev, ulong offset, byte value)
+    public static void Out8(this global::ActorVmm.Core.Bus.IBusDevice dev, ulong offset, byte value)
     {
         ReadOnlySpan<byte> b = [value];
         dev.Write(offset, b);
     }
 
-    public static ushort In16(this ActorVmm.Core.Bus.IBusDevice dev, ulong offset)
+    public static ushort In16(this global::ActorVmm.Core.Bus.IBusDevice dev, ulong offset)
     {
         Span<byte> b = stackalloc byte[2];
         dev.Read(offset, b);
         return (ushort)(b[0] | b[1] << 8);
     }
 
-    public static void Out16(this ActorVmm.Core.Bus.IBusDevice dev, ulong offset, ushort value)
+    public static void Out16(this global::ActorVmm.Core.Bus.IBusDevice dev, ulong offset, ushort value)
     {
         ReadOnlySpan<byte> b = [(byte)value, (byte)(value >> 8)];
         dev.Write(offset, b);
     }
 
-    public static uint In32(this ActorVmm.Core.Bus.IBusDevice dev, ulong offset)
+    public static uint In32(this global::ActorVmm.Core.Bus.IBusDevice dev, ulong offset)
     {
         Span<byte> b = stackalloc byte[4];
         dev.Read(offset, b);

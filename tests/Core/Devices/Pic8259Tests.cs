@@ -34,13 +34,13 @@ public sealed class Pic8259Tests
         _pic.SetIrq(irq, false);
     }
 
-    private byte ReadIrr(Bus.IBusDevice chip)
+    private byte ReadIrr(global::ActorVmm.Core.Bus.IBusDevice chip)
     {
         chip.Out8(0, 0x0a);
         return chip.In8(0);
     }
 
-    private byte ReadIsr(Bus.IBusDevice chip)
+    private byte ReadIsr(global::ActorVmm.Core.Bus.IBusDevice chip)
     {
         chip.Out8(0, 0x0b);
         return chip.In8(0);

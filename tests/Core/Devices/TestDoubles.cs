@@ -5,11 +5,23 @@ namespace ActorVmm.Core.Tests.Devices;
 /// <summary>Records every level an interrupt line was driven to.</summary>
 internal sealed class RecordingIrqLine : IIrqLine
 {
+    /// <summary>Every call, in order.</summary>
     public List<bool> Levels { get; } = [];
 
-    public bool Level => Levels.Count > 0 && Levels[^1];
+    public List<bool> Calls => Levels;
 
-    public void Set(bool level) => Levels.Add(level);
+    public bool Level { get; private set; }
+
+    /// <summary>Low-to-high transitions seen so far (what an edge-triggered input would latch).</summary>
+    public int RisingEdges { get; private set; }
+
+    public void Set(bool level)
+    {
+        if (level && !Level)
+            RisingEdges++;
+        Level = level;
+        Levels.Add(level);
+    }
 }
 
 /// <summary>Collects bytes written to it.</summary>

@@ -71,8 +71,8 @@ public sealed class Uart16550Tests
         var (_, ioBase, irq) = PcPorts[0];
         Assert.Equal((ushort)0x3f8, ioBase);
         Assert.Equal(4, irq);
-        var bus = new ActorVmm.Core.Bus.BusBuilder().AddPorts(PortsAt(ioBase), new ActorVmm.Core.Bus.DirectEndpoint(_uart)).Build();
-        var dispatch = new ActorVmm.Core.Bus.ExitDispatcher(bus);
+        var bus = new global::ActorVmm.Core.Bus.BusBuilder().AddPorts(PortsAt(ioBase), new global::ActorVmm.Core.Bus.DirectEndpoint(_uart)).Build();
+        var dispatch = new global::ActorVmm.Core.Bus.ExitDispatcher(bus);
         Span<byte> b = stackalloc byte[1];
         dispatch.PortRead(0x3fd, b);
         Assert.Equal(LSR_THRE | LSR_TEMT, b[0]);
