@@ -30,8 +30,11 @@ public static class QemuRunner
 
     /// <summary>
     /// Runs <paramref name="kernel"/> as QEMU would be run by hand:
-    /// <c>qemu-system-x86_64 -accel tcg -kernel K -append A -serial stdio -display none -monitor none -no-reboot
-    /// -device isa-debug-exit,iobase=0xf4,iosize=4 -m M</c>. The guest's COM1 output is QEMU's stdout.
+    /// <c>qemu-system-x86_64 -accel tcg -cpu qemu64,vendor=GenuineIntel -kernel K -append A -serial stdio
+    /// -display none -monitor none -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=4 -m M</c>.
+    /// The guest's COM1 output is QEMU's stdout. The CPU vendor is Intel because ActorVmm's CPU reports itself
+    /// as Intel: QEMU's default qemu64 model is AMD-flavoured, and for AMD models QEMU's pc machine adds the
+    /// HyperTransport hole at 0xFD00000000 to the memory map, which a guest that prints its map would show.
     /// </summary>
     public static GuestRun Run(string kernel, string append = "", int memoryMiB = 64, TimeSpan? timeout = null)
     {
@@ -46,7 +49,7 @@ public static class QemuRunner
         };
         foreach (var arg in new[]
         {
-            "-accel", "tcg", "-kernel", kernel, "-append", append,
+            "-accel", "tcg", "-cpu", "qemu64,vendor=GenuineIntel", "-kernel", kernel, "-append", append,
             "-serial", "stdio", "-display", "none", "-monitor", "none", "-no-reboot",
             "-device", "isa-debug-exit,iobase=0xf4,iosize=4", "-m", memoryMiB.ToString(System.Globalization.CultureInfo.InvariantCulture),
         })
