@@ -1,0 +1,330 @@
+// String instructions (with REP/REPE/REPNE, interruptible in chunks), port I/O as exits, CPUID, and the
+// system instructions a protected-mode kernel uses: descriptor-table loads and stores, LLDT/LTR, control
+// registers, LMSW/SMSW/CLTS, cache and TLB no-ops.
+using Iced.Intel;
+
+namespace ActorVmm.Native.Soft;
+
+public sealed partial class SoftCpu
+{
+    /// <summary>Iterations of a REP string instruction per step; the rest runs after pending events are checked.</summary>
+    private const int RepChunk = 4096;
+
+    private void StringOp(in Instruction i)
+    {
+        var m = i.Mnemonic;
+        int size = m switch
+        {
+            Mnemonic.Movsb or Mnemonic.Cmpsb or Mnemonic.Scasb or Mnemonic.Lodsb or Mnemonic.Stosb or Mnemonic.Insb or Mnemonic.Outsb => 1,
+            Mnemonic.Movsw or Mnemonic.Cmpsw or Mnemonic.Scasw or Mnemonic.Lodsw or Mnemonic.Stosw or Mnemonic.Insw or Mnemonic.Outsw => 2,
+            _ => 4,
+        };
+        bool a16 = i.Op0Kind is OpKind.MemorySegSI or OpKind.MemoryESDI || i.Op1Kind is OpKind.MemorySegSI or OpKind.MemoryESDI;
+        ulong amask = a16 ? 0xffffUL : 0xffff_ffffUL;
+        long step = (_flags & DF) != 0 ? -size : size;
+        bool rep = i.HasRepPrefix || i.HasRepePrefix || i.HasRepnePrefix;
+        bool compare = m is Mnemonic.Cmpsb or Mnemonic.Cmpsw or Mnemonic.Cmpsd or Mnemonic.Scasb or Mnemonic.Scasw or Mnemonic.Scasd;
+        bool isIo = m is Mnemonic.Insb or Mnemonic.Insw or Mnemonic.Insd or Mnemonic.Outsb or Mnemonic.Outsw or Mnemonic.Outsd;
+        ushort port = (ushort)Gpr[2];
+        if (isIo) CheckIo();
+        Register srcSegReg = i.MemorySegment;
+        int bits = size * 8;
+
+        int iterations = 0;
+        while (true)
+        {
+            if (rep && (Gpr[1] & amask) == 0) break;
+            ulong si = Gpr[6] & amask, di = Gpr[7] & amask;
+            switch (m)
+            {
+                case Mnemonic.Movsb or Mnemonic.Movsw or Mnemonic.Movsd:
+                    {
+                        ulong v = ReadSeg(ref Sreg(RegIndex[(int)srcSegReg]), srcSegReg == Register.SS ? ExSS : ExGP, si, size);
+                        WriteSeg(ref Es, ExGP, di, v, size);
+                        AdvanceIndex(6, step, amask);
+                        AdvanceIndex(7, step, amask);
+                        break;
+                    }
+                case Mnemonic.Cmpsb or Mnemonic.Cmpsw or Mnemonic.Cmpsd:
+                    {
+                        ulong a = ReadSeg(ref Sreg(RegIndex[(int)srcSegReg]), srcSegReg == Register.SS ? ExSS : ExGP, si, size);
+                        ulong b = ReadSeg(ref Es, ExGP, di, size);
+                        SetLazy(LazyOp.Sub, a, b, (a - b) & SizeMask(bits), bits);
+                        AdvanceIndex(6, step, amask);
+                        AdvanceIndex(7, step, amask);
+                        break;
+                    }
+                case Mnemonic.Scasb or Mnemonic.Scasw or Mnemonic.Scasd:
+                    {
+                        ulong a = Gpr[0] & SizeMask(bits);
+                        ulong b = ReadSeg(ref Es, ExGP, di, size);
+                        SetLazy(LazyOp.Sub, a, b, (a - b) & SizeMask(bits), bits);
+                        AdvanceIndex(7, step, amask);
+                        break;
+                    }
+                case Mnemonic.Lodsb or Mnemonic.Lodsw or Mnemonic.Lodsd:
+                    {
+                        ulong v = ReadSeg(ref Sreg(RegIndex[(int)srcSegReg]), srcSegReg == Register.SS ? ExSS : ExGP, si, size);
+                        WriteReg(size == 1 ? Register.AL : size == 2 ? Register.AX : Register.EAX, v);
+                        AdvanceIndex(6, step, amask);
+                        break;
+                    }
+                case Mnemonic.Stosb or Mnemonic.Stosw or Mnemonic.Stosd:
+                    WriteSeg(ref Es, ExGP, di, Gpr[0] & SizeMask(bits), size);
+                    AdvanceIndex(7, step, amask);
+                    break;
+                case Mnemonic.Insb or Mnemonic.Insw or Mnemonic.Insd:
+                    {
+                        // The destination is checked before the port is read, so a fault does not lose input.
+                        CheckSegment(ref Es, ExGP, di, size, write: true);
+                        Span<byte> data = stackalloc byte[4];
+                        _exits.PortRead(port, data[..size]);
+                        WriteSeg(ref Es, ExGP, di, BitConverter.ToUInt32(data), size);
+                        AdvanceIndex(7, step, amask);
+                        break;
+                    }
+                default: // Outs
+                    {
+                        ulong v = ReadSeg(ref Sreg(RegIndex[(int)srcSegReg]), srcSegReg == Register.SS ? ExSS : ExGP, si, size);
+                        Span<byte> data = stackalloc byte[4];
+                        BitConverter.TryWriteBytes(data, (uint)v);
+                        _exits.PortWrite(port, data[..size]);
+                        AdvanceIndex(6, step, amask);
+                        break;
+                    }
+            }
+            if (!rep) return;
+            Gpr[1] = (Gpr[1] & ~amask) | ((Gpr[1] - 1) & amask);
+            if (compare)
+            {
+                bool zf = GetZf();
+                if (i.HasRepePrefix && !zf) return;
+                if (i.HasRepnePrefix && zf) return;
+            }
+            if ((Gpr[1] & amask) == 0) return;
+            if (++iterations >= RepChunk)
+            {
+                _nextRip = Rip; // resume this instruction at the next step
+                return;
+            }
+        }
+    }
+
+    private void AdvanceIndex(int reg, long step, ulong amask)
+        => Gpr[reg] = (Gpr[reg] & ~amask) | ((Gpr[reg] + (ulong)step) & amask);
+
+    /// <summary>I/O permission: CPL ≤ IOPL in protected mode (the TSS I/O bitmap is not implemented yet).</summary>
+    private void CheckIo()
+    {
+        if (ProtectedMode && Cpl > (int)((_flags >> 12) & 3)) throw new CpuFault(ExGP, 0);
+    }
+
+    private void PortIn(in Instruction i)
+    {
+        CheckIo();
+        int size = RegBits[(int)i.Op0Register] / 8;
+        ushort port = i.Op1Kind == OpKind.Register ? (ushort)Gpr[2] : i.Immediate8;
+        Span<byte> data = stackalloc byte[4];
+        data.Clear();
+        _exits.PortRead(port, data[..size]);
+        WriteReg(i.Op0Register, BitConverter.ToUInt32(data));
+    }
+
+    private void PortOut(in Instruction i)
+    {
+        CheckIo();
+        int size = RegBits[(int)i.Op1Register] / 8;
+        ushort port = i.Op0Kind == OpKind.Register ? (ushort)Gpr[2] : i.Immediate8;
+        Span<byte> data = stackalloc byte[4];
+        BitConverter.TryWriteBytes(data, (uint)ReadReg(i.Op1Register));
+        _exits.PortWrite(port, data[..size]);
+    }
+
+    /// <summary>
+    /// CPUID: an Intel family 6 model that advertises exactly what this CPU implements (leaf 1 EDX: TSC, CX8,
+    /// CMOV; no FPU, MSR, PAE, APIC or SSE yet; ECX nothing), a brand string saying what it is, and no
+    /// extended features (no long mode yet). Leaves above the maximum return the highest basic leaf, as Intel does.
+    /// </summary>
+    private void Cpuid()
+    {
+        uint leaf = (uint)Gpr[0];
+        uint a = 0, b = 0, c = 0, d = 0;
+        switch (leaf)
+        {
+            case 0:
+                a = 1;
+                b = 0x756e_6547; // "Genu"
+                d = 0x4965_6e69; // "ineI"
+                c = 0x6c65_746e; // "ntel"
+                break;
+            case 1:
+                a = 0x0000_0663;               // family 6, model 6, stepping 3
+                b = 0;                         // APIC ID 0, no CLFLUSH line size (CLFSH not advertised)
+                d = (1u << 4) | (1u << 8) | (1u << 15); // TSC, CX8, CMOV
+                break;
+            case 0x8000_0000:
+                a = 0x8000_0004;
+                break;
+            case 0x8000_0001:
+                break;
+            case 0x8000_0002 or 0x8000_0003 or 0x8000_0004:
+                {
+                    var brand = "ActorVmm soft CPU (stage 1)\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0"u8;
+                    int o = (int)(leaf - 0x8000_0002) * 16;
+                    a = BitConverter.ToUInt32(brand[o..]);
+                    b = BitConverter.ToUInt32(brand[(o + 4)..]);
+                    c = BitConverter.ToUInt32(brand[(o + 8)..]);
+                    d = BitConverter.ToUInt32(brand[(o + 12)..]);
+                    break;
+                }
+            default:
+                if (leaf < 0x8000_0000) goto case 1;
+                break;
+        }
+        Gpr[0] = a;
+        Gpr[3] = b;
+        Gpr[1] = c;
+        Gpr[2] = d;
+    }
+
+    /// <summary>System instructions; false when the instruction is not implemented (the caller raises #ExUD).</summary>
+    private bool SystemInstruction(in Instruction i)
+    {
+        switch (i.Mnemonic)
+        {
+            case Mnemonic.Lgdt or Mnemonic.Lidt:
+                {
+                    RequireCpl0();
+                    ushort limit = (ushort)ReadMem(i, 16);
+                    ulong b = ReadMem(i, 32, 2);
+                    if (OperandBytes(i) == 2) b &= 0xff_ffff;
+                    if (i.Mnemonic == Mnemonic.Lgdt) Gdtr = new() { Base = b, Limit = limit };
+                    else Idtr = new() { Base = b, Limit = limit };
+                    return true;
+                }
+            case Mnemonic.Sgdt or Mnemonic.Sidt:
+                {
+                    var t = i.Mnemonic == Mnemonic.Sgdt ? Gdtr : Idtr;
+                    WriteMem(i, t.Limit, 16);
+                    WriteMem(i, (uint)t.Base, 32, 2);
+                    return true;
+                }
+            case Mnemonic.Lldt:
+                {
+                    RequireProtectedMode();
+                    RequireCpl0();
+                    ushort sel = (ushort)ReadOp(i, 0, 16);
+                    if ((sel & 0xfffc) == 0)
+                    {
+                        Ldtr = new() { Selector = sel };
+                        return true;
+                    }
+                    if ((sel & 4) != 0) throw new CpuFault(ExGP, (uint)(sel & 0xfffc));
+                    var seg = DescriptorToSegment(sel, LoadDescriptor(sel, ExGP));
+                    if ((seg.Attributes & 0x1f) != 0x02) throw new CpuFault(ExGP, (uint)(sel & 0xfffc));
+                    if (!seg.Present) throw new CpuFault(ExNP, (uint)(sel & 0xfffc));
+                    Ldtr = seg;
+                    return true;
+                }
+            case Mnemonic.Ltr:
+                {
+                    RequireProtectedMode();
+                    RequireCpl0();
+                    ushort sel = (ushort)ReadOp(i, 0, 16);
+                    if ((sel & 0xfffc) == 0 || (sel & 4) != 0) throw new CpuFault(ExGP, (uint)(sel & 0xfffc));
+                    ulong d = LoadDescriptor(sel, ExGP);
+                    var seg = DescriptorToSegment(sel, d);
+                    int type = seg.Attributes & 0x1f;
+                    if (type is not (0x01 or 0x09)) throw new CpuFault(ExGP, (uint)(sel & 0xfffc)); // available 16/32-bit TSS
+                    if (!seg.Present) throw new CpuFault(ExNP, (uint)(sel & 0xfffc));
+                    // Mark the TSS busy in its descriptor and in the cache.
+                    ulong addr = Gdtr.Base + (uint)(sel & 0xfff8) + 5;
+                    WriteLinear(addr, ReadLinear(addr, 1) | 0x02, 1);
+                    seg.Attributes |= 0x02;
+                    Tr = seg;
+                    return true;
+                }
+            case Mnemonic.Sldt: WriteOp(i, 0, Ldtr.Selector, OpBits(i)); return true;
+            case Mnemonic.Str: WriteOp(i, 0, Tr.Selector, OpBits(i)); return true;
+            case Mnemonic.Smsw: WriteOp(i, 0, Cr0 & (OpBits(i) == 16 ? 0xffffUL : 0xffff_ffffUL), OpBits(i)); return true;
+            case Mnemonic.Lmsw:
+                {
+                    RequireCpl0();
+                    ulong v = ReadOp(i, 0, 16) & 0xf;
+                    // LMSW can set PE but never clear it.
+                    WriteCr0((Cr0 & ~0xeUL) | v | (Cr0 & 1));
+                    return true;
+                }
+            case Mnemonic.Clts: RequireCpl0(); Cr0 &= ~8UL; return true;
+            case Mnemonic.Invd or Mnemonic.Wbinvd: RequireCpl0(); return true;
+            case Mnemonic.Invlpg: RequireCpl0(); return true; // no TLB while paging is not implemented
+            default:
+                return false;
+        }
+    }
+
+    private void RequireCpl0()
+    {
+        if (Cpl != 0) throw new CpuFault(ExGP, 0);
+    }
+
+    private void RequireProtectedMode()
+    {
+        if (!ProtectedMode) throw new CpuFault(ExUD, null);
+    }
+
+    private void MoveControlRegister(in Instruction i)
+    {
+        RequireCpl0();
+        var r0 = i.Op0Register;
+        var r1 = i.Op1Register;
+        if (r0.IsCR())
+        {
+            ulong v = ReadReg(r1);
+            switch (r0)
+            {
+                case Register.CR0: WriteCr0(v); break;
+                case Register.CR2: Cr2 = v; break;
+                case Register.CR3: Cr3 = v; break;
+                case Register.CR4:
+                    // Only TSD (bit 2) has meaning on this CPU; bits for features not advertised are reserved.
+                    if ((v & ~0x4UL) != 0) throw new CpuFault(ExGP, 0);
+                    Cr4 = v;
+                    break;
+                default: throw new CpuFault(ExUD, null);
+            }
+            return;
+        }
+        if (r1.IsCR())
+        {
+            ulong v = r1 switch
+            {
+                Register.CR0 => Cr0,
+                Register.CR2 => Cr2,
+                Register.CR3 => Cr3,
+                Register.CR4 => Cr4,
+                _ => throw new CpuFault(ExUD, null),
+            };
+            WriteReg(r0, v);
+            return;
+        }
+        // Debug registers: stored, not acted on (no hardware breakpoints yet).
+        if (r0.IsDR())
+        {
+            _debugRegisters[r0 - Register.DR0] = ReadReg(r1);
+            return;
+        }
+        WriteReg(r0, _debugRegisters[r1 - Register.DR0]);
+    }
+
+    private readonly ulong[] _debugRegisters = new ulong[16];
+
+    private void WriteCr0(ulong v)
+    {
+        v = (v & 0xe005_003f) | 0x10; // ET is hardwired to 1
+        if ((v & 0x8000_0000) != 0) throw new CpuFault(ExGP, 0); // paging is not implemented in this stage
+        if ((v & 0x2000_0000) != 0 && (v & 0x4000_0000) == 0) throw new CpuFault(ExGP, 0); // NW without CD
+        Cr0 = v;
+        _decodeCache.Clear();
+    }
+}

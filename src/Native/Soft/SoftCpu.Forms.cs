@@ -1,0 +1,85 @@
+// The instruction forms this CPU executes, as Iced codes: legacy encodings valid outside 64-bit mode whose
+// mnemonic the interpreter dispatches and whose operands are general-purpose, segment, control or debug
+// registers, memory, immediates or branch targets. The differential tests verify each one against silicon.
+using Iced.Intel;
+
+namespace ActorVmm.Native.Soft;
+
+public sealed partial class SoftCpu
+{
+    private static readonly HashSet<Mnemonic> HandledMnemonics =
+    [
+        Mnemonic.Add, Mnemonic.Or, Mnemonic.Adc, Mnemonic.Sbb, Mnemonic.And, Mnemonic.Sub, Mnemonic.Xor, Mnemonic.Cmp, Mnemonic.Test,
+        Mnemonic.Inc, Mnemonic.Dec, Mnemonic.Neg, Mnemonic.Not, Mnemonic.Mov, Mnemonic.Movzx, Mnemonic.Movsx, Mnemonic.Lea,
+        Mnemonic.Xchg, Mnemonic.Xadd, Mnemonic.Cmpxchg, Mnemonic.Cmpxchg8b, Mnemonic.Bswap, Mnemonic.Cbw, Mnemonic.Cwde,
+        Mnemonic.Cwd, Mnemonic.Cdq, Mnemonic.Xlatb, Mnemonic.Lds, Mnemonic.Les, Mnemonic.Lfs, Mnemonic.Lgs, Mnemonic.Lss,
+        Mnemonic.Push, Mnemonic.Pop, Mnemonic.Pusha, Mnemonic.Pushad, Mnemonic.Popa, Mnemonic.Popad, Mnemonic.Pushf,
+        Mnemonic.Pushfd, Mnemonic.Popf, Mnemonic.Popfd, Mnemonic.Enter, Mnemonic.Leave, Mnemonic.Jmp, Mnemonic.Call,
+        Mnemonic.Ret, Mnemonic.Retf, Mnemonic.Jo, Mnemonic.Jno, Mnemonic.Jb, Mnemonic.Jae, Mnemonic.Je, Mnemonic.Jne,
+        Mnemonic.Jbe, Mnemonic.Ja, Mnemonic.Js, Mnemonic.Jns, Mnemonic.Jp, Mnemonic.Jnp, Mnemonic.Jl, Mnemonic.Jge,
+        Mnemonic.Jle, Mnemonic.Jg, Mnemonic.Loop, Mnemonic.Loope, Mnemonic.Loopne, Mnemonic.Jcxz, Mnemonic.Jecxz,
+        Mnemonic.Seto, Mnemonic.Setno, Mnemonic.Setb, Mnemonic.Setae, Mnemonic.Sete, Mnemonic.Setne, Mnemonic.Setbe,
+        Mnemonic.Seta, Mnemonic.Sets, Mnemonic.Setns, Mnemonic.Setp, Mnemonic.Setnp, Mnemonic.Setl, Mnemonic.Setge,
+        Mnemonic.Setle, Mnemonic.Setg, Mnemonic.Cmovo, Mnemonic.Cmovno, Mnemonic.Cmovb, Mnemonic.Cmovae, Mnemonic.Cmove,
+        Mnemonic.Cmovne, Mnemonic.Cmovbe, Mnemonic.Cmova, Mnemonic.Cmovs, Mnemonic.Cmovns, Mnemonic.Cmovp, Mnemonic.Cmovnp,
+        Mnemonic.Cmovl, Mnemonic.Cmovge, Mnemonic.Cmovle, Mnemonic.Cmovg, Mnemonic.Rol, Mnemonic.Ror, Mnemonic.Rcl,
+        Mnemonic.Rcr, Mnemonic.Shl, Mnemonic.Sal, Mnemonic.Shr, Mnemonic.Sar, Mnemonic.Shld, Mnemonic.Shrd, Mnemonic.Mul,
+        Mnemonic.Imul, Mnemonic.Div, Mnemonic.Idiv, Mnemonic.Bt, Mnemonic.Bts, Mnemonic.Btr, Mnemonic.Btc, Mnemonic.Bsf,
+        Mnemonic.Bsr, Mnemonic.Daa, Mnemonic.Das, Mnemonic.Aaa, Mnemonic.Aas, Mnemonic.Aam, Mnemonic.Aad, Mnemonic.Clc,
+        Mnemonic.Stc, Mnemonic.Cmc, Mnemonic.Cld, Mnemonic.Std, Mnemonic.Cli, Mnemonic.Sti, Mnemonic.Lahf, Mnemonic.Sahf,
+        Mnemonic.Nop, Mnemonic.Pause, Mnemonic.Movsb, Mnemonic.Movsw, Mnemonic.Movsd, Mnemonic.Cmpsb, Mnemonic.Cmpsw,
+        Mnemonic.Cmpsd, Mnemonic.Scasb, Mnemonic.Scasw, Mnemonic.Scasd, Mnemonic.Lodsb, Mnemonic.Lodsw, Mnemonic.Lodsd,
+        Mnemonic.Stosb, Mnemonic.Stosw, Mnemonic.Stosd, Mnemonic.Insb, Mnemonic.Insw, Mnemonic.Insd, Mnemonic.Outsb,
+        Mnemonic.Outsw, Mnemonic.Outsd, Mnemonic.In, Mnemonic.Out, Mnemonic.Hlt, Mnemonic.Int, Mnemonic.Int3, Mnemonic.Int1,
+        Mnemonic.Into, Mnemonic.Iret, Mnemonic.Iretd, Mnemonic.Bound, Mnemonic.Ud0, Mnemonic.Ud1, Mnemonic.Ud2,
+        Mnemonic.Cpuid, Mnemonic.Rdtsc, Mnemonic.Lgdt, Mnemonic.Lidt, Mnemonic.Sgdt, Mnemonic.Sidt, Mnemonic.Lldt,
+        Mnemonic.Ltr, Mnemonic.Sldt, Mnemonic.Str, Mnemonic.Smsw, Mnemonic.Lmsw, Mnemonic.Clts, Mnemonic.Invd,
+        Mnemonic.Wbinvd, Mnemonic.Invlpg,
+    ];
+
+    private static readonly Lazy<IReadOnlyCollection<Code>> Forms = new(ComputeForms);
+
+    /// <summary>Every Iced code this CPU executes.</summary>
+    public static IReadOnlyCollection<Code> ImplementedForms => Forms.Value;
+
+    /// <summary>True when <paramref name="code"/> is one of <see cref="ImplementedForms"/>.</summary>
+    public static bool Implements(Code code) => FormSet.Value.Contains(code);
+
+    private static readonly Lazy<HashSet<Code>> FormSet = new(() => [.. ImplementedForms]);
+
+    private static IReadOnlyCollection<Code> ComputeForms()
+    {
+        var forms = new List<Code>();
+        foreach (var code in Enum.GetValues<Code>())
+        {
+            if (code == Code.INVALID) continue;
+            var info = code.ToOpCode();
+            if (!info.IsInstruction || info.Encoding != EncodingKind.Legacy || !info.Mode32 && !info.Mode16) continue;
+            if (!HandledMnemonics.Contains(code.Mnemonic())) continue;
+            if (info.OperandSize == 64 || info.AddressSize == 64) continue;
+            bool ok = true;
+            for (int n = 0; n < info.OpCount && ok; n++) ok = OperandSupported(info.GetOpKind(n));
+            if (ok) forms.Add(code);
+        }
+        return forms;
+    }
+
+    private static bool OperandSupported(OpCodeOperandKind k) => k switch
+    {
+        OpCodeOperandKind.r8_reg or OpCodeOperandKind.r8_opcode or OpCodeOperandKind.r16_reg or OpCodeOperandKind.r16_rm
+            or OpCodeOperandKind.r16_opcode or OpCodeOperandKind.r32_reg or OpCodeOperandKind.r32_rm or OpCodeOperandKind.r32_opcode
+            or OpCodeOperandKind.r16_reg_mem or OpCodeOperandKind.r32_reg_mem => true,
+        OpCodeOperandKind.r8_or_mem or OpCodeOperandKind.r16_or_mem or OpCodeOperandKind.r32_or_mem or OpCodeOperandKind.mem => true,
+        OpCodeOperandKind.seg_reg or OpCodeOperandKind.es or OpCodeOperandKind.cs or OpCodeOperandKind.ss or OpCodeOperandKind.ds
+            or OpCodeOperandKind.fs or OpCodeOperandKind.gs => true,
+        OpCodeOperandKind.cr_reg or OpCodeOperandKind.dr_reg => true,
+        OpCodeOperandKind.al or OpCodeOperandKind.cl or OpCodeOperandKind.ax or OpCodeOperandKind.dx or OpCodeOperandKind.eax => true,
+        OpCodeOperandKind.imm8 or OpCodeOperandKind.imm8_const_1 or OpCodeOperandKind.imm8sex16 or OpCodeOperandKind.imm8sex32
+            or OpCodeOperandKind.imm16 or OpCodeOperandKind.imm32 => true,
+        OpCodeOperandKind.mem_offs or OpCodeOperandKind.br16_1 or OpCodeOperandKind.br32_1 or OpCodeOperandKind.br16_2
+            or OpCodeOperandKind.br32_4 or OpCodeOperandKind.brdisp_2 or OpCodeOperandKind.brdisp_4 or OpCodeOperandKind.farbr2_2
+            or OpCodeOperandKind.farbr4_2 => true,
+        OpCodeOperandKind.seg_rSI or OpCodeOperandKind.es_rDI or OpCodeOperandKind.seg_rBX_al => true,
+        _ => false,
+    };
+}

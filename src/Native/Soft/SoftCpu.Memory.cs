@@ -1,0 +1,168 @@
+// Memory access for the software CPU: segment checks (limit, type, presence), linear to physical (identity
+// while paging is off), and physical access straight to host memory for RAM or through the exit handler for
+// everything else (MMIO). Writes to pages holding cached code drop that code (self-modifying code).
+using System.Runtime.CompilerServices;
+using ActorVmm.Core.Accel;
+
+namespace ActorVmm.Native.Soft;
+
+public sealed unsafe partial class SoftCpu
+{
+    /// <summary>Reads <paramref name="size"/> bytes at seg:offset, checking the segment as the CPU does.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal ulong ReadSeg(ref SegmentRegister seg, byte faultVector, ulong offset, int size)
+    {
+        CheckSegment(ref seg, faultVector, offset, size, write: false);
+        return ReadLinear((seg.Base + offset) & 0xffff_ffff, size);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal void WriteSeg(ref SegmentRegister seg, byte faultVector, ulong offset, ulong value, int size)
+    {
+        CheckSegment(ref seg, faultVector, offset, size, write: true);
+        WriteLinear((seg.Base + offset) & 0xffff_ffff, value, size);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void CheckSegment(ref SegmentRegister seg, byte faultVector, ulong offset, int size, bool write)
+    {
+        ushort attr = seg.Attributes;
+        // The common case: a present, writable, expand-up data segment, access inside its limit.
+        if ((attr & 0x9e) == 0x92 && offset + (ulong)size - 1 <= seg.Limit) return;
+        CheckSegmentSlow(ref seg, faultVector, offset, size, write);
+    }
+
+    private void CheckSegmentSlow(ref SegmentRegister seg, byte faultVector, ulong offset, int size, bool write)
+    {
+        ushort attr = seg.Attributes;
+        if (!ProtectedMode)
+        {
+            if (offset + (ulong)size - 1 > seg.Limit) throw new CpuFault(faultVector, 0);
+            return;
+        }
+        if ((attr & 0x80) == 0 || (attr & 0x10) == 0) throw new CpuFault(faultVector, 0); // null or unusable
+        bool code = (attr & 0x08) != 0;
+        if (code)
+        {
+            if (write || (attr & 0x02) == 0) throw new CpuFault(ExGP, 0);
+        }
+        else if (write && (attr & 0x02) == 0)
+        {
+            throw new CpuFault(faultVector, 0);
+        }
+        ulong last = offset + (ulong)size - 1;
+        if (!code && (attr & 0x04) != 0)
+        {
+            // Expand-down: valid offsets are (limit, top], top = 0xffffffff with B set, else 0xffff.
+            ulong top = (attr & 0x4000) != 0 ? 0xffff_ffffUL : 0xffffUL;
+            if (offset <= seg.Limit || last > top) throw new CpuFault(faultVector, 0);
+        }
+        else if (last > seg.Limit)
+        {
+            throw new CpuFault(faultVector, 0);
+        }
+    }
+
+    /// <summary>Linear to physical: identity while paging is off (paging is not implemented in stage 1).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong Translate(ulong linear) => linear;
+
+    internal ulong ReadLinear(ulong linear, int size) => ReadPhysical(Translate(linear), size);
+
+    internal void WriteLinear(ulong linear, ulong value, int size) => WritePhysical(Translate(linear), value, size);
+
+    /// <summary>Descriptor-table and TSS reads: linear addresses, no segment checks.</summary>
+    private ulong ReadSystem64(ulong linear) => ReadLinear(linear, 8);
+
+    private ulong ReadSystem32(ulong linear) => ReadLinear(linear, 4);
+
+    private ulong ReadSystem16(ulong linear) => ReadLinear(linear, 2);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal ulong ReadPhysical(ulong pa, int size)
+    {
+        if (pa - _ramStart <= _ramEnd - _ramStart - (ulong)size && _ramHost != null)
+        {
+            byte* p = _ramHost + (pa - _ramStart);
+            return size switch
+            {
+                1 => *p,
+                2 => Unsafe.ReadUnaligned<ushort>(p),
+                4 => Unsafe.ReadUnaligned<uint>(p),
+                _ => Unsafe.ReadUnaligned<ulong>(p),
+            };
+        }
+        return ReadPhysicalSlow(pa, size);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal void WritePhysical(ulong pa, ulong value, int size)
+    {
+        if (pa - _ramStart <= _ramEnd - _ramStart - (ulong)size && _ramHost != null && !_ramReadOnly)
+        {
+            byte* p = _ramHost + (pa - _ramStart);
+            switch (size)
+            {
+                case 1: *p = (byte)value; break;
+                case 2: Unsafe.WriteUnaligned(p, (ushort)value); break;
+                case 4: Unsafe.WriteUnaligned(p, (uint)value); break;
+                default: Unsafe.WriteUnaligned(p, value); break;
+            }
+            _decodeCache.NotifyWrite(pa, size);
+            return;
+        }
+        WritePhysicalSlow(pa, value, size);
+    }
+
+    private ulong ReadPhysicalSlow(ulong pa, int size)
+    {
+        var region = _memory.FindRegion(pa);
+        if (region is not null && pa + (ulong)size <= region.End)
+        {
+            _ramStart = region.Start;
+            _ramEnd = region.End;
+            _ramHost = region.Host;
+            _ramReadOnly = region.ReadOnly;
+            return ReadPhysical(pa, size);
+        }
+        Span<byte> buf = stackalloc byte[8];
+        buf.Clear();
+        var data = buf[..size];
+        if (region is not null || _memory.FindRegion(pa + (ulong)size - 1) is not null)
+        {
+            // Straddles a region boundary: byte by byte, each byte from RAM or the bus.
+            for (int i = 0; i < size; i++) data[i] = (byte)ReadPhysical(pa + (ulong)i, 1);
+        }
+        else
+        {
+            _exits.MmioRead(pa, data);
+        }
+        return BitConverter.ToUInt64(buf);
+    }
+
+    private void WritePhysicalSlow(ulong pa, ulong value, int size)
+    {
+        var region = _memory.FindRegion(pa);
+        if (region is not null && pa + (ulong)size <= region.End)
+        {
+            if (region.ReadOnly) return; // ROM: writes are dropped, as on a real board
+            _ramStart = region.Start;
+            _ramEnd = region.End;
+            _ramHost = region.Host;
+            _ramReadOnly = false;
+            WritePhysical(pa, value, size);
+            return;
+        }
+        Span<byte> buf = stackalloc byte[8];
+        BitConverter.TryWriteBytes(buf, value);
+        var data = buf[..size];
+        if (region is not null || _memory.FindRegion(pa + (ulong)size - 1) is not null)
+        {
+            for (int i = 0; i < size; i++) WritePhysical(pa + (ulong)i, data[i], 1);
+        }
+        else
+        {
+            _exits.MmioWrite(pa, data);
+        }
+    }
+}

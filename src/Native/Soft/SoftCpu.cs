@@ -1,0 +1,394 @@
+// The software x86 CPU: ActorVmm's stand-in for the kernel's CPU where no hypervisor exists, and the
+// instruction emulator the vmm(4) backend will use for MMIO exits.
+//
+// Stage 1 (this file set): 16- and 32-bit protected mode with segmentation (descriptor loads and checks,
+// limits, far transfers, IDT delivery with privilege stack switch through the TSS), the general-purpose
+// integer instruction set of the 386 through the Pentium, port I/O and MMIO as inline exits, HLT, CLI/STI
+// with the interrupt shadow, exceptions with their error codes, double fault and triple fault.
+// Not yet: real mode and virtual-8086 mode, paging (setting CR0.PG raises #ExGP(0) rather than running
+// with wrong translations), long mode, x87/MMX/SSE, the TSS I/O permission bitmap (IN/OUT at CPL > IOPL
+// raise #ExGP(0)), task switches (task gates raise #ExGP). Everything not implemented raises #ExUD.
+//
+// Structure: state lives in plain fields (registers as a ulong array, segment caches as SegmentRegister,
+// flags as lazy flags — see SoftCpu.Flags.cs). Instructions are decoded by Iced once and cached per guest
+// physical page (DecodeCache); a write to a page that holds cached code drops that page's cache. Execution
+// dispatches on the mnemonic to width-generic handlers grouped by family (SoftCpu.Exec*.cs).
+// Architectural faults are thrown as CpuFault inside an instruction and caught at the instruction boundary,
+// where they are delivered through the IDT; the common path allocates nothing.
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using ActorVmm.Core.Accel;
+using ActorVmm.Core.Memory;
+using Iced.Intel;
+
+namespace ActorVmm.Native.Soft;
+
+public enum StepOutcome
+{
+    /// <summary>An instruction retired (or an interrupt was delivered).</summary>
+    Retired,
+    /// <summary>The instruction raised an exception, which was delivered through the IDT.</summary>
+    Exception,
+    /// <summary>HLT: the CPU waits for an interrupt.</summary>
+    Halted,
+    /// <summary>Triple fault: the CPU is in shutdown.</summary>
+    Shutdown,
+}
+
+/// <summary>An architectural exception as raised, before delivery.</summary>
+public readonly record struct ExceptionRecord(byte Vector, uint? ErrorCode);
+
+/// <summary>Raised inside an instruction for an architectural fault; caught at the instruction boundary.</summary>
+internal sealed class CpuFault(byte vector, uint? errorCode) : Exception
+{
+    public byte Vector { get; } = vector;
+    public uint? ErrorCode { get; } = errorCode;
+}
+
+public sealed unsafe partial class SoftCpu
+{
+    // Exception vectors.
+    internal const byte ExDE = 0, ExDB = 1, ExNMI = 2, ExBP = 3, ExOF = 4, ExBR = 5, ExUD = 6, ExNM = 7, ExDF = 8, ExTS = 10, ExNP = 11, ExSS = 12, ExGP = 13, ExPF = 14, ExAC = 17;
+
+    private readonly GuestMemory _memory;
+    private readonly IExitHandler _exits;
+    private readonly DecodeCache _decodeCache;
+
+    // Architectural state.
+    internal readonly ulong[] Gpr = new ulong[16];
+    internal ulong Rip;
+    internal SegmentRegister Es, Cs, Ss, Ds, Fs, Gs, Ldtr, Tr;
+    internal DescriptorTableRegister Gdtr, Idtr;
+    internal ulong Cr0, Cr2, Cr3, Cr4, Cr8, Efer, ApicBase;
+
+    /// <summary>Instruction pointer of the instruction after the one executing (handlers set it for jumps).</summary>
+    private ulong _nextRip;
+    private bool _interruptShadow;
+    private bool _halted;
+    private bool _shutdown;
+    private ExceptionRecord? _lastException;
+    private ulong _retired;
+
+    // Pending external events (set from other threads through SoftVcpu).
+    private int _pendingVector = -1;
+    private bool _pendingNmi;
+
+    // Last RAM region hit by a data access: most accesses stay in one region.
+    private ulong _ramStart, _ramEnd;
+    private byte* _ramHost;
+    private bool _ramReadOnly;
+
+    public SoftCpu(GuestMemory memory, IExitHandler exits)
+    {
+        _memory = memory;
+        _exits = exits;
+        _decodeCache = new DecodeCache(memory);
+        SetSystemRegisters(SystemRegisters.PowerOn());
+        Rflags = 0x2;
+        Gpr[2] = 0x600; // EDX at reset: family/model/stepping
+    }
+
+    /// <summary>Where RDTSC reads time from. Defaults to host time at 1 GHz (nanoseconds).</summary>
+    public Func<ulong> TimeStampCounter { get; set; } = HostTsc;
+
+    /// <summary>The TSC frequency advertised in CPUID leaf 0x15/0x16 terms (Hz).</summary>
+    public const ulong TscFrequencyHz = 1_000_000_000;
+
+    public ulong InstructionsRetired => _retired;
+
+    public ExceptionRecord? LastException => _lastException;
+
+    public void ClearLastException() => _lastException = null;
+
+    public bool IsHalted => _halted;
+
+    public bool IsShutdown => _shutdown;
+
+    /// <summary>True when an external interrupt could be taken now (IF=1, no interrupt shadow).</summary>
+    public bool InterruptWindowOpen => (_flags & IF) != 0 && !_interruptShadow;
+
+    /// <summary>Makes an external interrupt pending; delivered at the next boundary where IF=1 and no shadow.</summary>
+    internal void RaiseExternalInterrupt(byte vector) => _pendingVector = vector;
+
+    internal bool HasPendingExternalInterrupt => _pendingVector >= 0;
+
+    internal void RaiseNmi() => _pendingNmi = true;
+
+    private static ulong HostTsc() => (ulong)(Stopwatch.GetTimestamp() * (1_000_000_000.0 / Stopwatch.Frequency));
+
+    public CpuRegisters GetRegisters()
+    {
+        var r = new CpuRegisters();
+        for (int i = 0; i < 16; i++) r[i] = Gpr[i];
+        r.Rip = Rip;
+        r.Rflags = Rflags;
+        return r;
+    }
+
+    public void SetRegisters(in CpuRegisters r)
+    {
+        var copy = r;
+        for (int i = 0; i < 16; i++) Gpr[i] = copy[i];
+        Rip = r.Rip;
+        Rflags = r.Rflags;
+        _halted = false;
+    }
+
+    public SystemRegisters GetSystemRegisters() => new()
+    {
+        Cs = Cs, Ds = Ds, Es = Es, Fs = Fs, Gs = Gs, Ss = Ss, Tr = Tr, Ldtr = Ldtr,
+        Gdtr = Gdtr, Idtr = Idtr,
+        Cr0 = Cr0, Cr2 = Cr2, Cr3 = Cr3, Cr4 = Cr4, Cr8 = Cr8, Efer = Efer, ApicBase = ApicBase,
+    };
+
+    public void SetSystemRegisters(in SystemRegisters s)
+    {
+        Cs = s.Cs; Ds = s.Ds; Es = s.Es; Fs = s.Fs; Gs = s.Gs; Ss = s.Ss; Tr = s.Tr; Ldtr = s.Ldtr;
+        Gdtr = s.Gdtr; Idtr = s.Idtr;
+        Cr0 = s.Cr0; Cr2 = s.Cr2; Cr3 = s.Cr3; Cr4 = s.Cr4; Cr8 = s.Cr8; Efer = s.Efer; ApicBase = s.ApicBase;
+        _decodeCache.Clear();
+    }
+
+    /// <summary>Current privilege level.</summary>
+    internal int Cpl => ProtectedMode ? Cs.Selector & 3 : 0;
+
+    internal bool ProtectedMode => (Cr0 & 1) != 0;
+
+    /// <summary>Default operand/address size of the code segment: 32 when CS.D is set.</summary>
+    private int CodeBitness => ProtectedMode && (Cs.Attributes & 0x4000) != 0 ? 32 : 16;
+
+    /// <summary>Executes one instruction, or delivers one pending event.</summary>
+    public StepOutcome Step()
+    {
+        if (_shutdown) return StepOutcome.Shutdown;
+
+        // Events at the instruction boundary: ExNMI, then external interrupts.
+        if (_pendingNmi && !_interruptShadow)
+        {
+            _pendingNmi = false;
+            _halted = false;
+            return DeliverEvent(ExNMI, null, EventKind.External);
+        }
+        if (_pendingVector >= 0 && (_flags & IF) != 0 && !_interruptShadow)
+        {
+            byte vector = (byte)_pendingVector;
+            _pendingVector = -1;
+            _halted = false;
+            return DeliverEvent(vector, null, EventKind.External);
+        }
+        if (_halted) return StepOutcome.Halted;
+
+        _interruptShadow = false;
+        try
+        {
+            ref readonly var insn = ref Fetch();
+            _nextRip = (Rip + (ulong)insn.Length) & IpMask;
+            Execute(in insn);
+            Rip = _nextRip;
+            _retired++;
+            return _halted ? StepOutcome.Halted : StepOutcome.Retired;
+        }
+        catch (CpuFault fault)
+        {
+            return DeliverEvent(fault.Vector, fault.ErrorCode, EventKind.Fault);
+        }
+    }
+
+    /// <summary>Runs until <paramref name="budget"/> instructions retired, HLT, shutdown, or <paramref name="stop"/> is set.</summary>
+    internal StepOutcome Run(long budget, ref int stop)
+    {
+        while (budget-- > 0)
+        {
+            var outcome = Step();
+            if (outcome is StepOutcome.Halted or StepOutcome.Shutdown) return outcome;
+            if ((budget & 0x3ff) == 0 && Volatile.Read(ref stop) != 0) break;
+        }
+        return StepOutcome.Retired;
+    }
+
+    private ulong IpMask => CodeBitness == 32 ? 0xffff_ffffUL : 0xffffUL;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ref readonly Instruction Fetch()
+    {
+        uint eip = (uint)Rip;
+        if (eip > Cs.Limit) throw new CpuFault(ExGP, 0);
+        ulong linear = (Cs.Base + eip) & 0xffff_ffff;
+        ref readonly var insn = ref _decodeCache.Get(linear, CodeBitness, out bool ok);
+        if (!ok) throw new CpuFault(ExGP, 0); // fetch from unbacked memory: no RAM behind CS:EIP
+        if (insn.Code == Code.INVALID) throw new CpuFault(ExUD, null);
+        return ref insn;
+    }
+
+    private enum EventKind
+    {
+        Fault,
+        External,
+        SoftwareInt,
+    }
+
+    private static bool IsContributory(byte v) => v is ExDE or ExTS or ExNP or ExSS or ExGP;
+
+    private StepOutcome DeliverEvent(byte vector, uint? errorCode, EventKind kind)
+    {
+        if (kind == EventKind.Fault) _lastException = new ExceptionRecord(vector, errorCode);
+        try
+        {
+            DeliverThroughIdt(vector, errorCode, kind == EventKind.SoftwareInt, kind == EventKind.External);
+            return kind == EventKind.Fault ? StepOutcome.Exception : StepOutcome.Retired;
+        }
+        catch (CpuFault second)
+        {
+            _lastException = new ExceptionRecord(second.Vector, second.ErrorCode);
+            if (vector == ExDF)
+            {
+                _shutdown = true;
+                return StepOutcome.Shutdown;
+            }
+            bool makesDouble = (IsContributory(vector) && IsContributory(second.Vector))
+                || (vector == ExPF && (IsContributory(second.Vector) || second.Vector == ExPF));
+            byte next = makesDouble ? ExDF : second.Vector;
+            uint? code = makesDouble ? 0u : second.ErrorCode;
+            return DeliverEvent(next, code, EventKind.Fault) == StepOutcome.Shutdown ? StepOutcome.Shutdown : StepOutcome.Exception;
+        }
+    }
+
+    /// <summary>Software interrupt from INT n / INT3 / INTO: delivered with the return address after the instruction.</summary>
+    private void SoftwareInterrupt(byte vector)
+    {
+        Rip = _nextRip;
+        DeliverThroughIdt(vector, null, software: true, external: false);
+        _nextRip = Rip;
+    }
+
+    private void DeliverThroughIdt(byte vector, uint? errorCode, bool software, bool external)
+    {
+        if (!ProtectedMode)
+        {
+            DeliverRealMode(vector);
+            return;
+        }
+        uint ext = external ? 1u : 0u;
+        uint idtOffset = (uint)vector * 8;
+        if (idtOffset + 7 > Idtr.Limit) throw new CpuFault(ExGP, idtOffset + 2 + ext);
+        ulong gate = ReadSystem64(Idtr.Base + idtOffset);
+        int type = (int)(gate >> 40) & 0x1f;
+        int gateDpl = (int)(gate >> 45) & 3;
+        bool present = ((gate >> 47) & 1) != 0;
+        if (type is not (0x0e or 0x0f or 0x06 or 0x07)) throw new CpuFault(ExGP, idtOffset + 2 + ext);
+        if (software && gateDpl < Cpl) throw new CpuFault(ExGP, idtOffset + 2);
+        if (!present) throw new CpuFault(ExNP, idtOffset + 2 + ext);
+        bool gate32 = (type & 0x08) != 0;
+        bool trapGate = (type & 1) != 0;
+        ushort selector = (ushort)(gate >> 16);
+        uint offset = (uint)(gate & 0xffff) | (uint)((gate >> 32) & 0xffff0000);
+        if (!gate32) offset &= 0xffff;
+
+        if ((selector & 0xfffc) == 0) throw new CpuFault(ExGP, ext);
+        var codeDesc = LoadDescriptor(selector, ExGP, ext);
+        var cs = DescriptorToSegment(selector, codeDesc);
+        int dpl = (cs.Attributes >> 5) & 3;
+        bool isCode = (cs.Attributes & 0x18) == 0x18;
+        if (!isCode || dpl > Cpl) throw new CpuFault(ExGP, (uint)(selector & 0xfffc) + ext);
+        if (!cs.Present) throw new CpuFault(ExNP, (uint)(selector & 0xfffc) + ext);
+        bool conforming = (cs.Attributes & 0x04) != 0;
+
+        uint flags = (uint)Rflags;
+        ushort oldCs = Cs.Selector;
+        uint oldEip = (uint)Rip;
+        if (!conforming && dpl < Cpl)
+        {
+            // Inter-privilege: switch to the inner stack named in the TSS.
+            var (newSs, newEsp) = ReadTssStack(dpl, ext);
+            ushort oldSs = Ss.Selector;
+            uint oldEsp = (uint)Gpr[4];
+            var ssDesc = LoadDescriptor(newSs, ExTS, ext);
+            var ss = DescriptorToSegment(newSs, ssDesc);
+            if ((newSs & 3) != dpl || ((ss.Attributes >> 5) & 3) != dpl || (ss.Attributes & 0x1a) != 0x12)
+                throw new CpuFault(ExTS, (uint)(newSs & 0xfffc) + ext);
+            if (!ss.Present) throw new CpuFault(ExSS, (uint)(newSs & 0xfffc) + ext);
+            SetAccessed(newSs);
+            Ss = ss;
+            Gpr[4] = newEsp;
+            cs.Selector = (ushort)((selector & 0xfffc) | dpl);
+            PushGate(gate32, oldSs);
+            PushGate(gate32, oldEsp);
+        }
+        else
+        {
+            cs.Selector = (ushort)((selector & 0xfffc) | Cpl);
+        }
+        PushGate(gate32, flags);
+        PushGate(gate32, oldCs);
+        PushGate(gate32, oldEip);
+        if (errorCode is uint code) PushGate(gate32, code);
+        if (offset > cs.Limit) throw new CpuFault(ExGP, ext);
+        SetAccessed(selector);
+        Cs = cs;
+        Rip = offset;
+        _flags &= ~(TF | NT | RF | VM);
+        if (!trapGate) _flags &= ~IF;
+        _halted = false;
+    }
+
+    private void PushGate(bool gate32, uint value)
+    {
+        if (gate32) Push(value, 4);
+        else Push(value & 0xffff, 2);
+    }
+
+    private void DeliverRealMode(byte vector)
+    {
+        uint offset = (uint)vector * 4;
+        if (offset + 3 > Idtr.Limit) throw new CpuFault(ExGP, 0);
+        uint entry = (uint)ReadSystem32(Idtr.Base + offset);
+        Push(Rflags & 0xffff, 2);
+        Push(Cs.Selector, 2);
+        Push(Rip & 0xffff, 2);
+        Cs = SegmentRegister.RealMode((ushort)(entry >> 16), code: true);
+        Rip = entry & 0xffff;
+        _flags &= ~(IF | TF | ExAC);
+        _halted = false;
+    }
+
+    private (ushort Ss, uint Esp) ReadTssStack(int dpl, uint ext)
+    {
+        int type = Tr.Attributes & 0xf;
+        if (!Tr.Present || (type != 0x9 && type != 0xb && type != 0x1 && type != 0x3)) throw new CpuFault(ExTS, (uint)(Tr.Selector & 0xfffc) + ext);
+        bool tss32 = (type & 0x8) != 0;
+        uint offset = tss32 ? (uint)(4 + dpl * 8) : (uint)(2 + dpl * 4);
+        uint size = tss32 ? 6u : 4u;
+        if (offset + size - 1 > Tr.Limit) throw new CpuFault(ExTS, (uint)(Tr.Selector & 0xfffc) + ext);
+        if (tss32)
+            return ((ushort)ReadSystem32(Tr.Base + offset + 4), (uint)ReadSystem32(Tr.Base + offset));
+        return ((ushort)ReadSystem16(Tr.Base + offset + 2), (ushort)ReadSystem16(Tr.Base + offset));
+    }
+
+    private void Push(ulong value, int size)
+    {
+        bool stack32 = (Ss.Attributes & 0x4000) != 0;
+        ulong sp = Gpr[4];
+        ulong newSp = stack32 ? (uint)(sp - (ulong)size) : (sp & ~0xffffUL) | ((sp - (ulong)size) & 0xffff);
+        ulong offset = stack32 ? (uint)newSp : newSp & 0xffff;
+        WriteSeg(ref Ss, ExSS, offset, value, size);
+        Gpr[4] = newSp;
+    }
+
+    private ulong Pop(int size)
+    {
+        bool stack32 = (Ss.Attributes & 0x4000) != 0;
+        ulong sp = Gpr[4];
+        ulong offset = stack32 ? (uint)sp : sp & 0xffff;
+        ulong value = ReadSeg(ref Ss, ExSS, offset, size);
+        Gpr[4] = stack32 ? (uint)(sp + (ulong)size) : (sp & ~0xffffUL) | ((sp + (ulong)size) & 0xffff);
+        return value;
+    }
+
+    /// <summary>Reads the stack at ESP + <paramref name="delta"/> without popping.</summary>
+    private ulong PeekStack(ulong delta, int size)
+    {
+        bool stack32 = (Ss.Attributes & 0x4000) != 0;
+        ulong offset = stack32 ? (uint)(Gpr[4] + delta) : (Gpr[4] + delta) & 0xffff;
+        return ReadSeg(ref Ss, ExSS, offset, size);
+    }
+}
