@@ -32,6 +32,8 @@ public enum VmEndReason
     Halted,
     /// <summary>The host asked the VM to quit.</summary>
     HostQuit,
+    /// <summary>The machine could not be built from its configuration or images (nothing ran).</summary>
+    ConfigError,
     /// <summary>The VMM failed (accelerator error, device model crash, unexpected exception).</summary>
     InternalError,
 }
