@@ -14,7 +14,7 @@ namespace ActorVmm.Actors;
 /// <summary>Where a device actor puts the bytes of one read; the reading vCPU thread waits on it.</summary>
 public sealed class ReadReplySlot
 {
-    private readonly ManualResetEventSlim _done = new(false, spinCount: 4000);
+    private readonly ManualResetEventSlim _done = new(false, spinCount: 2000);
     private byte[] _buffer = new byte[16];
     private int _length;
 

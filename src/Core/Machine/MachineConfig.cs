@@ -65,8 +65,8 @@ public sealed record MachineConfig
     /// <summary>Multiboot modules, each as QEMU spells it: "path [arguments]" (the whole string is the module's command line).</summary>
     public IReadOnlyList<string> Modules { get; init; } = [];
 
-    /// <summary>COM1..COM4 in order; an absent port has no device at all.</summary>
-    public IReadOnlyList<CharBackend> SerialPorts { get; init; } = [CharBackend.Stdio];
+    /// <summary>COM1..COM4 in order; a null entry (QEMU's -serial none) has no device at all.</summary>
+    public IReadOnlyList<CharBackend?> SerialPorts { get; init; } = [CharBackend.Stdio];
 
     public DebugExitConfig? DebugExit { get; init; }
 
@@ -105,7 +105,7 @@ public sealed record MachineConfig
         if (DebugExit is { } d)
         {
             if (d.IoBase is < 0 or > 0xffff) errors.Add($"isa-debug-exit iobase 0x{d.IoBase:x} is outside the port space 0-0xffff");
-            else if (d.IoSize is < 1 or > 4 || d.IoBase + d.IoSize > 0x10000) errors.Add($"isa-debug-exit iosize {d.IoSize} at iobase 0x{d.IoBase:x} must be 1-4 ports inside 0-0xffff");
+            else if (d.IoSize < 1 || d.IoBase + d.IoSize > 0x10000) errors.Add($"isa-debug-exit iosize {d.IoSize} at iobase 0x{d.IoBase:x} does not fit the port space 0-0xffff");
         }
         var known = PcMachineBuilder.DeviceNames(this);
         foreach (var name in RouteOverrides.Keys)

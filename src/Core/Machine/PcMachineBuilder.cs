@@ -54,7 +54,10 @@ public static class PcMachineBuilder
     public static IReadOnlyList<string> DeviceNames(MachineConfig config)
     {
         var names = new List<string>();
-        for (int i = 0; i < Math.Min(config.SerialPorts.Count, ComPorts.Count); i++) names.Add(ComPorts[i].Name);
+        for (int i = 0; i < Math.Min(config.SerialPorts.Count, ComPorts.Count); i++)
+        {
+            if (config.SerialPorts[i] is not null) names.Add(ComPorts[i].Name);
+        }
         if (config.DebugExit is not null) names.Add(DebugExitName);
         if (config.DebugCon is not null) names.Add(DebugConName);
         return names;
@@ -82,8 +85,9 @@ public static class PcMachineBuilder
         var models = new List<(IBusDevice Model, PortRange Ports)>();
         for (int i = 0; i < config.SerialPorts.Count; i++)
         {
+            if (config.SerialPorts[i] is not { } backend) continue;
             var (name, port, irq) = ComPorts[i];
-            var uart = new Uart16550(name, new VmIrqLine(vm, irq), sinks(name, config.SerialPorts[i]));
+            var uart = new Uart16550(name, new VmIrqLine(vm, irq), sinks(name, backend));
             models.Add((uart, new PortRange(port, 8)));
         }
         if (config.DebugExit is { } de)
