@@ -13,6 +13,7 @@
 using System.Diagnostics;
 using System.Reflection;
 using ActorVmm.Actors;
+using ActorVmm.Core.Accel;
 using ActorVmm.Core.Boot;
 using ActorVmm.Core.Machine;
 using Akka.Actor;
@@ -24,7 +25,10 @@ namespace ActorVmm.Host;
 
 internal static class HostMain
 {
-    public static int Run(string[] args)
+    public static int Run(string[] args) => Run(args, Accelerators.Create);
+
+    /// <param name="accelerators">Creates the accelerator for an -accel name, or null when there is none (tests supply their own).</param>
+    internal static int Run(string[] args, Func<string, IAccelerator?> accelerators)
     {
         var started = Stopwatch.StartNew();
         ParsedCommand command;
@@ -50,11 +54,12 @@ internal static class HostMain
 
         BootImages images;
         CharBackends backends;
+        IAccelerator accelerator;
         try
         {
             images = LoadImages(config);
-            if (Accelerators.Create(config.Accelerator) is null)
-                throw new UsageException($"-accel {config.Accelerator}: this accelerator is not part of this build");
+            accelerator = accelerators(config.Accelerator)
+                ?? throw new UsageException($"-accel {config.Accelerator}: this accelerator is not part of this build");
             backends = new CharBackends(config);
         }
         catch (UsageException e)
@@ -66,7 +71,7 @@ internal static class HostMain
         Log.Logger = logger;
         try
         {
-            return RunVm(config, hostOptions, images, backends, started);
+            return RunVm(config, hostOptions, accelerator, images, backends, started);
         }
         catch (Exception e)
         {
@@ -80,9 +85,8 @@ internal static class HostMain
         }
     }
 
-    private static int RunVm(MachineConfig config, HostOptions hostOptions, BootImages images, CharBackends backends, Stopwatch started)
+    private static int RunVm(MachineConfig config, HostOptions hostOptions, IAccelerator accelerator, BootImages images, CharBackends backends, Stopwatch started)
     {
-        var accelerator = Accelerators.Create(config.Accelerator)!;
         using var system = ActorSystem.Create("actorvmm", AkkaConfig(hostOptions));
         var vm = system.ActorOf(VmActor.Props(config, accelerator, images, backends.SinkFor), "vm");
         Log.Debug("actor system up after {Elapsed} ms", started.ElapsedMilliseconds);
@@ -97,13 +101,22 @@ internal static class HostMain
             }
         }
         if (stdioPort >= 0) StdinPump.Start(vm, stdioPort);
-        Console.CancelKeyPress += (_, e) =>
+        ConsoleCancelEventHandler onCancel = (_, e) =>
         {
             e.Cancel = true;
             vm.Tell(VmActor.Quit.Instance, ActorRefs.NoSender);
         };
+        Console.CancelKeyPress += onCancel;
 
-        var finished = vm.Ask<VmActor.VmFinished>(VmActor.Run.Instance, Timeout.InfiniteTimeSpan).GetAwaiter().GetResult();
+        VmActor.VmFinished finished;
+        try
+        {
+            finished = vm.Ask<VmActor.VmFinished>(VmActor.Run.Instance, Timeout.InfiniteTimeSpan).GetAwaiter().GetResult();
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+        }
         Log.Information("run ended after {Elapsed} ms: {Reason}, status {Status}: {Detail}", started.ElapsedMilliseconds, finished.Reason, finished.ExitStatus, finished.Detail);
         switch (finished.Reason)
         {
