@@ -15,7 +15,9 @@
 // Reboot re-creates the whole machine from the configuration (new accelerator VM, kernel reloaded, fresh
 // device models). Teardown order: kick and stop the vCPU actors, wait until they have terminated (so no
 // thread is inside IVcpu.Run), stop the device actors, then dispose the VM. Everything a machine produces
-// carries its generation, so late messages from a torn-down machine are ignored.
+// carries its generation, so late messages from a torn-down machine are ignored. A machine that dies soon
+// after it started is rebuilt with back-off (5 ms doubling to 1 s), so a guest stuck in a triple-fault
+// loop costs little host CPU; Quit still ends the run at once.
 // Whoever sends Run gets VmFinished when the run ends (at once if it already has).
 using Akka.Actor;
 using Akka.Event;
@@ -31,7 +33,7 @@ namespace ActorVmm.Actors;
 /// <summary>The kernel and modules, read and parsed by the host before the VM exists.</summary>
 public sealed record BootImages(MultibootImage Kernel, IReadOnlyList<(string Name, ReadOnlyMemory<byte> Data)> Modules);
 
-public sealed class VmActor : ReceiveActor
+public sealed class VmActor : ReceiveActor, IWithTimers
 {
     public interface IVmProtocol;
 
@@ -57,13 +59,36 @@ public sealed class VmActor : ReceiveActor
 
     public sealed record Status(VmRunState State, int Generation, int Reboots);
 
+    /// <summary>Exit counters: accesses per device (with its route) and accesses nothing claimed, summed over vCPUs.</summary>
+    public sealed record GetStats : IVmProtocol
+    {
+        public static readonly GetStats Instance = new();
+    }
+
+    public sealed record DeviceStats(string Device, Route Route, long Accesses);
+
+    public sealed record Stats(int Generation, IReadOnlyList<DeviceStats> Devices, long UnclaimedPortAccesses, long UnclaimedMmioAccesses);
+
+    private sealed record BuildMachine
+    {
+        public static readonly BuildMachine Instance = new();
+    }
+
     /// <summary>A device asked the machine to stop (via IMachineControl), in machine generation <paramref name="Generation"/>.</summary>
     public sealed record GuestStop(MachineStopRequest Request, int Generation) : IVmProtocol;
 
     /// <summary>The end of the run, for whoever sent <see cref="Run"/>.</summary>
     public sealed record VmFinished(VmEndReason Reason, int ExitStatus, string Detail);
 
-    private sealed record Machine(int Generation, IVm Vm, Platform Platform, IVcpu[] Vcpus, IActorRef[] VcpuActors, Dictionary<string, IActorRef> DeviceActors);
+    private sealed record Machine(int Generation, IVm Vm, Platform Platform, IVcpu[] Vcpus, IActorRef[] VcpuActors,
+        ExitDispatcher[] Dispatchers, Dictionary<string, IActorRef> DeviceActors, DateTime Started);
+
+    // Reboot back-off: a machine that dies within FastRebootWindow of starting is rebuilt after a delay that
+    // doubles with each such reboot in a row (from RebootDelayMin up to RebootDelayMax).
+    private static readonly TimeSpan FastRebootWindow = TimeSpan.FromMilliseconds(500);
+    private static readonly TimeSpan RebootDelayMin = TimeSpan.FromMilliseconds(5);
+    private static readonly TimeSpan RebootDelayMax = TimeSpan.FromSeconds(1);
+    private int _fastReboots;
 
     private readonly MachineConfig _config;
     private readonly IAccelerator _accelerator;
@@ -76,6 +101,8 @@ public sealed class VmActor : ReceiveActor
     private int _reboots;
     private VmRunState _state = VmRunState.Created;
     private VmFinished? _finished;
+
+    public ITimerScheduler Timers { get; set; } = null!;
     // What to do once the current machine is torn down: reboot (null) or finish with this.
     private VmFinished? _afterTeardown;
     private readonly HashSet<IActorRef> _vcpusAlive = [];
@@ -105,6 +132,21 @@ public sealed class VmActor : ReceiveActor
                 dev.Tell(new DeviceActor.HostInput(m.Data));
         });
         Receive<GetStatus>(_ => Sender.Tell(new Status(_state, _generation, _reboots)));
+        Receive<GetStats>(_ =>
+        {
+            if (_machine is null)
+            {
+                Sender.Tell(new Stats(_generation, [], 0, 0));
+                return;
+            }
+            var devices = _machine.Platform.Devices.Select(d => new DeviceStats(d.Model.Name, d.Route, Interlocked.Read(ref d.Endpoint.Accesses))).ToList();
+            Sender.Tell(new Stats(_machine.Generation, devices,
+                _machine.Dispatchers.Sum(x => x.UnclaimedPortAccesses), _machine.Dispatchers.Sum(x => x.UnclaimedMmioAccesses)));
+        });
+        Receive<BuildMachine>(_ =>
+        {
+            if (_state == VmRunState.Rebooting) StartMachine();
+        });
         Receive<GuestStop>(m =>
         {
             if (_machine is null || m.Generation != _machine.Generation || _state != VmRunState.Running) return;
@@ -192,6 +234,7 @@ public sealed class VmActor : ReceiveActor
             });
             var vcpus = new IVcpu[_config.VcpuCount];
             var vcpuActors = new IActorRef[_config.VcpuCount];
+            var dispatchers = new ExitDispatcher[_config.VcpuCount];
             for (int i = 0; i < vcpus.Length; i++)
             {
                 vcpus[i] = vm.CreateVcpu(i);
@@ -204,11 +247,12 @@ public sealed class VmActor : ReceiveActor
             control.Vcpus = vcpus;
             for (int i = 0; i < vcpus.Length; i++)
             {
-                vcpuActors[i] = Context.ActorOf(VcpuActor.Props(vcpus[i], new ExitDispatcher(platform.Bus), Self, gate), $"vcpu{i}-g{generation}");
+                dispatchers[i] = new ExitDispatcher(platform.Bus);
+                vcpuActors[i] = Context.ActorOf(VcpuActor.Props(vcpus[i], dispatchers[i], Self, gate), $"vcpu{i}-g{generation}");
                 Context.Watch(vcpuActors[i]);
                 _vcpusAlive.Add(vcpuActors[i]);
             }
-            _machine = new Machine(generation, vm, platform, vcpus, vcpuActors, deviceActors);
+            _machine = new Machine(generation, vm, platform, vcpus, vcpuActors, dispatchers, deviceActors, DateTime.UtcNow);
             _state = VmRunState.Running;
             _log.Info("machine generation {0} built: {1}, {2} RAM, devices {3}", generation, _accelerator.Name,
                 MachineConfig.FormatSize(_config.RamBytes), string.Join(", ", platform.Devices.Select(d => $"{d.Model.Name}@{d.Ports} {d.Route}")));
@@ -238,6 +282,8 @@ public sealed class VmActor : ReceiveActor
     {
         _reboots++;
         _log.Info("{0}: rebooting (reboot {1})", detail, _reboots);
+        if (_machine is not null && DateTime.UtcNow - _machine.Started < FastRebootWindow) _fastReboots++;
+        else _fastReboots = 0;
         _afterTeardown = null;
         Teardown();
     }
@@ -245,6 +291,12 @@ public sealed class VmActor : ReceiveActor
     private void Finish(VmFinished finished)
     {
         if (_state is VmRunState.Finished) return;
+        if (_state is VmRunState.Rebooting)
+        {
+            Timers.CancelAll();
+            FinishNow(finished);
+            return;
+        }
         if (_state is VmRunState.TearingDown)
         {
             _afterTeardown ??= finished;
@@ -278,8 +330,21 @@ public sealed class VmActor : ReceiveActor
             _machine.Vm.Dispose();
             _machine = null;
         }
-        if (_afterTeardown is { } f) FinishNow(f);
-        else StartMachine();
+        if (_afterTeardown is { } f)
+        {
+            FinishNow(f);
+        }
+        else if (_fastReboots == 0)
+        {
+            StartMachine();
+        }
+        else
+        {
+            var delay = TimeSpan.FromTicks(Math.Min(RebootDelayMax.Ticks, RebootDelayMin.Ticks << Math.Min(_fastReboots - 1, 20)));
+            _state = VmRunState.Rebooting;
+            _log.Info("reboot loop: rebuilding the machine in {0} ms", delay.TotalMilliseconds);
+            Timers.StartSingleTimer(nameof(BuildMachine), BuildMachine.Instance, delay);
+        }
     }
 
     private void FinishNow(VmFinished finished)
@@ -324,5 +389,7 @@ public enum VmRunState
     Created,
     Running,
     TearingDown,
+    /// <summary>Between two machines of a reboot loop, waiting out the back-off.</summary>
+    Rebooting,
     Finished,
 }

@@ -218,4 +218,49 @@ public sealed class VmActorTests() : TestKit(ActorVmmConfig.Config)
         Assert.Equal(VmEndReason.DebugExit, finished.Reason);
         Assert.Equal(text, sink.Text);
     }
+
+    [Fact]
+    public void A_triple_fault_loop_reboots_with_back_off_and_can_be_quit()
+    {
+        var accel = new FakeAccelerator(i => i < 5 ? (v, c, h) => new VcpuExit(VcpuExitKind.Shutdown) : (v, c, h) => DebugExit(h, 2));
+        var vm = StartVm(Config(), accel, new RecordingSink());
+        var finished = ExpectMsg<VmActor.VmFinished>(Wait);
+        Assert.Equal(5, finished.ExitStatus);
+        Assert.Equal(6, accel.Vms.Count);
+        vm.Tell(VmActor.GetStatus.Instance);
+        Assert.Equal(5, ExpectMsg<VmActor.Status>().Reboots);
+
+        var forever = new FakeAccelerator((v, c, h) => new VcpuExit(VcpuExitKind.Shutdown));
+        var looping = StartVm(Config(), forever, new RecordingSink());
+        AwaitCondition(() => forever.Vms.Count >= 4, Wait);
+        looping.Tell(VmActor.Quit.Instance);
+        Assert.Equal(VmEndReason.HostQuit, ExpectMsg<VmActor.VmFinished>(Wait).Reason);
+        int count = forever.Vms.Count;
+        Thread.Sleep(100);
+        Assert.Equal(count, forever.Vms.Count);
+    }
+
+    [Fact]
+    public void Stats_count_accesses_per_device_and_unclaimed_ports()
+    {
+        var accel = new FakeAccelerator((v, call, h) =>
+        {
+            if (call < 10)
+            {
+                h.PortWrite(0x3f8, "x"u8);
+                h.PortWrite(0x80, [0]);
+            }
+            Thread.Sleep(1);
+            return VcpuExit.SliceEnd;
+        });
+        var vm = StartVm(Config(), accel, new RecordingSink());
+        AwaitCondition(() => accel.Vms.TryPeek(out var m) && m.Vcpus.Count == 1 && m.Vcpus[0].Runs > 12, Wait);
+        vm.Tell(VmActor.GetStats.Instance);
+        var stats = ExpectMsg<VmActor.Stats>();
+        Assert.Equal(new VmActor.DeviceStats("COM1", Route.Direct, 10), stats.Devices.Single(d => d.Device == "COM1"));
+        Assert.Equal(0, stats.Devices.Single(d => d.Device == "isa-debug-exit").Accesses);
+        Assert.Equal(10, stats.UnclaimedPortAccesses);
+        vm.Tell(VmActor.Quit.Instance);
+        ExpectMsg<VmActor.VmFinished>(Wait);
+    }
 }
