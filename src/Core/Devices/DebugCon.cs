@@ -1,10 +1,9 @@
 // QEMU's debugcon (isa-debugcon): a one-port debug console, at 0xe9 (Bochs' port, QEMU's default) or 0x402
 // (what OVMF/SeaBIOS builds use), chosen by configuration. A byte written to the port goes to the output
-// sink; a read returns the "readback" value, 0xe9 by default as in QEMU, which is how a guest detects the
-// port. QEMU implements the port with 1-byte accesses and splits wider ones, so a 16- or 32-bit write emits
-// its bytes in little-endian order and a wider read returns the readback value in every byte; this model
-// does the same. Accesses wider than 4 bytes or at a nonzero offset are counted as bad (reads answer
-// all-ones, writes are ignored). No input: QEMU's debugcon has none either.
+// sink; a byte read returns the "readback" value, 0xe9 by default as in QEMU, which is how a guest detects
+// the port. Only 1-byte accesses are valid: probed under QEMU 7.2 (TCG), 16- and 32-bit OUTs to the port are
+// dropped and 16- and 32-bit INs read 0, so this model counts them as bad accesses and answers the same way
+// (reads 0, writes ignored), as it does accesses at a nonzero offset. No input: QEMU's debugcon has none.
 using ActorVmm.Core.Bus;
 
 namespace ActorVmm.Core.Devices;
@@ -38,31 +37,31 @@ public sealed class DebugCon : IBusDevice
     /// <summary>The one-port range to map this device at.</summary>
     public PortRange Ports => new(Port, 1);
 
-    /// <summary>Accesses at a nonzero offset or wider than 4 bytes.</summary>
+    /// <summary>Accesses at a nonzero offset or wider than one byte (QEMU rejects them too).</summary>
     public long BadAccesses;
 
     public long BytesWritten { get; private set; }
 
     public void Read(ulong offset, Span<byte> data)
     {
-        if (offset != 0 || data.Length is 0 or > 4)
+        if (offset != 0 || data.Length != 1)
         {
             BadAccesses++;
-            data.Fill(0xff);
+            data.Clear();
             return;
         }
-        data.Fill(Readback);
+        data[0] = Readback;
     }
 
     public void Write(ulong offset, ReadOnlySpan<byte> data)
     {
-        if (offset != 0 || data.Length is 0 or > 4)
+        if (offset != 0 || data.Length != 1)
         {
             BadAccesses++;
             return;
         }
         _output.Write(data);
-        BytesWritten += data.Length;
+        BytesWritten++;
     }
 
     public DebugConState GetState() => new(Readback, BytesWritten);

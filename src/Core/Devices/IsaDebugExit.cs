@@ -3,7 +3,7 @@
 // offset in the range and of width 1, 2 or 4, asks the machine to stop with exit status (v << 1) | 1, so
 // a guest can never make it report 0 (QEMU passes that value to exit(); the host process status keeps only
 // its low 8 bits, which is the host's business, not this model's). Reads return 0, as QEMU's
-// debug_exit_read does. Widths other than 1, 2 and 4 are counted as bad accesses (reads answer all-ones,
+// debug_exit_read does (checked under QEMU 7.2: 8- and 32-bit INs from 0xf4 read 0). Widths other than 1, 2 and 4 are counted as bad accesses (reads answer all-ones,
 // writes are ignored). Nothing else is emulated: there is no state beyond the configuration.
 using ActorVmm.Core.Bus;
 

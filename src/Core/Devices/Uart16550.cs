@@ -48,6 +48,13 @@ public sealed record Uart16550State(
 
 public sealed class Uart16550 : IBusDevice
 {
+    /// <summary>The PC's serial ports: I/O base and ISA IRQ of COM1-COM4.</summary>
+    public static readonly IReadOnlyList<(string Name, ushort IoBase, int Irq)> PcPorts =
+        [("COM1", 0x3f8, 4), ("COM2", 0x2f8, 3), ("COM3", 0x3e8, 4), ("COM4", 0x2e8, 3)];
+
+    /// <summary>The eight ports a 16550 occupies at <paramref name="ioBase"/>.</summary>
+    public static PortRange PortsAt(ushort ioBase) => new(ioBase, 8);
+
     public const int FifoSize = 16;
     public const int DefaultBacklogCapacity = 64;
 
@@ -132,7 +139,7 @@ public sealed class Uart16550 : IBusDevice
     /// <summary>
     /// Pushes one received byte. False when the receiver FIFO and the backlog are both full: the byte is lost
     /// and LSR.OE is set, as when a character arrives at a full receiver. While the chip is in loopback its
-    /// serial input is disconnected, so bytes wait in the backlog.
+    /// serial input is disconnected, so bytes wait in the backlog (and are refused without OE when it is full).
     /// </summary>
     public bool TryEnqueueInput(byte value)
     {
@@ -149,9 +156,13 @@ public sealed class Uart16550 : IBusDevice
             Update();
             return true;
         }
-        Overruns++;
-        _lsrErrors |= LSR_OE;
-        Update();
+        if (!Loopback)
+        {
+            // In loopback the serial input is disconnected: the byte is refused, but no character was lost.
+            Overruns++;
+            _lsrErrors |= LSR_OE;
+            Update();
+        }
         return false;
     }
 

@@ -66,6 +66,23 @@ public sealed class Uart16550Tests
     }
 
     [Fact]
+    public void Wired_on_the_bus_at_com1_it_answers_with_register_offsets()
+    {
+        var (_, ioBase, irq) = PcPorts[0];
+        Assert.Equal((ushort)0x3f8, ioBase);
+        Assert.Equal(4, irq);
+        var bus = new ActorVmm.Core.Bus.BusBuilder().AddPorts(PortsAt(ioBase), new ActorVmm.Core.Bus.DirectEndpoint(_uart)).Build();
+        var dispatch = new ActorVmm.Core.Bus.ExitDispatcher(bus);
+        Span<byte> b = stackalloc byte[1];
+        dispatch.PortRead(0x3fd, b);
+        Assert.Equal(LSR_THRE | LSR_TEMT, b[0]);
+        dispatch.PortWrite(0x3f8, "!"u8);
+        Assert.Equal("!"u8.ToArray(), _sink.Bytes);
+        dispatch.PortRead(0x400, b);
+        Assert.Equal(1, dispatch.UnclaimedPortAccesses);
+    }
+
+    [Fact]
     public void Scratch_register_holds_a_value()
     {
         Wr(SCR, 0x5a);
@@ -213,6 +230,19 @@ public sealed class Uart16550Tests
         Assert.Equal(0, Rd(LSR) & LSR_DR);
         Wr(MCR, 0);
         Assert.Equal(0x31, Rd(RBR));
+    }
+
+    [Fact]
+    public void Loopback_refuses_host_input_beyond_the_backlog_without_an_overrun()
+    {
+        _uart = new Uart16550("COM1", _irq, _sink, inputBacklogCapacity: 2);
+        Wr(MCR, MCR_LOOP);
+        Assert.Equal(2, _uart.EnqueueInput("abc"u8));
+        Assert.Equal(0, Rd(LSR) & LSR_OE);
+        Assert.Equal(0, _uart.Overruns);
+        Wr(MCR, 0);
+        Assert.Equal((byte)'a', Rd(RBR));
+        Assert.Equal((byte)'b', Rd(RBR));
     }
 
     [Fact]
