@@ -67,7 +67,7 @@ public sealed class PcMachineBuilderTests
         var dispatcher = new ExitDispatcher(platform.Bus);
         dispatcher.PortWrite(0xf7, [0x10]);
         Assert.Equal(new MachineStopRequest(MachineStopReason.DebugExit, 0x21), Assert.Single(control.Requests));
-        dispatcher.PortWrite(0xe9, "dbg"u8);
+        foreach (byte b in "dbg"u8) dispatcher.PortWrite(0xe9, [b]);
         Assert.Equal("dbg", sinks["debugcon"].Text);
     }
 
