@@ -220,7 +220,7 @@ public sealed class VmActor : ReceiveActor, IWithTimers
         try
         {
             vm = _accelerator.CreateVm(new VmSpec(_config.RamBytes, _config.VcpuCount, _config.Irqchip) { Deterministic = _config.Deterministic });
-            var boot = MultibootLoader.Load(vm.Memory, _images.Kernel, _config.Append, _images.Modules);
+            var boot = MultibootLoader.Load(vm.Memory, _images.Kernel, _config.MultibootCommandLine, _images.Modules);
             var deviceActors = new Dictionary<string, IActorRef>();
             var gate = new VcpuGate();
             var control = new MachineControl(Self, generation, gate);

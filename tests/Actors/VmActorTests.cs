@@ -263,4 +263,25 @@ public sealed class VmActorTests() : TestKit(ActorVmmConfig.Config)
         vm.Tell(VmActor.Quit.Instance);
         ExpectMsg<VmActor.VmFinished>(Wait);
     }
+
+    [Fact]
+    public void The_kernel_gets_QEMUs_command_line_path_then_append_and_the_multiboot_magic()
+    {
+        CpuRegisters regs = default;
+        var accel = new FakeAccelerator((v, call, h) =>
+        {
+            regs = v.GetRegisters();
+            return DebugExit(h, 0);
+        });
+        StartVm(Config() with { KernelPath = "guests/k.bin", Append = "console=ttyS0 x=1" }, accel, new RecordingSink());
+        ExpectMsg<VmActor.VmFinished>(Wait);
+        Assert.Equal(0x2BADB002UL, regs.Rax);
+        var memory = Assert.Single(accel.Vms).Memory;
+        uint flags = memory.ReadObject<uint>(regs.Rbx);
+        Assert.NotEqual(0u, flags & (1u << 2));
+        uint cmdline = memory.ReadObject<uint>(regs.Rbx + 16);
+        var bytes = new byte["guests/k.bin console=ttyS0 x=1".Length + 1];
+        memory.Read(cmdline, bytes);
+        Assert.Equal("guests/k.bin console=ttyS0 x=1\0", Encoding.ASCII.GetString(bytes));
+    }
 }

@@ -115,6 +115,12 @@ public sealed record MachineConfig
         return errors;
     }
 
+    /// <summary>
+    /// The command line a multiboot kernel receives: "KERNEL APPEND", the kernel path first, as QEMU builds it
+    /// (so guests print and parse the same string under both).
+    /// </summary>
+    public string MultibootCommandLine => $"{KernelPath} {Append}";
+
     /// <summary>Throws <see cref="MachineConfigException"/> with the first problem, if any.</summary>
     public MachineConfig EnsureValid()
     {
