@@ -56,7 +56,6 @@ public static class CommandLine
         var host = new HostOptions();
         List<CharBackend?>? serials = null;
         var routes = new Dictionary<string, Route>();
-        bool sawKernelIrqchip = false;
 
         for (; i < args.Count; i++)
         {
@@ -99,7 +98,7 @@ public static class CommandLine
                     config = config with { Accelerator = ParseAccel(what, value) };
                     break;
                 case "machine" or "M":
-                    config = ParseMachine(what, value, config, ref sawKernelIrqchip);
+                    config = ParseMachine(what, value, config);
                     break;
                 case "m":
                     config = config with { RamBytes = ParseMemory(what, value) };
@@ -183,7 +182,7 @@ public static class CommandLine
         _ => throw new UsageException($"{what}: unknown accelerator '{accel}' (available: soft, or tcg as an alias)"),
     };
 
-    private static MachineConfig ParseMachine(string what, string value, MachineConfig config, ref bool sawIrqchip)
+    private static MachineConfig ParseMachine(string what, string value, MachineConfig config)
     {
         foreach (var (k, v) in SplitProps(what, value))
         {
@@ -193,7 +192,6 @@ public static class CommandLine
                     if (v != "pc") throw new UsageException($"{what}: machine type '{v}' is not supported (supported: pc)");
                     break;
                 case "kernel-irqchip":
-                    sawIrqchip = true;
                     config = config with
                     {
                         Irqchip = v switch

@@ -98,6 +98,17 @@ public sealed class HostRunTests : IDisposable
     }
 
     [Fact]
+    public void Akka_logging_goes_through_Serilog_to_the_log_file()
+    {
+        var accel = new ScriptedAccelerator((h, call) => new VcpuExit(VcpuExitKind.PowerOff));
+        var log = Path.Combine(_dir, "vmm.log");
+        Assert.Equal(0, HostMain.Run(["-kernel", Kernel(), "-serial", "none", "--log-level", "info", "--log-file", log], _ => accel));
+        var text = File.ReadAllText(log);
+        Assert.Contains("machine generation 1 built: scripted, 128 MiB RAM", text, StringComparison.Ordinal);
+        Assert.Contains("run ended after", text, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Halt_with_interrupts_disabled_is_status_6()
     {
         var accel = new ScriptedAccelerator((h, call) => new VcpuExit(VcpuExitKind.Halted));
