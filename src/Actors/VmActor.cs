@@ -12,6 +12,8 @@
 //   vCPU Halted (IF = 0)                → finish Halted, 6
 //   vCPU Error/Debug, a child that dies → finish InternalError, 8
 //   Quit from the host                  → finish HostQuit, 0
+//   SystemReset from the host           → as a guest reset
+// Pause/Resume from the host pause and resume every vCPU between slices.
 // Reboot re-creates the whole machine from the configuration (new accelerator VM, kernel reloaded, fresh
 // device models). Teardown order: kick and stop the vCPU actors, wait until they have terminated (so no
 // thread is inside IVcpu.Run), stop the device actors, then dispose the VM. Everything a machine produces
@@ -47,6 +49,24 @@ public sealed class VmActor : ReceiveActor, IWithTimers
     public sealed record Quit : IVmProtocol
     {
         public static readonly Quit Instance = new();
+    }
+
+    /// <summary>Pause every vCPU after its current slice (QMP's stop). The sender gets the Status once they are asked.</summary>
+    public sealed record Pause : IVmProtocol
+    {
+        public static readonly Pause Instance = new();
+    }
+
+    /// <summary>Resume paused vCPUs (QMP's cont).</summary>
+    public sealed record Resume : IVmProtocol
+    {
+        public static readonly Resume Instance = new();
+    }
+
+    /// <summary>Reset the machine from the host (QMP's system_reset): a reboot, or the end of the run with no-reboot.</summary>
+    public sealed record SystemReset : IVmProtocol
+    {
+        public static readonly SystemReset Instance = new();
     }
 
     /// <summary>Host bytes for serial port <paramref name="Port"/> (0 = COM1).</summary>
@@ -124,6 +144,29 @@ public sealed class VmActor : ReceiveActor, IWithTimers
             _waiters.Add(Sender);
             if (_state == VmRunState.Created) StartMachine();
         });
+        Receive<Pause>(_ =>
+        {
+            if (_state == VmRunState.Running && _machine is not null)
+            {
+                for (int i = 0; i < _machine.Vcpus.Length; i++)
+                    VcpuActor.SendControl(_machine.VcpuActors[i], _machine.Vcpus[i], VcpuActor.Pause.Instance, Self);
+                _state = VmRunState.Paused;
+            }
+            Sender.Tell(new Status(_state, _generation, _reboots));
+        });
+        Receive<Resume>(_ =>
+        {
+            if (_state == VmRunState.Paused && _machine is not null)
+            {
+                foreach (var a in _machine.VcpuActors) a.Tell(VcpuActor.Resume.Instance);
+                _state = VmRunState.Running;
+            }
+            Sender.Tell(new Status(_state, _generation, _reboots));
+        });
+        Receive<SystemReset>(_ =>
+        {
+            if (_state is VmRunState.Running or VmRunState.Paused) Reset("host reset");
+        });
         Receive<Quit>(_ => Finish(new VmFinished(VmEndReason.HostQuit, ExitStatus.PowerOff, "quit requested by the host")));
         Receive<SerialInput>(m =>
         {
@@ -149,7 +192,7 @@ public sealed class VmActor : ReceiveActor, IWithTimers
         });
         Receive<GuestStop>(m =>
         {
-            if (_machine is null || m.Generation != _machine.Generation || _state != VmRunState.Running) return;
+            if (_machine is null || m.Generation != _machine.Generation || !IsLive) return;
             var r = m.Request;
             switch (r.Reason)
             {
@@ -166,7 +209,7 @@ public sealed class VmActor : ReceiveActor, IWithTimers
         });
         Receive<VcpuActor.Ended>(m =>
         {
-            if (_machine is null || !_machine.VcpuActors.Contains(Sender) || _state != VmRunState.Running) return;
+            if (_machine is null || !_machine.VcpuActors.Contains(Sender) || !IsLive) return;
             var exit = m.Exit;
             switch (exit.Kind)
             {
@@ -195,11 +238,11 @@ public sealed class VmActor : ReceiveActor, IWithTimers
             if (_vcpusAlive.Remove(t.ActorRef))
             {
                 if (_state == VmRunState.TearingDown && _vcpusAlive.Count == 0) TeardownComplete();
-                else if (_state == VmRunState.Running)
+                else if (IsLive)
                     Finish(new VmFinished(VmEndReason.InternalError, ExitStatus.InternalError, $"{t.ActorRef.Path.Name} stopped unexpectedly"));
                 return;
             }
-            if (_state == VmRunState.Running && _machine is not null && _machine.DeviceActors.ContainsValue(t.ActorRef))
+            if (IsLive && _machine is not null && _machine.DeviceActors.ContainsValue(t.ActorRef))
                 Finish(new VmFinished(VmEndReason.InternalError, ExitStatus.InternalError, $"device {t.ActorRef.Path.Name} failed repeatedly and was stopped"));
         });
     }
@@ -210,6 +253,8 @@ public sealed class VmActor : ReceiveActor, IWithTimers
     /// <summary>A device actor that throws is restarted (its model keeps its state); three failures within ten seconds stop it, which ends the run.</summary>
     protected override SupervisorStrategy SupervisorStrategy()
         => new OneForOneStrategy(3, TimeSpan.FromSeconds(10), Decider.From(Directive.Restart));
+
+    private bool IsLive => _state is VmRunState.Running or VmRunState.Paused;
 
     private static string Suffix(VcpuExit exit) => exit.Detail is null ? "" : $" ({exit.Detail})";
 
@@ -388,6 +433,8 @@ public enum VmRunState
 {
     Created,
     Running,
+    /// <summary>The host paused the vCPUs; the machine is intact.</summary>
+    Paused,
     TearingDown,
     /// <summary>Between two machines of a reboot loop, waiting out the back-off.</summary>
     Rebooting,

@@ -284,4 +284,33 @@ public sealed class VmActorTests() : TestKit(ActorVmmConfig.Config)
         memory.Read(cmdline, bytes);
         Assert.Equal("guests/k.bin console=ttyS0 x=1\0", Encoding.ASCII.GetString(bytes));
     }
+
+    [Fact]
+    public void Host_pause_stops_the_guest_and_resume_continues_it_and_reset_reboots()
+    {
+        var accel = new FakeAccelerator((v, call, h) =>
+        {
+            Thread.Sleep(1);
+            return VcpuExit.SliceEnd;
+        });
+        var vm = StartVm(Config(), accel, new RecordingSink());
+        FakeVcpu Vcpu() => accel.Vms.Last().Vcpus[0];
+        AwaitCondition(() => accel.Vms.TryPeek(out var m) && m.Vcpus.Count == 1 && m.Vcpus[0].Runs > 2, Wait);
+
+        vm.Tell(VmActor.Pause.Instance);
+        Assert.Equal(VmRunState.Paused, ExpectMsg<VmActor.Status>().State);
+        Thread.Sleep(20);
+        int paused = Vcpu().Runs;
+        Thread.Sleep(50);
+        Assert.Equal(paused, Vcpu().Runs);
+
+        vm.Tell(VmActor.Resume.Instance);
+        Assert.Equal(VmRunState.Running, ExpectMsg<VmActor.Status>().State);
+        AwaitCondition(() => Vcpu().Runs > paused + 2, Wait);
+
+        vm.Tell(VmActor.SystemReset.Instance);
+        AwaitCondition(() => accel.Vms.Count == 2 && accel.Vms.Last().Vcpus.Count == 1 && Vcpu().Runs > 0, Wait);
+        vm.Tell(VmActor.Quit.Instance);
+        Assert.Equal(VmEndReason.HostQuit, ExpectMsg<VmActor.VmFinished>(Wait).Reason);
+    }
 }
