@@ -299,8 +299,15 @@ public sealed class VmActorTests() : TestKit(ActorVmmConfig.Config)
 
         vm.Tell(VmActor.Pause.Instance);
         Assert.Equal(VmRunState.Paused, ExpectMsg<VmActor.Status>().State);
-        Thread.Sleep(20);
-        int paused = Vcpu().Runs;
+        // The vCPU actor takes the Pause between two slices: wait until the count settles, then hold still.
+        int paused;
+        var deadline = DateTime.UtcNow + Wait;
+        do
+        {
+            paused = Vcpu().Runs;
+            Thread.Sleep(30);
+        }
+        while (Vcpu().Runs != paused && DateTime.UtcNow < deadline);
         Thread.Sleep(50);
         Assert.Equal(paused, Vcpu().Runs);
 
