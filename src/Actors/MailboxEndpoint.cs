@@ -1,0 +1,74 @@
+// The Mailbox route (DESIGN.md §5): a vCPU reaches a device through its actor's mailbox. Writes are posted
+// with Tell and the vCPU goes on at once. A read posts a RegisterRead carrying a reply slot and waits on
+// that slot: a ManualResetEventSlim that spins briefly before it blocks, reused per vCPU thread, so a read
+// costs one Tell, one spin/wake and no Ask machinery (no temporary actor, no Task, no timer). Because the
+// vCPU thread posts its writes and reads to one mailbox in program order, and a mailbox is FIFO per
+// sender, a read never overtakes an earlier write. A read that gets no answer within ReadTimeout (the
+// device actor is gone or stuck) is answered all-ones, like an empty bus, and counted; the slot is then
+// abandoned so a late answer cannot land in a later read.
+using Akka.Actor;
+using ActorVmm.Core.Bus;
+
+namespace ActorVmm.Actors;
+
+/// <summary>Where a device actor puts the bytes of one read; the reading vCPU thread waits on it.</summary>
+public sealed class ReadReplySlot
+{
+    private readonly ManualResetEventSlim _done = new(false, spinCount: 2000);
+    private byte[] _buffer = new byte[16];
+    private int _length;
+
+    /// <summary>The width of the read being answered.</summary>
+    public int Length => _length;
+
+    internal void Prepare(int length)
+    {
+        if (_buffer.Length < length) _buffer = new byte[length];
+        _length = length;
+        _done.Reset();
+    }
+
+    /// <summary>Called by the device actor: the read's data. Only the first <see cref="Length"/> bytes count.</summary>
+    public void Complete(ReadOnlySpan<byte> data)
+    {
+        data[..Math.Min(data.Length, _length)].CopyTo(_buffer);
+        _done.Set();
+    }
+
+    internal bool Wait(TimeSpan timeout) => _done.Wait(timeout);
+
+    internal void CopyTo(Span<byte> destination) => _buffer.AsSpan(0, destination.Length).CopyTo(destination);
+}
+
+public sealed class MailboxEndpoint(string name, IActorRef device, TimeSpan? readTimeout = null) : BusEndpoint(name, Route.Mailbox)
+{
+    [ThreadStatic]
+    private static ReadReplySlot? t_slot;
+
+    private long _timedOutReads;
+
+    public IActorRef Device { get; } = device;
+
+    public TimeSpan ReadTimeout { get; } = readTimeout ?? TimeSpan.FromSeconds(1);
+
+    /// <summary>Reads the device actor did not answer in time (answered all-ones).</summary>
+    public long TimedOutReads => Interlocked.Read(ref _timedOutReads);
+
+    public override void Read(ulong offset, Span<byte> data)
+    {
+        var slot = t_slot ??= new ReadReplySlot();
+        slot.Prepare(data.Length);
+        Device.Tell(new DeviceActor.RegisterRead(offset, slot), ActorRefs.NoSender);
+        if (slot.Wait(ReadTimeout))
+        {
+            slot.CopyTo(data);
+            return;
+        }
+        t_slot = null;
+        Interlocked.Increment(ref _timedOutReads);
+        data.Fill(0xff);
+    }
+
+    public override void Write(ulong offset, ReadOnlySpan<byte> data)
+        => Device.Tell(new DeviceActor.RegisterWrite(offset, data.ToArray()), ActorRefs.NoSender);
+}

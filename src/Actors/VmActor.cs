@@ -1,0 +1,442 @@
+// The VM actor (DESIGN.md §6): one per VM, the error kernel. It owns the accelerator VM and everything
+// built on it, and is the only place that decides what a guest's stop means.
+// Build (StartMachine): create the accelerator VM (guest memory comes with it), load the multiboot kernel
+// and modules, create the device models (PcMachineBuilder) with one DeviceActor each and the endpoint for
+// its route (Direct: DirectEndpoint sharing the actor's lock; Mailbox: MailboxEndpoint), create vCPU 0 with
+// the loader's entry state, and start a VcpuActor on its own thread.
+// Ends and what they mean (exit statuses in ActorVmm.Core.Machine.ExitStatus):
+//   guest isa-debug-exit write          → finish DebugExit, the device's status
+//   guest power-off                     → finish PowerOff, 0
+//   guest reset, vCPU Reset             → reboot; with no-reboot finish Reset, 0 (as QEMU)
+//   vCPU Shutdown (triple fault)        → reboot; with no-reboot finish TripleFault, 4
+//   vCPU Halted (IF = 0)                → finish Halted, 6
+//   vCPU Error/Debug, a child that dies → finish InternalError, 8
+//   Quit from the host                  → finish HostQuit, 0
+//   SystemReset from the host           → as a guest reset
+// Pause/Resume from the host pause and resume every vCPU between slices.
+// Reboot re-creates the whole machine from the configuration (new accelerator VM, kernel reloaded, fresh
+// device models). Teardown order: kick and stop the vCPU actors, wait until they have terminated (so no
+// thread is inside IVcpu.Run), stop the device actors, then dispose the VM. Everything a machine produces
+// carries its generation, so late messages from a torn-down machine are ignored. A machine that dies soon
+// after it started is rebuilt with back-off (5 ms doubling to 1 s), so a guest stuck in a triple-fault
+// loop costs little host CPU; Quit still ends the run at once.
+// Whoever sends Run gets VmFinished when the run ends (at once if it already has).
+using Akka.Actor;
+using Akka.Event;
+using ActorVmm.Core.Accel;
+using ActorVmm.Core.Boot;
+using ActorVmm.Core.Bus;
+using ActorVmm.Core.Devices;
+using ActorVmm.Core.Machine;
+using ActorVmm.Core.Memory;
+
+namespace ActorVmm.Actors;
+
+/// <summary>The kernel and modules, read and parsed by the host before the VM exists.</summary>
+public sealed record BootImages(MultibootImage Kernel, IReadOnlyList<(string Name, ReadOnlyMemory<byte> Data)> Modules);
+
+public sealed class VmActor : ReceiveActor, IWithTimers
+{
+    public interface IVmProtocol;
+
+    /// <summary>Start the VM if it is not running; the sender gets <see cref="VmFinished"/> when the run ends.</summary>
+    public sealed record Run : IVmProtocol
+    {
+        public static readonly Run Instance = new();
+    }
+
+    /// <summary>The host ends the run (QMP's quit).</summary>
+    public sealed record Quit : IVmProtocol
+    {
+        public static readonly Quit Instance = new();
+    }
+
+    /// <summary>Pause every vCPU after its current slice (QMP's stop). The sender gets the Status once they are asked.</summary>
+    public sealed record Pause : IVmProtocol
+    {
+        public static readonly Pause Instance = new();
+    }
+
+    /// <summary>Resume paused vCPUs (QMP's cont).</summary>
+    public sealed record Resume : IVmProtocol
+    {
+        public static readonly Resume Instance = new();
+    }
+
+    /// <summary>Reset the machine from the host (QMP's system_reset): a reboot, or the end of the run with no-reboot.</summary>
+    public sealed record SystemReset : IVmProtocol
+    {
+        public static readonly SystemReset Instance = new();
+    }
+
+    /// <summary>Host bytes for serial port <paramref name="Port"/> (0 = COM1).</summary>
+    public sealed record SerialInput(int Port, ReadOnlyMemory<byte> Data) : IVmProtocol;
+
+    public sealed record GetStatus : IVmProtocol
+    {
+        public static readonly GetStatus Instance = new();
+    }
+
+    public sealed record Status(VmRunState State, int Generation, int Reboots);
+
+    /// <summary>Exit counters: accesses per device (with its route) and accesses nothing claimed, summed over vCPUs.</summary>
+    public sealed record GetStats : IVmProtocol
+    {
+        public static readonly GetStats Instance = new();
+    }
+
+    public sealed record DeviceStats(string Device, Route Route, long Accesses);
+
+    public sealed record Stats(int Generation, IReadOnlyList<DeviceStats> Devices, long UnclaimedPortAccesses, long UnclaimedMmioAccesses);
+
+    private sealed record BuildMachine
+    {
+        public static readonly BuildMachine Instance = new();
+    }
+
+    /// <summary>A device asked the machine to stop (via IMachineControl), in machine generation <paramref name="Generation"/>.</summary>
+    public sealed record GuestStop(MachineStopRequest Request, int Generation) : IVmProtocol;
+
+    /// <summary>The end of the run, for whoever sent <see cref="Run"/>.</summary>
+    public sealed record VmFinished(VmEndReason Reason, int ExitStatus, string Detail);
+
+    private sealed record Machine(int Generation, IVm Vm, Platform Platform, IVcpu[] Vcpus, IActorRef[] VcpuActors,
+        ExitDispatcher[] Dispatchers, Dictionary<string, IActorRef> DeviceActors, DateTime Started);
+
+    // Reboot back-off: a machine that dies within FastRebootWindow of starting is rebuilt after a delay that
+    // doubles with each such reboot in a row (from RebootDelayMin up to RebootDelayMax).
+    private static readonly TimeSpan FastRebootWindow = TimeSpan.FromMilliseconds(500);
+    private static readonly TimeSpan RebootDelayMin = TimeSpan.FromMilliseconds(5);
+    private static readonly TimeSpan RebootDelayMax = TimeSpan.FromSeconds(1);
+    private int _fastReboots;
+
+    private readonly MachineConfig _config;
+    private readonly IAccelerator _accelerator;
+    private readonly BootImages _images;
+    private readonly ByteSinkFactory _sinks;
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly List<IActorRef> _waiters = [];
+    private Machine? _machine;
+    private int _generation;
+    private int _reboots;
+    private VmRunState _state = VmRunState.Created;
+    private VmFinished? _finished;
+
+    public ITimerScheduler Timers { get; set; } = null!;
+    // What to do once the current machine is torn down: reboot (null) or finish with this.
+    private VmFinished? _afterTeardown;
+    private readonly HashSet<IActorRef> _vcpusAlive = [];
+
+    public VmActor(MachineConfig config, IAccelerator accelerator, BootImages images, ByteSinkFactory sinks)
+    {
+        _config = config;
+        _accelerator = accelerator;
+        _images = images;
+        _sinks = sinks;
+
+        Receive<Run>(_ =>
+        {
+            if (_finished is not null)
+            {
+                Sender.Tell(_finished);
+                return;
+            }
+            _waiters.Add(Sender);
+            if (_state == VmRunState.Created) StartMachine();
+        });
+        Receive<Pause>(_ =>
+        {
+            if (_state == VmRunState.Running && _machine is not null)
+            {
+                for (int i = 0; i < _machine.Vcpus.Length; i++)
+                    VcpuActor.SendControl(_machine.VcpuActors[i], _machine.Vcpus[i], VcpuActor.Pause.Instance, Self);
+                _state = VmRunState.Paused;
+            }
+            Sender.Tell(new Status(_state, _generation, _reboots));
+        });
+        Receive<Resume>(_ =>
+        {
+            if (_state == VmRunState.Paused && _machine is not null)
+            {
+                foreach (var a in _machine.VcpuActors) a.Tell(VcpuActor.Resume.Instance);
+                _state = VmRunState.Running;
+            }
+            Sender.Tell(new Status(_state, _generation, _reboots));
+        });
+        Receive<SystemReset>(_ =>
+        {
+            if (_state is VmRunState.Running or VmRunState.Paused) Reset("host reset");
+        });
+        Receive<Quit>(_ => Finish(new VmFinished(VmEndReason.HostQuit, ExitStatus.PowerOff, "quit requested by the host")));
+        Receive<SerialInput>(m =>
+        {
+            if (_machine is null || m.Port < 0 || m.Port >= PcMachineBuilder.ComPorts.Count) return;
+            if (_machine.DeviceActors.TryGetValue(PcMachineBuilder.ComPorts[m.Port].Name, out var dev))
+                dev.Tell(new DeviceActor.HostInput(m.Data));
+        });
+        Receive<GetStatus>(_ => Sender.Tell(new Status(_state, _generation, _reboots)));
+        Receive<GetStats>(_ =>
+        {
+            if (_machine is null)
+            {
+                Sender.Tell(new Stats(_generation, [], 0, 0));
+                return;
+            }
+            var devices = _machine.Platform.Devices.Select(d => new DeviceStats(d.Model.Name, d.Route, Interlocked.Read(ref d.Endpoint.Accesses))).ToList();
+            Sender.Tell(new Stats(_machine.Generation, devices,
+                _machine.Dispatchers.Sum(x => x.UnclaimedPortAccesses), _machine.Dispatchers.Sum(x => x.UnclaimedMmioAccesses)));
+        });
+        Receive<BuildMachine>(_ =>
+        {
+            if (_state == VmRunState.Rebooting) StartMachine();
+        });
+        Receive<GuestStop>(m =>
+        {
+            if (_machine is null || m.Generation != _machine.Generation || !IsLive) return;
+            var r = m.Request;
+            switch (r.Reason)
+            {
+                case MachineStopReason.DebugExit:
+                    Finish(new VmFinished(VmEndReason.DebugExit, r.ExitStatus, $"isa-debug-exit: status {r.ExitStatus}"));
+                    break;
+                case MachineStopReason.PowerOff:
+                    Finish(new VmFinished(VmEndReason.PowerOff, ExitStatus.PowerOff, "guest powered off"));
+                    break;
+                case MachineStopReason.Reset:
+                    Reset("guest reset");
+                    break;
+            }
+        });
+        Receive<VcpuActor.Ended>(m =>
+        {
+            if (_machine is null || !_machine.VcpuActors.Contains(Sender) || !IsLive) return;
+            var exit = m.Exit;
+            switch (exit.Kind)
+            {
+                case VcpuExitKind.Shutdown:
+                    if (_config.NoReboot)
+                        Finish(new VmFinished(VmEndReason.TripleFault, ExitStatus.TripleFault, $"vCPU {m.Id}: triple fault{Suffix(exit)}"));
+                    else
+                        Reboot($"vCPU {m.Id}: triple fault{Suffix(exit)}");
+                    break;
+                case VcpuExitKind.Reset:
+                    Reset($"vCPU {m.Id}: reset");
+                    break;
+                case VcpuExitKind.PowerOff:
+                    Finish(new VmFinished(VmEndReason.PowerOff, ExitStatus.PowerOff, $"vCPU {m.Id}: powered off"));
+                    break;
+                case VcpuExitKind.Halted:
+                    Finish(new VmFinished(VmEndReason.Halted, ExitStatus.Halted, $"vCPU {m.Id}: halted with interrupts disabled{Suffix(exit)}"));
+                    break;
+                default:
+                    Finish(new VmFinished(VmEndReason.InternalError, ExitStatus.InternalError, $"vCPU {m.Id}: {exit}"));
+                    break;
+            }
+        });
+        Receive<Terminated>(t =>
+        {
+            if (_vcpusAlive.Remove(t.ActorRef))
+            {
+                if (_state == VmRunState.TearingDown && _vcpusAlive.Count == 0) TeardownComplete();
+                else if (IsLive)
+                    Finish(new VmFinished(VmEndReason.InternalError, ExitStatus.InternalError, $"{t.ActorRef.Path.Name} stopped unexpectedly"));
+                return;
+            }
+            if (IsLive && _machine is not null && _machine.DeviceActors.ContainsValue(t.ActorRef))
+                Finish(new VmFinished(VmEndReason.InternalError, ExitStatus.InternalError, $"device {t.ActorRef.Path.Name} failed repeatedly and was stopped"));
+        });
+    }
+
+    public static Props Props(MachineConfig config, IAccelerator accelerator, BootImages images, ByteSinkFactory sinks)
+        => Akka.Actor.Props.Create(() => new VmActor(config, accelerator, images, sinks));
+
+    /// <summary>A device actor that throws is restarted (its model keeps its state); three failures within ten seconds stop it, which ends the run.</summary>
+    protected override SupervisorStrategy SupervisorStrategy()
+        => new OneForOneStrategy(3, TimeSpan.FromSeconds(10), Decider.From(Directive.Restart));
+
+    private bool IsLive => _state is VmRunState.Running or VmRunState.Paused;
+
+    private static string Suffix(VcpuExit exit) => exit.Detail is null ? "" : $" ({exit.Detail})";
+
+    private void StartMachine()
+    {
+        int generation = ++_generation;
+        IVm? vm = null;
+        try
+        {
+            vm = _accelerator.CreateVm(new VmSpec(_config.RamBytes, _config.VcpuCount, _config.Irqchip) { Deterministic = _config.Deterministic });
+            var boot = MultibootLoader.Load(vm.Memory, _images.Kernel, _config.MultibootCommandLine, _images.Modules);
+            var deviceActors = new Dictionary<string, IActorRef>();
+            var gate = new VcpuGate();
+            var control = new MachineControl(Self, generation, gate);
+            var platform = PcMachineBuilder.Build(_config, vm, _sinks, control, (device, route) =>
+            {
+                var modelLock = new Lock();
+                var actor = Context.ActorOf(DeviceActor.Props(device, modelLock), $"{device.Name}-g{generation}");
+                Context.Watch(actor);
+                deviceActors[device.Name] = actor;
+                return route == Route.Direct ? new DirectEndpoint(device, modelLock) : new MailboxEndpoint(device.Name, actor);
+            });
+            var vcpus = new IVcpu[_config.VcpuCount];
+            var vcpuActors = new IActorRef[_config.VcpuCount];
+            var dispatchers = new ExitDispatcher[_config.VcpuCount];
+            for (int i = 0; i < vcpus.Length; i++)
+            {
+                vcpus[i] = vm.CreateVcpu(i);
+                if (i == 0)
+                {
+                    vcpus[i].SetSystemRegisters(boot.System);
+                    vcpus[i].SetRegisters(boot.Registers);
+                }
+            }
+            control.Vcpus = vcpus;
+            for (int i = 0; i < vcpus.Length; i++)
+            {
+                dispatchers[i] = new ExitDispatcher(platform.Bus);
+                vcpuActors[i] = Context.ActorOf(VcpuActor.Props(vcpus[i], dispatchers[i], Self, gate), $"vcpu{i}-g{generation}");
+                Context.Watch(vcpuActors[i]);
+                _vcpusAlive.Add(vcpuActors[i]);
+            }
+            _machine = new Machine(generation, vm, platform, vcpus, vcpuActors, dispatchers, deviceActors, DateTime.UtcNow);
+            _state = VmRunState.Running;
+            _log.Info("machine generation {0} built: {1}, {2} RAM, devices {3}", generation, _accelerator.Name,
+                MachineConfig.FormatSize(_config.RamBytes), string.Join(", ", platform.Devices.Select(d => $"{d.Model.Name}@{d.Ports} {d.Route}")));
+            foreach (var a in vcpuActors) a.Tell(VcpuActor.Resume.Instance);
+        }
+        catch (Exception e)
+        {
+            foreach (var child in Context.GetChildren()) Context.Stop(child);
+            _vcpusAlive.Clear();
+            vm?.Dispose();
+            _machine = null;
+            var (reason, status) = e is BootImageException or MachineConfigException or GuestMemoryException
+                ? (VmEndReason.ConfigError, ExitStatus.ConfigError)
+                : (VmEndReason.InternalError, ExitStatus.InternalError);
+            _state = VmRunState.TearingDown;
+            FinishNow(new VmFinished(reason, status, $"building the machine failed: {e.Message}"));
+        }
+    }
+
+    private void Reset(string detail)
+    {
+        if (_config.NoReboot) Finish(new VmFinished(VmEndReason.Reset, ExitStatus.PowerOff, $"{detail} (no-reboot)"));
+        else Reboot(detail);
+    }
+
+    private void Reboot(string detail)
+    {
+        _reboots++;
+        _log.Info("{0}: rebooting (reboot {1})", detail, _reboots);
+        if (_machine is not null && DateTime.UtcNow - _machine.Started < FastRebootWindow) _fastReboots++;
+        else _fastReboots = 0;
+        _afterTeardown = null;
+        Teardown();
+    }
+
+    private void Finish(VmFinished finished)
+    {
+        if (_state is VmRunState.Finished) return;
+        if (_state is VmRunState.Rebooting)
+        {
+            Timers.CancelAll();
+            FinishNow(finished);
+            return;
+        }
+        if (_state is VmRunState.TearingDown)
+        {
+            _afterTeardown ??= finished;
+            return;
+        }
+        _afterTeardown = finished;
+        Teardown();
+    }
+
+    private void Teardown()
+    {
+        _state = VmRunState.TearingDown;
+        if (_machine is null || _vcpusAlive.Count == 0)
+        {
+            TeardownComplete();
+            return;
+        }
+        for (int i = 0; i < _machine.Vcpus.Length; i++)
+            VcpuActor.SendControl(_machine.VcpuActors[i], _machine.Vcpus[i], VcpuActor.Stop.Instance, Self);
+    }
+
+    private void TeardownComplete()
+    {
+        if (_machine is not null)
+        {
+            foreach (var dev in _machine.DeviceActors.Values)
+            {
+                Context.Unwatch(dev);
+                Context.Stop(dev);
+            }
+            _machine.Vm.Dispose();
+            _machine = null;
+        }
+        if (_afterTeardown is { } f)
+        {
+            FinishNow(f);
+        }
+        else if (_fastReboots == 0)
+        {
+            StartMachine();
+        }
+        else
+        {
+            var delay = TimeSpan.FromTicks(Math.Min(RebootDelayMax.Ticks, RebootDelayMin.Ticks << Math.Min(_fastReboots - 1, 20)));
+            _state = VmRunState.Rebooting;
+            _log.Info("reboot loop: rebuilding the machine in {0} ms", delay.TotalMilliseconds);
+            Timers.StartSingleTimer(nameof(BuildMachine), BuildMachine.Instance, delay);
+        }
+    }
+
+    private void FinishNow(VmFinished finished)
+    {
+        _state = VmRunState.Finished;
+        _finished = finished;
+        _log.Info("run finished: {0}, status {1}: {2}", finished.Reason, finished.ExitStatus, finished.Detail);
+        foreach (var w in _waiters) w.Tell(finished);
+        _waiters.Clear();
+    }
+
+    protected override void PostStop()
+    {
+        // The ActorSystem is going away with a machine still built: make the vCPUs leave Run; their actors
+        // dispose them. The VM's memory is freed only once no vCPU can touch it, i.e. not here.
+        if (_machine is not null)
+        {
+            foreach (var v in _machine.Vcpus) v.Kick();
+        }
+        base.PostStop();
+    }
+
+    /// <summary>IMachineControl for the devices of one machine generation: holds and kicks the vCPUs so the guest runs no further, and tells the VM actor.</summary>
+    private sealed class MachineControl(IActorRef vm, int generation, VcpuGate gate) : IMachineControl
+    {
+        public volatile IVcpu[]? Vcpus;
+
+        public void RequestStop(MachineStopRequest request)
+        {
+            gate.Close();
+            vm.Tell(new GuestStop(request, generation), ActorRefs.NoSender);
+            if (Vcpus is { } vcpus)
+            {
+                foreach (var v in vcpus) v.Kick();
+            }
+        }
+    }
+}
+
+public enum VmRunState
+{
+    Created,
+    Running,
+    /// <summary>The host paused the vCPUs; the machine is intact.</summary>
+    Paused,
+    TearingDown,
+    /// <summary>Between two machines of a reboot loop, waiting out the back-off.</summary>
+    Rebooting,
+    Finished,
+}

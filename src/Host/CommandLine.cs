@@ -1,0 +1,415 @@
+// The actorvmm command line. `actorvmm [run] OPTIONS` accepts QEMU's spelling for the subset it
+// implements, so an existing QEMU command line works unchanged, plus long options of our own:
+//   -accel soft|tcg|auto  (also accel=NAME)      -machine [type=]pc[,kernel-irqchip=on][,accel=NAME]  (-M)
+//   -m N[K|M|G|T] | size=N  (plain N = MiB)      -smp 1 | cpus=1
+//   -kernel PATH  -append CMDLINE  -initrd "MOD1 args,MOD2"  (multiboot modules; ",," is a literal comma)
+//   -serial stdio|mon:stdio|file:PATH|null|none  (repeat for COM2-COM4)   -nographic  -display none
+//   -monitor none  -no-reboot  -device isa-debug-exit[,iobase=0xf4][,iosize=4]  -debugcon stdio|file:PATH|null|none
+//   --deterministic  --log-level verbose|debug|info|warning|error  --log-file PATH
+//   --route DEVICE=direct|mailbox  --help  --version
+// Options may be written with one dash or two, as QEMU allows. Everything wrong is a UsageException whose
+// message names the option and value and says what is wrong; the host prints it as one line and exits 2.
+using ActorVmm.Core.Accel;
+using ActorVmm.Core.Bus;
+using ActorVmm.Core.Machine;
+using Serilog.Events;
+
+namespace ActorVmm.Host;
+
+/// <summary>Bad command-line input; the message names the option (without the "actorvmm: " prefix).</summary>
+public sealed class UsageException(string message) : Exception(message);
+
+public enum CommandKind
+{
+    Run,
+    Help,
+    Version,
+}
+
+/// <summary>Host settings that are not part of the machine.</summary>
+public sealed record HostOptions
+{
+    public LogEventLevel LogLevel { get; init; } = LogEventLevel.Warning;
+
+    /// <summary>True when --log-level was given (then Akka logs at that level too; otherwise Akka stays at Warning).</summary>
+    public bool LogLevelExplicit { get; init; }
+
+    public string? LogFile { get; init; }
+}
+
+public sealed record ParsedCommand(CommandKind Kind, MachineConfig? Config = null, HostOptions? Host = null);
+
+public static class CommandLine
+{
+    private static readonly HashSet<string> Flags = ["nographic", "no-reboot", "deterministic", "help", "h", "version"];
+
+    private static readonly HashSet<string> WithArgument =
+        ["accel", "machine", "M", "m", "smp", "kernel", "append", "initrd", "serial", "display", "monitor", "device",
+         "debugcon", "bios", "log-level", "log-file", "route"];
+
+    public static ParsedCommand Parse(IReadOnlyList<string> args)
+    {
+        int i = 0;
+        if (args.Count > 0 && args[0] == "run") i = 1;
+
+        var config = new MachineConfig();
+        var host = new HostOptions();
+        List<CharBackend?>? serials = null;
+        var routes = new Dictionary<string, Route>();
+
+        for (; i < args.Count; i++)
+        {
+            string arg = args[i];
+            if (arg.Length < 2 || arg[0] != '-')
+                throw new UsageException($"{arg}: unexpected argument (options start with '-'; see --help)");
+            string name = arg.StartsWith("--", StringComparison.Ordinal) ? arg[2..] : arg[1..];
+            string? inlineValue = null;
+            int eq = name.IndexOf('=', StringComparison.Ordinal);
+            if (arg.StartsWith("--", StringComparison.Ordinal) && eq > 0)
+            {
+                inlineValue = name[(eq + 1)..];
+                name = name[..eq];
+            }
+            string shown = arg.StartsWith("--", StringComparison.Ordinal) ? $"--{name}" : $"-{name}";
+
+            if (Flags.Contains(name))
+            {
+                if (inlineValue is not null) throw new UsageException($"{shown}: takes no value");
+                switch (name)
+                {
+                    case "help" or "h": return new ParsedCommand(CommandKind.Help);
+                    case "version": return new ParsedCommand(CommandKind.Version);
+                    case "nographic": break; // serial on stdio is already the default
+                    case "no-reboot": config = config with { NoReboot = true }; break;
+                    case "deterministic": config = config with { Deterministic = true }; break;
+                }
+                continue;
+            }
+            if (!WithArgument.Contains(name)) throw new UsageException($"{arg}: unknown option (see --help)");
+            string value;
+            if (inlineValue is not null) value = inlineValue;
+            else if (i + 1 < args.Count) value = args[++i];
+            else throw new UsageException($"{shown}: missing argument");
+            string what = $"{shown} {value}";
+
+            switch (name)
+            {
+                case "accel":
+                    config = config with { Accelerator = ParseAccel(what, value) };
+                    break;
+                case "machine" or "M":
+                    config = ParseMachine(what, value, config);
+                    break;
+                case "m":
+                    config = config with { RamBytes = ParseMemory(what, value) };
+                    break;
+                case "smp":
+                    ParseSmp(what, value);
+                    break;
+                case "kernel":
+                    if (value.Length == 0) throw new UsageException($"{shown}: empty path");
+                    config = config with { KernelPath = value };
+                    break;
+                case "append":
+                    if (value.Contains('\0', StringComparison.Ordinal)) throw new UsageException($"{shown}: the command line contains a NUL character");
+                    config = config with { Append = value };
+                    break;
+                case "initrd":
+                    config = config with { Modules = ParseModules(what, value) };
+                    break;
+                case "serial":
+                    serials ??= [];
+                    if (serials.Count == MachineConfig.MaxSerialPorts)
+                        throw new UsageException($"{what}: too many serial ports (at most {MachineConfig.MaxSerialPorts}, COM1-COM4)");
+                    serials.Add(ParseCharBackend(what, value, "serial backend"));
+                    break;
+                case "debugcon":
+                    config = config with { DebugCon = ParseCharBackend(what, value, "debugcon backend") };
+                    break;
+                case "display":
+                    if (value != "none") throw new UsageException($"{what}: no graphical display in this VMM (use -display none)");
+                    break;
+                case "monitor":
+                    if (value != "none") throw new UsageException($"{what}: the QEMU monitor is not supported (use -monitor none)");
+                    break;
+                case "device":
+                    if (config.DebugExit is not null && DeviceType(value) == "isa-debug-exit")
+                        throw new UsageException($"{what}: isa-debug-exit given twice");
+                    config = config with { DebugExit = ParseDevice(what, value) };
+                    break;
+                case "bios":
+                    throw new UsageException($"{what}: firmware boot is not implemented yet (boot a multiboot kernel with -kernel)");
+                case "log-level":
+                    host = host with { LogLevel = ParseLogLevel(what, value), LogLevelExplicit = true };
+                    break;
+                case "log-file":
+                    if (value.Length == 0) throw new UsageException($"{shown}: empty path");
+                    host = host with { LogFile = value };
+                    break;
+                case "route":
+                    var (dev, route) = ParseRoute(what, value);
+                    routes[dev] = route;
+                    break;
+            }
+        }
+
+        if (serials is not null) config = config with { SerialPorts = serials };
+        if (routes.Count > 0) config = config with { RouteOverrides = routes };
+        if (string.IsNullOrEmpty(config.KernelPath)) throw new UsageException("no kernel given (use -kernel PATH)");
+        var errors = config.Validate();
+        if (errors.Count > 0) throw new UsageException(errors[0]);
+        return new ParsedCommand(CommandKind.Run, config, host);
+    }
+
+    private static string ParseAccel(string what, string value)
+    {
+        var props = SplitProps(what, value);
+        string? accel = null;
+        foreach (var (k, v) in props)
+        {
+            if (k is null || k == "accel") accel = v;
+            else throw new UsageException($"{what}: unknown property '{k}'");
+        }
+        return AcceleratorName(what, accel);
+    }
+
+    /// <summary>Maps QEMU's accelerator names onto ours: tcg is the software CPU; auto picks what exists (only soft here).</summary>
+    private static string AcceleratorName(string what, string? accel) => accel switch
+    {
+        "soft" or "tcg" or "auto" => "soft",
+        "kvm" or "vmm" => throw new UsageException($"{what}: the {accel} accelerator is not part of this build (available: soft)"),
+        null or "" => throw new UsageException($"{what}: no accelerator named (use -accel soft)"),
+        _ => throw new UsageException($"{what}: unknown accelerator '{accel}' (available: soft, or tcg as an alias)"),
+    };
+
+    private static MachineConfig ParseMachine(string what, string value, MachineConfig config)
+    {
+        foreach (var (k, v) in SplitProps(what, value))
+        {
+            switch (k)
+            {
+                case null or "type":
+                    if (v != "pc") throw new UsageException($"{what}: machine type '{v}' is not supported (supported: pc)");
+                    break;
+                case "kernel-irqchip":
+                    config = config with
+                    {
+                        Irqchip = v switch
+                        {
+                            "on" => IrqchipMode.On,
+                            "split" or "off" => throw new UsageException($"{what}: kernel-irqchip={v} is not implemented yet (only kernel-irqchip=on)"),
+                            _ => throw new UsageException($"{what}: kernel-irqchip must be on, split or off"),
+                        },
+                    };
+                    break;
+                case "accel":
+                    config = config with { Accelerator = AcceleratorName(what, v) };
+                    break;
+                default:
+                    throw new UsageException($"{what}: unknown machine property '{k}'");
+            }
+        }
+        return config;
+    }
+
+    /// <summary>QEMU's -m: a size with an optional K/M/G/T/P/E (or B) suffix, plain numbers in MiB; or size=SIZE.</summary>
+    public static ulong ParseMemory(string what, string value)
+    {
+        string? size = null;
+        foreach (var (k, v) in SplitProps(what, value))
+        {
+            if (k is null or "size") size = v;
+            else throw new UsageException($"{what}: unsupported memory property '{k}' (only size=)");
+        }
+        if (string.IsNullOrEmpty(size)) throw new UsageException($"{what}: no size given (use e.g. 512, 512M or 2G)");
+        ulong multiplier = MachineConfig.MiB;
+        string digits = size;
+        char last = char.ToUpperInvariant(size[^1]);
+        int shift = "BKMGTPE".IndexOf(last, StringComparison.Ordinal);
+        if (shift >= 0)
+        {
+            multiplier = last == 'B' ? 1 : 1UL << (10 * shift);
+            digits = size[..^1];
+        }
+        if (digits.Length == 0 || !digits.All(c => char.IsAsciiDigit(c) || c == '.') || !decimal.TryParse(digits, System.Globalization.NumberStyles.AllowDecimalPoint, System.Globalization.CultureInfo.InvariantCulture, out var number))
+            throw new UsageException($"{what}: not a size (use e.g. 512, 512M or 2G)");
+        decimal bytes;
+        try
+        {
+            bytes = number * multiplier;
+        }
+        catch (OverflowException)
+        {
+            throw new UsageException($"{what}: memory size is more than the {MachineConfig.FormatSize(MachineConfig.MaxRamBytes)} this machine supports");
+        }
+        if (bytes < MachineConfig.MinRamBytes) throw new UsageException($"{what}: memory size must be at least 1 MiB");
+        if (bytes > MachineConfig.MaxRamBytes)
+            throw new UsageException($"{what}: memory size is more than the {MachineConfig.FormatSize(MachineConfig.MaxRamBytes)} this machine supports");
+        if (bytes != decimal.Truncate(bytes)) throw new UsageException($"{what}: memory size is not a whole number of bytes");
+        ulong result = (ulong)bytes;
+        // QEMU rounds RAM up to whole pages; so do we.
+        return (result + 4095) & ~4095UL;
+    }
+
+    private static void ParseSmp(string what, string value)
+    {
+        foreach (var (k, v) in SplitProps(what, value))
+        {
+            if (k is not (null or "cpus" or "maxcpus" or "sockets" or "cores" or "threads" or "dies" or "clusters"))
+                throw new UsageException($"{what}: unknown -smp property '{k}'");
+            if (!int.TryParse(v, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int n))
+                throw new UsageException($"{what}: '{v}' is not a number");
+            if (n != 1) throw new UsageException($"{what}: only 1 vCPU is supported for now");
+        }
+    }
+
+    /// <summary>QEMU's multiboot module list: comma-separated, ",," stands for a literal comma; each entry is "path [args]".</summary>
+    public static IReadOnlyList<string> ParseModules(string what, string value)
+    {
+        var modules = new List<string>();
+        var current = new System.Text.StringBuilder();
+        for (int i = 0; i < value.Length; i++)
+        {
+            if (value[i] == ',')
+            {
+                if (i + 1 < value.Length && value[i + 1] == ',')
+                {
+                    current.Append(',');
+                    i++;
+                    continue;
+                }
+                modules.Add(current.ToString());
+                current.Clear();
+                continue;
+            }
+            current.Append(value[i]);
+        }
+        modules.Add(current.ToString());
+        foreach (var m in modules)
+        {
+            if (string.IsNullOrWhiteSpace(MachineConfig.ModulePath(m))) throw new UsageException($"{what}: empty module name in the list");
+        }
+        return modules;
+    }
+
+    private static CharBackend? ParseCharBackend(string what, string value, string kind)
+    {
+        if (value is "stdio" or "mon:stdio") return CharBackend.Stdio;
+        if (value == "null") return CharBackend.None;
+        if (value == "none") return null;
+        if (value.StartsWith("file:", StringComparison.Ordinal))
+        {
+            string path = value[5..];
+            if (path.Length == 0) throw new UsageException($"{what}: file: needs a path");
+            return CharBackend.ToFile(path);
+        }
+        throw new UsageException($"{what}: unsupported {kind} (use stdio, file:PATH, null or none)");
+    }
+
+    private static string DeviceType(string value)
+    {
+        int comma = value.IndexOf(',', StringComparison.Ordinal);
+        string first = comma < 0 ? value : value[..comma];
+        return first.StartsWith("driver=", StringComparison.Ordinal) ? first[7..] : first;
+    }
+
+    private static DebugExitConfig ParseDevice(string what, string value)
+    {
+        var props = SplitProps(what, value);
+        string? driver = null;
+        int ioBase = 0x501, ioSize = 2;
+        foreach (var (k, v) in props)
+        {
+            switch (k)
+            {
+                case null or "driver": driver = v; break;
+                case "iobase": ioBase = ParseInteger(what, "iobase", v); break;
+                case "iosize": ioSize = ParseInteger(what, "iosize", v); break;
+                default:
+                    if (driver == "isa-debug-exit") throw new UsageException($"{what}: isa-debug-exit has no property '{k}' (it has iobase and iosize)");
+                    break;
+            }
+        }
+        if (driver != "isa-debug-exit") throw new UsageException($"{what}: device '{driver}' is not supported (supported: isa-debug-exit)");
+        if (ioBase is < 0 or > 0xffff) throw new UsageException($"{what}: iobase 0x{ioBase:x} is outside the port space 0-0xffff");
+        if (ioSize < 1 || ioBase + ioSize > 0x10000) throw new UsageException($"{what}: iosize {ioSize} at iobase 0x{ioBase:x} does not fit the port space 0-0xffff");
+        return new DebugExitConfig(ioBase, ioSize);
+    }
+
+    /// <summary>A non-negative integer in decimal or 0x-hex, as QEMU's property parser takes it.</summary>
+    private static int ParseInteger(string what, string prop, string v)
+    {
+        bool hex = v.StartsWith("0x", StringComparison.OrdinalIgnoreCase);
+        string digits = hex ? v[2..] : v;
+        bool ok = hex
+            ? long.TryParse(digits, System.Globalization.NumberStyles.AllowHexSpecifier, System.Globalization.CultureInfo.InvariantCulture, out long n)
+            : long.TryParse(digits, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out n);
+        if (!ok || digits.Length == 0) throw new UsageException($"{what}: {prop} '{v}' is not a number (decimal or 0x-hex)");
+        return n > int.MaxValue ? int.MaxValue : (int)n;
+    }
+
+    private static LogEventLevel ParseLogLevel(string what, string value) => value.ToLowerInvariant() switch
+    {
+        "verbose" or "trace" => LogEventLevel.Verbose,
+        "debug" => LogEventLevel.Debug,
+        "info" or "information" => LogEventLevel.Information,
+        "warn" or "warning" => LogEventLevel.Warning,
+        "error" => LogEventLevel.Error,
+        "fatal" => LogEventLevel.Fatal,
+        _ => throw new UsageException($"{what}: unknown log level (use verbose, debug, info, warning, error or fatal)"),
+    };
+
+    private static (string Device, Route Route) ParseRoute(string what, string value)
+    {
+        int eq = value.IndexOf('=', StringComparison.Ordinal);
+        if (eq <= 0) throw new UsageException($"{what}: expected DEVICE=direct|mailbox");
+        string device = value[..eq];
+        var route = value[(eq + 1)..] switch
+        {
+            "direct" => Route.Direct,
+            "mailbox" => Route.Mailbox,
+            _ => throw new UsageException($"{what}: route must be direct or mailbox"),
+        };
+        return (device, route);
+    }
+
+    /// <summary>QEMU's "a,b=c,d=e" option syntax: bare values have a null key; ",," is a literal comma.</summary>
+    private static List<(string? Key, string Value)> SplitProps(string what, string value)
+    {
+        var parts = ParseModules(what, value).ToList();
+        var result = new List<(string?, string)>();
+        foreach (var p in parts)
+        {
+            int eq = p.IndexOf('=', StringComparison.Ordinal);
+            if (eq == 0) throw new UsageException($"{what}: property without a name");
+            result.Add(eq < 0 ? (null, p) : (p[..eq], p[(eq + 1)..]));
+        }
+        return result;
+    }
+
+    public const string Usage = """
+        usage: actorvmm [run] [options]
+        Runs an x86 guest. QEMU's spelling of these options is accepted:
+          -accel soft|tcg|auto          CPU accelerator (soft: the built-in software x86 CPU; tcg is an alias)
+          -machine pc[,kernel-irqchip=on]   machine type and where the irqchip lives (split/off: not yet)
+          -m SIZE                       guest RAM: MiB, or with a K/M/G suffix (default 128M, at most 3G)
+          -smp 1                        vCPUs (only 1 for now)
+          -kernel PATH                  multiboot kernel (required)
+          -append CMDLINE               kernel command line
+          -initrd "MOD [ARGS],MOD2"     multiboot modules
+          -serial stdio|file:PATH|null|none   COM1 (repeat for COM2-COM4); default stdio
+          -nographic, -display none, -monitor none   accepted (no display, no monitor)
+          -no-reboot                    a guest reset or triple fault ends the run
+          -device isa-debug-exit[,iobase=0xf4][,iosize=4]   test exit device
+          -debugcon stdio|file:PATH|null|none   debug console at port 0xe9
+        Options of our own:
+          --deterministic               time advances with retired instructions
+          --log-level LEVEL             verbose, debug, info, warning (default), error
+          --log-file PATH               log to a file instead of stderr
+          --route DEVICE=direct|mailbox how vCPUs reach a device (COM1, isa-debug-exit, debugcon)
+          --help, --version
+        Exit status: the isa-debug-exit status ((v << 1) | 1) when the guest uses it; 0 power-off, or reset
+        with -no-reboot; 2 bad configuration or boot image; 4 triple fault with -no-reboot; 6 guest halted
+        with interrupts disabled; 8 internal error.
+        """;
+}

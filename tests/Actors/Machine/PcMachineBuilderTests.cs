@@ -1,0 +1,122 @@
+using ActorVmm.Core.Accel;
+using ActorVmm.Core.Bus;
+using ActorVmm.Core.Devices;
+using ActorVmm.Core.Machine;
+
+namespace ActorVmm.Actors.Tests.Machine;
+
+public sealed class PcMachineBuilderTests
+{
+    private sealed class StopRecorder : IMachineControl
+    {
+        public readonly List<MachineStopRequest> Requests = [];
+        public void RequestStop(MachineStopRequest request) => Requests.Add(request);
+    }
+
+    private static readonly MachineConfig Base = new() { KernelPath = "k", RamBytes = 2 * MachineConfig.MiB };
+
+    private static (Platform Platform, FakeVm Vm, Dictionary<string, RecordingSink> Sinks, StopRecorder Control) Build(MachineConfig config, EndpointFactory? endpoints = null)
+    {
+        var vm = new FakeVm(new VmSpec(config.RamBytes, 1, IrqchipMode.On), (v, c, h) => VcpuExit.SliceEnd);
+        var sinks = new Dictionary<string, RecordingSink>();
+        var control = new StopRecorder();
+        var platform = PcMachineBuilder.Build(config, vm, (name, _) => sinks[name] = new RecordingSink(), control, endpoints ?? PcMachineBuilder.DirectOnly);
+        return (platform, vm, sinks, control);
+    }
+
+    [Fact]
+    public void Default_machine_has_COM1_at_0x3f8_on_the_direct_route()
+    {
+        var (platform, _, sinks, _) = Build(Base);
+        var dev = Assert.Single(platform.Devices);
+        Assert.Equal("COM1", dev.Model.Name);
+        Assert.Equal(new PortRange(0x3f8, 8), dev.Ports);
+        Assert.Equal(Route.Direct, dev.Route);
+        var dispatcher = new ExitDispatcher(platform.Bus);
+        dispatcher.PortWrite(0x3f8, "A"u8);
+        Assert.Equal("A", sinks["COM1"].Text);
+        // Nothing else claims ports: the ISA bus answers all-ones.
+        var b = new byte[1];
+        dispatcher.PortRead(0xf4, b);
+        Assert.Equal(0xff, b[0]);
+    }
+
+    [Fact]
+    public void COM_ports_sit_at_the_PC_addresses_and_drive_IRQ_4_and_3()
+    {
+        var config = Base with { SerialPorts = [CharBackend.Stdio, CharBackend.None, null, CharBackend.Stdio] };
+        var (platform, vm, _, _) = Build(config);
+        Assert.Equal(["COM1@0x3f8-0x3ff", "COM2@0x2f8-0x2ff", "COM4@0x2e8-0x2ef"],
+            platform.Devices.Select(d => $"{d.Model.Name}@{d.Ports}"));
+        var dispatcher = new ExitDispatcher(platform.Bus);
+        // Enable the THR-empty interrupt with OUT2 set: the line goes high at once (THR is empty).
+        foreach (ushort port in new ushort[] { 0x3f8, 0x2f8 })
+        {
+            dispatcher.PortWrite((ushort)(port + Uart16550.MCR), [Uart16550.MCR_OUT2]);
+            dispatcher.PortWrite((ushort)(port + Uart16550.IER), [Uart16550.IER_ETBEI]);
+        }
+        Assert.Contains((4, true), vm.IrqLines);
+        Assert.Contains((3, true), vm.IrqLines);
+    }
+
+    [Fact]
+    public void Debug_exit_and_debugcon_are_mapped_when_configured()
+    {
+        var config = Base with { DebugExit = new DebugExitConfig(0xf4, 4), DebugCon = CharBackend.Stdio };
+        var (platform, _, sinks, control) = Build(config);
+        var dispatcher = new ExitDispatcher(platform.Bus);
+        dispatcher.PortWrite(0xf7, [0x10]);
+        Assert.Equal(new MachineStopRequest(MachineStopReason.DebugExit, 0x21), Assert.Single(control.Requests));
+        foreach (byte b in "dbg"u8) dispatcher.PortWrite(0xe9, [b]);
+        Assert.Equal("dbg", sinks["debugcon"].Text);
+    }
+
+    [Fact]
+    public void Route_overrides_go_through_the_endpoint_factory()
+    {
+        var seen = new List<(string, Route)>();
+        var config = Base with { DebugCon = CharBackend.None, RouteOverrides = new Dictionary<string, Route> { ["debugcon"] = Route.Mailbox } };
+        var (platform, _, _, _) = Build(config, (device, route) =>
+        {
+            seen.Add((device.Name, route));
+            return route == Route.Direct ? new DirectEndpoint(device) : new TestMailboxEndpoint(device.Name);
+        });
+        Assert.Equal([("COM1", Route.Direct), ("debugcon", Route.Mailbox)], seen);
+        Assert.Equal(Route.Mailbox, platform.Find("debugcon")!.Endpoint.Route);
+        Assert.Throws<MachineConfigException>(() => Build(config));
+    }
+
+    [Fact]
+    public void Overlapping_devices_are_refused_naming_both()
+    {
+        var config = Base with { DebugExit = new DebugExitConfig(0x3fc, 2) };
+        var e = Assert.Throws<MachineConfigException>(() => Build(config));
+        Assert.Contains("isa-debug-exit", e.Message, StringComparison.Ordinal);
+        Assert.Contains("COM1", e.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(0UL, 1, "k", "memory size must be at least 1 MiB")]
+    [InlineData(4UL << 30, 1, "k", "memory size 4 GiB is more than the 3 GiB this machine supports")]
+    [InlineData(1UL << 20, 2, "k", "2 vCPUs: only 1 vCPU is supported for now")]
+    [InlineData(1UL << 20, 1, null, "no kernel given (use -kernel PATH)")]
+    public void Validation_names_the_problem(ulong ram, int vcpus, string? kernel, string message)
+    {
+        var config = new MachineConfig { RamBytes = ram, VcpuCount = vcpus, KernelPath = kernel };
+        Assert.Equal(message, Assert.Single(config.Validate()));
+        Assert.Equal(message, Assert.Throws<MachineConfigException>(() => config.EnsureValid()).Message);
+    }
+
+    [Fact]
+    public void Route_override_for_an_unknown_device_is_refused()
+    {
+        var config = Base with { RouteOverrides = new Dictionary<string, Route> { ["COM3"] = Route.Mailbox } };
+        Assert.Equal("route override for \"COM3\": no such device (devices: COM1)", Assert.Single(config.Validate()));
+    }
+
+    private sealed class TestMailboxEndpoint(string name) : BusEndpoint(name, Route.Mailbox)
+    {
+        public override void Read(ulong offset, Span<byte> data) => data.Clear();
+        public override void Write(ulong offset, ReadOnlySpan<byte> data) { }
+    }
+}

@@ -1,0 +1,188 @@
+using ActorVmm.Core.Accel;
+using ActorVmm.Core.Bus;
+using ActorVmm.Core.Machine;
+using Serilog.Events;
+
+namespace ActorVmm.Host.Tests;
+
+public sealed class CommandLineTests
+{
+    private static MachineConfig Parse(params string[] args)
+    {
+        var cmd = CommandLine.Parse(args);
+        Assert.Equal(CommandKind.Run, cmd.Kind);
+        return cmd.Config!;
+    }
+
+    private static string Reject(params string[] args) => Assert.Throws<UsageException>(() => CommandLine.Parse(args)).Message;
+
+    [Fact]
+    public void The_README_command_line_parses_to_the_expected_machine()
+    {
+        var c = Parse("-accel", "soft", "-kernel", "hello.bin", "-nographic", "-device", "isa-debug-exit,iobase=0xf4,iosize=4");
+        Assert.Equal("soft", c.Accelerator);
+        Assert.Equal("hello.bin", c.KernelPath);
+        Assert.Equal(new DebugExitConfig(0xf4, 4), c.DebugExit);
+        Assert.Equal([CharBackend.Stdio], c.SerialPorts);
+        Assert.Equal(IrqchipMode.On, c.Irqchip);
+        Assert.Equal(128 * MachineConfig.MiB, c.RamBytes);
+        Assert.Equal(1, c.VcpuCount);
+        Assert.False(c.NoReboot);
+    }
+
+    [Theory]
+    [InlineData("run")]
+    [InlineData("run", "--no-reboot")]
+    public void Run_is_the_default_command_and_may_be_named(params string[] prefix)
+    {
+        var c = Parse([.. prefix, "-kernel", "k"]);
+        Assert.Equal("k", c.KernelPath);
+    }
+
+    [Theory]
+    [InlineData("--help", CommandKind.Help)]
+    [InlineData("-h", CommandKind.Help)]
+    [InlineData("-help", CommandKind.Help)]
+    [InlineData("--version", CommandKind.Version)]
+    [InlineData("-version", CommandKind.Version)]
+    public void Help_and_version(string arg, CommandKind kind) => Assert.Equal(kind, CommandLine.Parse([arg]).Kind);
+
+    [Theory]
+    [InlineData("soft")]
+    [InlineData("tcg")]
+    [InlineData("accel=soft")]
+    [InlineData("accel=tcg")]
+    [InlineData("auto")]
+    public void Accel_spellings(string value) => Assert.Equal("soft", Parse("-accel", value, "-kernel", "k").Accelerator);
+
+    [Theory]
+    [InlineData("pc")]
+    [InlineData("pc,kernel-irqchip=on")]
+    [InlineData("type=pc,kernel-irqchip=on")]
+    [InlineData("kernel-irqchip=on")]
+    [InlineData("pc,accel=tcg")]
+    public void Machine_spellings(string value)
+    {
+        Assert.Equal(IrqchipMode.On, Parse("-machine", value, "-kernel", "k").Irqchip);
+        Assert.Equal(IrqchipMode.On, Parse("-M", value, "-kernel", "k").Irqchip);
+    }
+
+    [Theory]
+    [InlineData("128", 128UL << 20)]
+    [InlineData("64M", 64UL << 20)]
+    [InlineData("64m", 64UL << 20)]
+    [InlineData("1G", 1UL << 30)]
+    [InlineData("3G", 3UL << 30)]
+    [InlineData("2048K", 2UL << 20)]
+    [InlineData("size=256M", 256UL << 20)]
+    [InlineData("size=512", 512UL << 20)]
+    [InlineData("1.5G", 3UL << 29)]
+    [InlineData("1048577B", (1UL << 20) + 4096)]
+    public void Memory_sizes(string value, ulong bytes) => Assert.Equal(bytes, Parse("-m", value, "-kernel", "k").RamBytes);
+
+    [Theory]
+    [InlineData("1")]
+    [InlineData("cpus=1")]
+    [InlineData("1,sockets=1,cores=1,threads=1")]
+    public void Smp_one(string value) => Assert.Equal(1, Parse("-smp", value, "-kernel", "k").VcpuCount);
+
+    [Fact]
+    public void Serial_backends_in_COM_order()
+    {
+        var c = Parse("-serial", "file:/tmp/com1.txt", "-serial", "none", "-serial", "null", "-serial", "mon:stdio", "-kernel", "k");
+        Assert.Equal([CharBackend.ToFile("/tmp/com1.txt"), null, CharBackend.None, CharBackend.Stdio], c.SerialPorts);
+        Assert.Equal([CharBackend.Stdio], Parse("-serial", "stdio", "-kernel", "k").SerialPorts);
+    }
+
+    [Fact]
+    public void Accepted_no_op_options_and_flags()
+    {
+        var c = Parse("-display", "none", "-monitor", "none", "-nographic", "-no-reboot", "--deterministic", "-kernel", "k");
+        Assert.True(c.NoReboot);
+        Assert.True(c.Deterministic);
+        Assert.True(Parse("--no-reboot", "--kernel", "k").NoReboot);
+    }
+
+    [Theory]
+    [InlineData("isa-debug-exit", 0x501, 2)]
+    [InlineData("isa-debug-exit,iobase=0xf4,iosize=4", 0xf4, 4)]
+    [InlineData("isa-debug-exit,iobase=244,iosize=0x4", 0xf4, 4)]
+    [InlineData("driver=isa-debug-exit,iobase=0xFFFF,iosize=1", 0xffff, 1)]
+    public void Debug_exit_device(string value, int ioBase, int ioSize)
+        => Assert.Equal(new DebugExitConfig(ioBase, ioSize), Parse("-device", value, "-kernel", "k").DebugExit);
+
+    [Fact]
+    public void Kernel_append_initrd_and_debugcon()
+    {
+        var c = Parse("-kernel", "k", "-append", "console=ttyS0 quiet", "-initrd", "mod1 arg1 arg2,mod2,,x", "-debugcon", "file:dbg.txt");
+        Assert.Equal("console=ttyS0 quiet", c.Append);
+        Assert.Equal(["mod1 arg1 arg2", "mod2,x"], c.Modules);
+        Assert.Equal("mod1", MachineConfig.ModulePath(c.Modules[0]));
+        Assert.Equal(CharBackend.ToFile("dbg.txt"), c.DebugCon);
+        Assert.Equal(CharBackend.Stdio, Parse("-debugcon", "stdio", "-kernel", "k").DebugCon);
+        Assert.Null(Parse("-debugcon", "none", "-kernel", "k").DebugCon);
+    }
+
+    [Fact]
+    public void Own_long_options()
+    {
+        var cmd = CommandLine.Parse(["--log-level", "debug", "--log-file=/tmp/x.log", "--route", "COM1=mailbox", "-kernel", "k"]);
+        Assert.Equal(LogEventLevel.Debug, cmd.Host!.LogLevel);
+        Assert.True(cmd.Host.LogLevelExplicit);
+        Assert.Equal("/tmp/x.log", cmd.Host.LogFile);
+        Assert.Equal(Route.Mailbox, cmd.Config!.RouteFor("COM1"));
+        Assert.Equal(LogEventLevel.Warning, CommandLine.Parse(["-kernel", "k"]).Host!.LogLevel);
+    }
+
+    [Theory]
+    [InlineData("-m 0: memory size must be at least 1 MiB", "-m", "0")]
+    [InlineData("-m 512K: memory size must be at least 1 MiB", "-m", "512K")]
+    [InlineData("-m 5T: memory size is more than the 3 GiB this machine supports", "-m", "5T")]
+    [InlineData("-m 4G: memory size is more than the 3 GiB this machine supports", "-m", "4G")]
+    [InlineData("-m 99999999999999999999999E: memory size is more than the 3 GiB this machine supports", "-m", "99999999999999999999999E")]
+    [InlineData("-m lots: not a size (use e.g. 512, 512M or 2G)", "-m", "lots")]
+    [InlineData("-m -1: not a size (use e.g. 512, 512M or 2G)", "-m", "-1")]
+    [InlineData("-m 128,slots=2: unsupported memory property 'slots' (only size=)", "-m", "128,slots=2")]
+    [InlineData("-smp 2: only 1 vCPU is supported for now", "-smp", "2")]
+    [InlineData("-smp cpus=4: only 1 vCPU is supported for now", "-smp", "cpus=4")]
+    [InlineData("-smp two: 'two' is not a number", "-smp", "two")]
+    [InlineData("-accel kvm: the kvm accelerator is not part of this build (available: soft)", "-accel", "kvm")]
+    [InlineData("-accel hvf: unknown accelerator 'hvf' (available: soft, or tcg as an alias)", "-accel", "hvf")]
+    [InlineData("-accel tcg,thread=multi: unknown property 'thread'", "-accel", "tcg,thread=multi")]
+    [InlineData("-machine q35: machine type 'q35' is not supported (supported: pc)", "-machine", "q35")]
+    [InlineData("-machine pc,kernel-irqchip=split: kernel-irqchip=split is not implemented yet (only kernel-irqchip=on)", "-machine", "pc,kernel-irqchip=split")]
+    [InlineData("-machine kernel-irqchip=off: kernel-irqchip=off is not implemented yet (only kernel-irqchip=on)", "-machine", "kernel-irqchip=off")]
+    [InlineData("-machine pc,kernel-irqchip=maybe: kernel-irqchip must be on, split or off", "-machine", "pc,kernel-irqchip=maybe")]
+    [InlineData("-machine pc,usb=on: unknown machine property 'usb'", "-machine", "pc,usb=on")]
+    [InlineData("-serial tcp:localhost:4444: unsupported serial backend (use stdio, file:PATH, null or none)", "-serial", "tcp:localhost:4444")]
+    [InlineData("-serial file:: file: needs a path", "-serial", "file:")]
+    [InlineData("-display gtk: no graphical display in this VMM (use -display none)", "-display", "gtk")]
+    [InlineData("-monitor stdio: the QEMU monitor is not supported (use -monitor none)", "-monitor", "stdio")]
+    [InlineData("-device e1000: device 'e1000' is not supported (supported: isa-debug-exit)", "-device", "e1000")]
+    [InlineData("-device isa-debug-exit,iobase=0x10000: iobase 0x10000 is outside the port space 0-0xffff", "-device", "isa-debug-exit,iobase=0x10000")]
+    [InlineData("-device isa-debug-exit,iobase=70000: iobase 0x11170 is outside the port space 0-0xffff", "-device", "isa-debug-exit,iobase=70000")]
+    [InlineData("-device isa-debug-exit,iobase=0xzz: iobase '0xzz' is not a number (decimal or 0x-hex)", "-device", "isa-debug-exit,iobase=0xzz")]
+    [InlineData("-device isa-debug-exit,iobase=0xffff,iosize=4: iosize 4 at iobase 0xffff does not fit the port space 0-0xffff", "-device", "isa-debug-exit,iobase=0xffff,iosize=4")]
+    [InlineData("-device isa-debug-exit,iosize=0: iosize 0 at iobase 0x501 does not fit the port space 0-0xffff", "-device", "isa-debug-exit,iosize=0")]
+    [InlineData("-device isa-debug-exit,colour=red: isa-debug-exit has no property 'colour' (it has iobase and iosize)", "-device", "isa-debug-exit,colour=red")]
+    [InlineData("-debugcon vc: unsupported debugcon backend (use stdio, file:PATH, null or none)", "-debugcon", "vc")]
+    [InlineData("-bios bios.bin: firmware boot is not implemented yet (boot a multiboot kernel with -kernel)", "-bios", "bios.bin")]
+    [InlineData("--log-level loud: unknown log level (use verbose, debug, info, warning, error or fatal)", "--log-level", "loud")]
+    [InlineData("--route COM1=fast: route must be direct or mailbox", "--route", "COM1=fast")]
+    [InlineData("-initrd a,,,: empty module name in the list", "-initrd", "a,,,")]
+    public void Rejections_name_the_option_and_the_problem(string message, string option, string value)
+        => Assert.Equal(message, Reject(option, value, "-kernel", "k"));
+
+    [Theory]
+    [InlineData("no kernel given (use -kernel PATH)")]
+    [InlineData("-hda: unknown option (see --help)", "-hda", "disk.img")]
+    [InlineData("--frobnicate: unknown option (see --help)", "--frobnicate")]
+    [InlineData("disk.img: unexpected argument (options start with '-'; see --help)", "disk.img")]
+    [InlineData("-kernel: missing argument", "-kernel")]
+    [InlineData("-m: missing argument", "-kernel", "k", "-m")]
+    [InlineData("--no-reboot: takes no value", "--no-reboot=yes", "-kernel", "k")]
+    [InlineData("-serial stdio: too many serial ports (at most 4, COM1-COM4)", "-kernel", "k", "-serial", "none", "-serial", "none", "-serial", "none", "-serial", "none", "-serial", "stdio")]
+    [InlineData("-device isa-debug-exit: isa-debug-exit given twice", "-kernel", "k", "-device", "isa-debug-exit", "-device", "isa-debug-exit")]
+    [InlineData("route override for \"COM2\": no such device (devices: COM1)", "-kernel", "k", "--route", "COM2=mailbox")]
+    public void Other_rejections(string message, params string[] args) => Assert.Equal(message, Reject(args));
+}
