@@ -268,8 +268,18 @@ public sealed partial class SoftCpu
         ulong a = ReadOp(i, 0, bits);
         ulong b = ReadOp(i, 1, bits);
         ulong r = (a + b) & SizeMask(bits);
-        WriteOp(i, 0, r, bits);
-        WriteReg(i.Op1Register, a);
+        // SDM order: SRC := DEST, then DEST := sum (so XADD r, r leaves the sum). A memory destination's
+        // address is formed before the source register changes, so it is written first.
+        if (i.Op0Kind == OpKind.Memory)
+        {
+            WriteMem(i, r, bits);
+            WriteReg(i.Op1Register, a);
+        }
+        else
+        {
+            WriteReg(i.Op1Register, a);
+            WriteReg(i.Op0Register, r);
+        }
         SetLazy(LazyOp.Add, a, b, r, bits);
     }
 

@@ -405,22 +405,21 @@ public sealed partial class SoftCpu
 
     private void AaaAas(bool add)
     {
+        // The 386-and-later forms (SDM): AAA adds 0x106 to AX as one 16-bit add (a carry out of AL reaches AH);
+        // AAS subtracts 6 from AX and then 1 from AH.
         ulong ax = Gpr[0] & 0xffff;
         bool adjust = (ax & 0x0f) > 9 || GetAf();
         if (adjust)
         {
-            ulong al = ax & 0xff, ah = ax >> 8;
             if (add)
             {
-                al += 6;
-                ah += 1;
+                ax = (ax + 0x106) & 0xffff;
             }
             else
             {
-                al -= 6;
-                ah -= 1;
+                ax = (ax - 6) & 0xffff;
+                ax = (ax - 0x100) & 0xffff;
             }
-            ax = ((ah & 0xff) << 8) | (al & 0xff);
         }
         ax &= 0xff0f;
         WriteReg(Register.AX, ax);

@@ -57,6 +57,9 @@ public sealed partial class SoftCpu
             if (!info.IsInstruction || info.Encoding != EncodingKind.Legacy || !info.Mode32 && !info.Mode16) continue;
             if (!HandledMnemonics.Contains(code.Mnemonic())) continue;
             if (info.OperandSize == 64 || info.AddressSize == 64) continue;
+            // Encodings only some early parts had (486 A-step CMPXCHG at 0F A6/A7, 8086 POP CS) are not part of
+            // the Pentium-class ISA this CPU implements; the decoder never produces them in 32-bit mode.
+            if (code.CpuidFeatures().Any(f => f is CpuidFeature.INTEL486_A_ONLY or CpuidFeature.INTEL8086_ONLY)) continue;
             bool ok = true;
             for (int n = 0; n < info.OpCount && ok; n++) ok = OperandSupported(info.GetOpKind(n));
             if (ok) forms.Add(code);
