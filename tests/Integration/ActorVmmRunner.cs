@@ -1,8 +1,5 @@
 // Runs a guest under ActorVmm exactly as a user would: the built actorvmm program as a child process, with the
 // same QEMU-spelled command line QemuRunner uses, capturing the serial console (stdout) and the exit status.
-using System.Diagnostics;
-using System.Text;
-
 namespace ActorVmm.Integration.Tests;
 
 public static class ActorVmmRunner
@@ -27,29 +24,5 @@ public static class ActorVmmRunner
 
     /// <summary>Runs actorvmm with exactly these arguments.</summary>
     public static GuestRun RunRaw(IEnumerable<string> arguments, TimeSpan? timeout = null)
-    {
-        var psi = new ProcessStartInfo("dotnet")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = true,
-            UseShellExecute = false,
-        };
-        psi.ArgumentList.Add(ProgramPath);
-        foreach (var a in arguments) psi.ArgumentList.Add(a);
-        using var process = Process.Start(psi) ?? throw new InvalidOperationException("could not start actorvmm");
-        process.StandardInput.Close();
-        var stdout = new MemoryStream();
-        var copyOut = process.StandardOutput.BaseStream.CopyToAsync(stdout);
-        var stderr = process.StandardError.ReadToEndAsync();
-        bool exited = process.WaitForExit(timeout ?? DefaultTimeout);
-        if (!exited)
-        {
-            process.Kill(entireProcessTree: true);
-            process.WaitForExit();
-        }
-        copyOut.Wait(TimeSpan.FromSeconds(5));
-        return new GuestRun(Encoding.UTF8.GetString(stdout.ToArray()), exited ? process.ExitCode : -1, !exited,
-            stderr.Wait(TimeSpan.FromSeconds(5)) ? stderr.Result : "");
-    }
+        => GuestProcess.Run("dotnet", [ProgramPath, .. arguments], timeout ?? DefaultTimeout);
 }

@@ -40,37 +40,12 @@ public static class QemuRunner
     {
         var qemu = QemuPath ?? throw new InvalidOperationException(SkipReason);
         if (!File.Exists(kernel)) throw new FileNotFoundException($"guest kernel {kernel} does not exist", kernel);
-        var psi = new ProcessStartInfo(qemu)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = true,
-            UseShellExecute = false,
-        };
-        foreach (var arg in new[]
-        {
+        return GuestProcess.Run(qemu,
+        [
             "-accel", "tcg", "-cpu", "qemu64,vendor=GenuineIntel", "-kernel", kernel, "-append", append,
             "-serial", "stdio", "-display", "none", "-monitor", "none", "-no-reboot",
             "-device", "isa-debug-exit,iobase=0xf4,iosize=4", "-m", memoryMiB.ToString(System.Globalization.CultureInfo.InvariantCulture),
-        })
-        {
-            psi.ArgumentList.Add(arg);
-        }
-
-        using var process = Process.Start(psi) ?? throw new InvalidOperationException($"could not start {qemu}");
-        process.StandardInput.Close();
-        var stdout = new MemoryStream();
-        var copyOut = process.StandardOutput.BaseStream.CopyToAsync(stdout);
-        var stderr = process.StandardError.ReadToEndAsync();
-        bool exited = process.WaitForExit(timeout ?? DefaultTimeout);
-        if (!exited)
-        {
-            process.Kill(entireProcessTree: true);
-            process.WaitForExit();
-        }
-        copyOut.Wait(TimeSpan.FromSeconds(5));
-        return new GuestRun(Encoding.UTF8.GetString(stdout.ToArray()), exited ? process.ExitCode : -1, !exited,
-            stderr.Wait(TimeSpan.FromSeconds(5)) ? stderr.Result : "");
+        ], timeout ?? DefaultTimeout);
     }
 
     private static string? FindOnPath(string name)
@@ -83,6 +58,36 @@ public static class QemuRunner
             if (File.Exists(candidate)) return candidate;
         }
         return null;
+    }
+}
+
+/// <summary>Runs a VMM as a child process with stdin closed, capturing its serial console (stdout), stderr and status.</summary>
+public static class GuestProcess
+{
+    public static GuestRun Run(string program, IEnumerable<string> arguments, TimeSpan timeout)
+    {
+        var psi = new ProcessStartInfo(program)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+        };
+        foreach (var arg in arguments) psi.ArgumentList.Add(arg);
+        using var process = Process.Start(psi) ?? throw new InvalidOperationException($"could not start {program}");
+        process.StandardInput.Close();
+        var stdout = new MemoryStream();
+        var copyOut = process.StandardOutput.BaseStream.CopyToAsync(stdout);
+        var stderr = process.StandardError.ReadToEndAsync();
+        bool exited = process.WaitForExit(timeout);
+        if (!exited)
+        {
+            process.Kill(entireProcessTree: true);
+            process.WaitForExit();
+        }
+        copyOut.Wait(TimeSpan.FromSeconds(5));
+        return new GuestRun(Encoding.UTF8.GetString(stdout.ToArray()), exited ? process.ExitCode : -1, !exited,
+            stderr.Wait(TimeSpan.FromSeconds(5)) ? stderr.Result : "");
     }
 }
 
