@@ -1,7 +1,7 @@
 // The "soft" accelerator: the Core accelerator contract implemented with the software CPU, for hosts
-// without a hypervisor. Guest RAM is native memory (below 4 GiB in this stage, one region). The kernel
-// irqchip entry points record line state; the in-vCPU interrupt controllers that consume them come with
-// the platform devices (kernel-irqchip=on). Time: host time, or instruction-driven in deterministic mode.
+// without a hypervisor. Guest RAM is native memory (below 4 GiB in this stage, one region). In
+// kernel-irqchip=on the interrupt controller and timers run on the vCPU thread (SoftKernelDevices); the
+// irqchip entry points drive their inputs. Time: host time, or instruction-driven in deterministic mode.
 using ActorVmm.Core.Accel;
 using ActorVmm.Core.Memory;
 
@@ -31,7 +31,6 @@ public sealed unsafe class SoftVm : IVm
 {
     private readonly NativeRam _ram;
     private readonly List<SoftVcpu> _vcpus = [];
-    private readonly bool[] _lines = new bool[256];
     private readonly Lock _lock = new();
 
     internal SoftVm(VmSpec spec)
@@ -39,11 +38,20 @@ public sealed unsafe class SoftVm : IVm
         Spec = spec;
         _ram = new NativeRam(spec.RamBytes);
         Memory = new GuestMemory([new GuestRegion("ram", 0, spec.RamBytes, _ram.Pointer)]);
+        Clock = new SoftClock(spec.Deterministic);
+        // Deterministic runs get a fixed wall-clock start so the RTC reads the same every run.
+        var rtcStart = spec.Deterministic ? new DateTime(2026, 1, 1, 0, 0, 0, DateTimeKind.Utc) : DateTime.UtcNow;
+        Kernel = new SoftKernelDevices(Clock, spec.RamBytes, spec.VcpuCount, rtcStart, WakeAll);
     }
 
     public VmSpec Spec { get; }
 
     public GuestMemory Memory { get; }
+
+    /// <summary>The in-kernel PIC and timers (kernel-irqchip=on).</summary>
+    public SoftKernelDevices Kernel { get; }
+
+    internal SoftClock Clock { get; }
 
     public IVcpu CreateVcpu(int id)
     {
@@ -56,16 +64,10 @@ public sealed unsafe class SoftVm : IVm
         }
     }
 
-    /// <summary>The last level each GSI was driven to (the in-vCPU irqchip reads these).</summary>
-    public bool GetIrqLine(int gsi)
-    {
-        lock (_lock) return (uint)gsi < _lines.Length && _lines[gsi];
-    }
-
     public void SetIrqLine(int gsi, bool level)
     {
-        if ((uint)gsi >= _lines.Length) throw new ArgumentOutOfRangeException(nameof(gsi));
-        lock (_lock) _lines[gsi] = level;
+        if ((uint)gsi >= 24) throw new ArgumentOutOfRangeException(nameof(gsi), $"GSI {gsi} does not exist (0-23)");
+        Kernel.SetIrq(gsi, level);
     }
 
     public void SendMsi(ulong address, uint data)
@@ -87,6 +89,13 @@ public sealed unsafe class SoftVm : IVm
         }
     }
 
+    private void WakeAll()
+    {
+        SoftVcpu[] vcpus;
+        lock (_lock) vcpus = [.. _vcpus];
+        foreach (var v in vcpus) v.Wake();
+    }
+
     public void Dispose()
     {
         lock (_lock)
@@ -103,6 +112,9 @@ public sealed class SoftVcpu : IVcpu
     /// <summary>Instructions per Run slice (a few milliseconds of guest time), after which Run returns SliceEnd.</summary>
     public const long SliceInstructions = 2_000_000;
 
+    /// <summary>Instructions between checks for timer deadlines and interrupt requests.</summary>
+    private const int Batch = 2048;
+
     private readonly SoftVm _vm;
     private readonly SemaphoreSlim _wake = new(0, int.MaxValue);
     private readonly Lock _eventLock = new();
@@ -113,7 +125,6 @@ public sealed class SoftVcpu : IVcpu
     private bool _nmi;
     private CpuRegisters _pendingRegs;
     private SystemRegisters _pendingSregs = SystemRegisters.PowerOn();
-    private readonly long _startTimestamp = System.Diagnostics.Stopwatch.GetTimestamp();
 
     internal SoftVcpu(SoftVm vm, int id)
     {
@@ -129,21 +140,32 @@ public sealed class SoftVcpu : IVcpu
     public VcpuExit Run(IExitHandler handler)
     {
         var cpu = EnsureCpu(handler);
+        var kernel = _vm.Kernel;
+        var clock = _vm.Clock;
         if (Interlocked.Exchange(ref _kick, 0) != 0) return VcpuExit.Kicked;
         long budget = SliceInstructions;
+        long nextDeadline = kernel.NextDeadlineNs ?? long.MaxValue;
         while (budget > 0)
         {
-            DeliverQueuedEvents(cpu);
+            if (clock.Deterministic) clock.SetInstructions(cpu.InstructionsRetired);
+            if (clock.NowNanoseconds >= nextDeadline)
+            {
+                kernel.Advance();
+                nextDeadline = kernel.NextDeadlineNs ?? long.MaxValue;
+            }
+            DeliverQueuedEvents(cpu, kernel);
             ulong before = cpu.InstructionsRetired;
-            var outcome = cpu.Run(Math.Min(budget, 65_536), ref _kick);
+            var outcome = cpu.Run(Math.Min(budget, Batch), ref _kick);
             budget -= (long)(cpu.InstructionsRetired - before) + 1;
+            if (kernel.TakePendingStop() is { } stop) return stop;
+            nextDeadline = kernel.NextDeadlineNs ?? long.MaxValue; // the guest may have programmed a timer
             switch (outcome)
             {
                 case StepOutcome.Shutdown:
                     return new VcpuExit(VcpuExitKind.Shutdown, $"triple fault ({cpu.LastException?.Vector switch { byte v => $"last exception vector {v}", null => "no exception recorded" }})");
                 case StepOutcome.Halted:
                     if (!cpu.InterruptWindowOpen && !HasQueuedEvents()) return new VcpuExit(VcpuExitKind.Halted, "HLT with interrupts disabled");
-                    if (!WaitForEvent()) return VcpuExit.Kicked;
+                    if (!WaitForEvent(cpu, kernel, nextDeadline)) return VcpuExit.Kicked;
                     break;
             }
             if (Interlocked.Exchange(ref _kick, 0) != 0) return VcpuExit.Kicked;
@@ -157,20 +179,16 @@ public sealed class SoftVcpu : IVcpu
         {
             var regs = _cpu?.GetRegisters() ?? _pendingRegs;
             var sregs = _cpu?.GetSystemRegisters() ?? _pendingSregs;
-            _cpu = new SoftCpu(_vm.Memory, handler);
+            _cpu = new SoftCpu(_vm.Memory, new SoftKernelDevices.ExitFilter(_vm.Kernel, handler));
             _handler = handler;
             _cpu.SetSystemRegisters(sregs);
             _cpu.SetRegisters(regs);
-            if (_vm.Spec.Deterministic)
-            {
-                var cpu = _cpu;
-                _cpu.TimeStampCounter = () => cpu.InstructionsRetired;
-            }
-            else
-            {
-                long start = _startTimestamp;
-                _cpu.TimeStampCounter = () => (ulong)((System.Diagnostics.Stopwatch.GetTimestamp() - start) * (1e9 / System.Diagnostics.Stopwatch.Frequency));
-            }
+            var clock = _vm.Clock;
+            var cpu = _cpu;
+            // The TSC runs at 1 GHz on the VM clock; in deterministic mode it counts every retired instruction.
+            _cpu.TimeStampCounter = clock.Deterministic
+                ? () => cpu.InstructionsRetired + (ulong)clock.Skipped
+                : () => (ulong)clock.NowNanoseconds;
         }
         return _cpu;
     }
@@ -180,7 +198,7 @@ public sealed class SoftVcpu : IVcpu
         lock (_eventLock) return _nmi || _interrupts.Count > 0;
     }
 
-    private void DeliverQueuedEvents(SoftCpu cpu)
+    private void DeliverQueuedEvents(SoftCpu cpu, SoftKernelDevices kernel)
     {
         lock (_eventLock)
         {
@@ -192,18 +210,38 @@ public sealed class SoftVcpu : IVcpu
             if (_interrupts.Count > 0 && !cpu.HasPendingExternalInterrupt && cpu.InterruptWindowOpen)
                 cpu.RaiseExternalInterrupt(_interrupts.Dequeue());
         }
+        // The PIC is asked (INTA) only when the CPU can take the interrupt now.
+        if (!cpu.HasPendingExternalInterrupt && cpu.InterruptWindowOpen && kernel.TryAcknowledge(out byte vector))
+            cpu.RaiseExternalInterrupt(vector);
     }
 
-    /// <summary>Blocks a halted vCPU until an interrupt, ExNMI or kick arrives. False when kicked.</summary>
-    private bool WaitForEvent()
+    /// <summary>Blocks a halted vCPU until an interrupt, NMI, timer deadline or kick. False when kicked.</summary>
+    private bool WaitForEvent(SoftCpu cpu, SoftKernelDevices kernel, long nextDeadline)
     {
+        var clock = _vm.Clock;
         while (true)
         {
             if (Volatile.Read(ref _kick) != 0) return false;
-            if (HasQueuedEvents()) return true;
-            _wake.Wait(TimeSpan.FromMilliseconds(50));
+            if (HasQueuedEvents() || kernel.InterruptRequested) return true;
+            nextDeadline = kernel.NextDeadlineNs ?? long.MaxValue;
+            long now = clock.NowNanoseconds;
+            if (now >= nextDeadline) return true;
+            if (clock.Deterministic)
+            {
+                if (nextDeadline == long.MaxValue)
+                {
+                    _wake.Wait(TimeSpan.FromMilliseconds(50));
+                    continue;
+                }
+                clock.SkipTo(nextDeadline); // nothing runs while halted: time jumps to the next timer
+                return true;
+            }
+            long waitNs = Math.Min(nextDeadline - now, 50_000_000);
+            _wake.Wait(TimeSpan.FromTicks(Math.Max(1, waitNs / 100)));
         }
     }
+
+    internal void Wake() => _wake.Release();
 
     public void Kick()
     {
