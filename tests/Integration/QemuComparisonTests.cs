@@ -13,6 +13,7 @@ public sealed class QemuComparisonTests
     [InlineData("hello.elf", "elf build, same checksum")]
     [InlineData("faults.bin", "")]
     [InlineData("timer.bin", "")]
+    [InlineData("reset.bin", "")]
     public void Guest_prints_the_same_serial_output_and_status_as_qemu(string guest, string append)
     {
         string kernel = GuestArtifacts.Path(guest);

@@ -60,3 +60,27 @@ public sealed class DirectEndpoint(IBusDevice device, Lock? deviceLock = null) :
         lock (Lock) Device.Write(offset, data);
     }
 }
+
+/// <summary>
+/// A second range of an endpoint already on the bus, its offsets shifted by <paramref name="bias"/>: for chips
+/// whose registers sit at separate places (the i8042's 0x60 and 0x64) but must stay one model under one lock.
+/// Accesses are counted on the inner endpoint.
+/// </summary>
+public sealed class OffsetEndpoint(BusEndpoint inner, ulong bias) : BusEndpoint(inner.Name, inner.Route)
+{
+    public BusEndpoint Inner { get; } = inner;
+
+    public ulong Bias { get; } = bias;
+
+    public override void Read(ulong offset, Span<byte> data)
+    {
+        Inner.Accesses++;
+        Inner.Read(offset + Bias, data);
+    }
+
+    public override void Write(ulong offset, ReadOnlySpan<byte> data)
+    {
+        Inner.Accesses++;
+        Inner.Write(offset + Bias, data);
+    }
+}

@@ -120,6 +120,40 @@ public sealed class I8042
     /// <summary>Port 0x64.</summary>
     public IBusDevice CommandPort { get; }
 
+    /// <summary>
+    /// Both ports as one register file for a bus that maps a device at several ranges: offset 0 is the data port
+    /// (0x60), offset 4 the command/status port (0x64). Map 0x60 at offset 0 and 0x64 with a bias of 4, so both go
+    /// to one model under one lock. Other offsets are counted as bad accesses.
+    /// </summary>
+    public IBusDevice Ports => _ports ??= new CombinedView(this);
+
+    private CombinedView? _ports;
+
+    private sealed class CombinedView(I8042 owner) : IBusDevice
+    {
+        public string Name => "i8042";
+
+        public void Read(ulong offset, Span<byte> data)
+        {
+            switch (offset)
+            {
+                case 0: owner.DataPort.Read(0, data); break;
+                case 4: owner.CommandPort.Read(0, data); break;
+                default: owner.DataPort.Read(ulong.MaxValue, data); break; // counted as a bad access there
+            }
+        }
+
+        public void Write(ulong offset, ReadOnlySpan<byte> data)
+        {
+            switch (offset)
+            {
+                case 0: owner.DataPort.Write(0, data); break;
+                case 4: owner.CommandPort.Write(0, data); break;
+                default: owner.DataPort.Write(ulong.MaxValue, data); break;
+            }
+        }
+    }
+
     public long BadAccesses { get; private set; }
 
     public long UnknownCommands { get; private set; }

@@ -6,6 +6,9 @@
 //   COM1 0x3f8-0x3ff IRQ 4, COM2 0x2f8 IRQ 3, COM3 0x3e8 IRQ 4, COM4 0x2e8 IRQ 3   16550A UART
 //   isa-debug-exit at the configured iobase/iosize                                 (when configured)
 //   debugcon at 0xe9                                                               (when configured)
+//   i8042 keyboard controller 0x60 and 0x64, IRQ 1/12; port 0x92 (fast A20, reset); 0xcf9 reset control
+// The PIC, PIT, RTC and ACPI PM are not here: in kernel-irqchip=on they belong to the accelerator's kernel
+// side (SoftKernelDevices for the soft accelerator).
 // Interrupt lines go to the kernel irqchip (IVm.SetIrqLine), the only placement this stage has (on).
 using ActorVmm.Core.Accel;
 using ActorVmm.Core.Bus;
@@ -47,6 +50,9 @@ public static class PcMachineBuilder
         ("COM4", 0x2e8, 3),
     ];
 
+    public const string KeyboardControllerName = "i8042";
+    public const string Port92Name = "port92";
+    public const string ResetControlName = "reset-control";
     public const string DebugExitName = "isa-debug-exit";
     public const string DebugConName = "debugcon";
 
@@ -58,6 +64,9 @@ public static class PcMachineBuilder
         {
             if (config.SerialPorts[i] is not null) names.Add(ComPorts[i].Name);
         }
+        names.Add(KeyboardControllerName);
+        names.Add(Port92Name);
+        names.Add(ResetControlName);
         if (config.DebugExit is not null) names.Add(DebugExitName);
         if (config.DebugCon is not null) names.Add(DebugConName);
         return names;
@@ -83,6 +92,11 @@ public static class PcMachineBuilder
         config.EnsureValid();
 
         var models = new List<(IBusDevice Model, PortRange Ports)>();
+        // The keyboard controller is one model at 0x60 and 0x64 (the second range reaches it with offset 4).
+        var kbc = new I8042(new VmIrqLine(vm, 1), new VmIrqLine(vm, 12), control);
+        models.Add((kbc.Ports, new PortRange(0x60, 1)));
+        models.Add((new SystemControlPortA(control), new PortRange(0x92, 1)));
+        models.Add((new ResetControlRegister(control), new PortRange(0xcf9, 1)));
         for (int i = 0; i < config.SerialPorts.Count; i++)
         {
             if (config.SerialPorts[i] is not { } backend) continue;
@@ -118,7 +132,21 @@ public static class PcMachineBuilder
                 throw new MachineConfigException(e.Message);
             }
             devices.Add(new PlatformDevice(model, ports, route, endpoint));
+            if (ReferenceEquals(model, kbc.Ports))
+                AddRange(builder, new PortRange(0x64, 1), new OffsetEndpoint(endpoint, 4));
         }
         return new Platform(builder.Build(), devices);
+    }
+
+    private static void AddRange(BusBuilder builder, PortRange ports, BusEndpoint endpoint)
+    {
+        try
+        {
+            builder.AddPorts(ports, endpoint);
+        }
+        catch (BusOverlapException e)
+        {
+            throw new MachineConfigException(e.Message);
+        }
     }
 }

@@ -28,7 +28,7 @@ public sealed class PcMachineBuilderTests
     public void Default_machine_has_COM1_at_0x3f8_on_the_direct_route()
     {
         var (platform, _, sinks, _) = Build(Base);
-        var dev = Assert.Single(platform.Devices);
+        var dev = Assert.Single(platform.Devices, d => d.Model.Name.StartsWith("COM", StringComparison.Ordinal));
         Assert.Equal("COM1", dev.Model.Name);
         Assert.Equal(new PortRange(0x3f8, 8), dev.Ports);
         Assert.Equal(Route.Direct, dev.Route);
@@ -47,7 +47,7 @@ public sealed class PcMachineBuilderTests
         var config = Base with { SerialPorts = [CharBackend.Stdio, CharBackend.None, null, CharBackend.Stdio] };
         var (platform, vm, _, _) = Build(config);
         Assert.Equal(["COM1@0x3f8-0x3ff", "COM2@0x2f8-0x2ff", "COM4@0x2e8-0x2ef"],
-            platform.Devices.Select(d => $"{d.Model.Name}@{d.Ports}"));
+            platform.Devices.Where(d => d.Model.Name.StartsWith("COM", StringComparison.Ordinal)).Select(d => $"{d.Model.Name}@{d.Ports}"));
         var dispatcher = new ExitDispatcher(platform.Bus);
         // Enable the THR-empty interrupt with OUT2 set: the line goes high at once (THR is empty).
         foreach (ushort port in new ushort[] { 0x3f8, 0x2f8 })
@@ -57,6 +57,23 @@ public sealed class PcMachineBuilderTests
         }
         Assert.Contains((4, true), vm.IrqLines);
         Assert.Contains((3, true), vm.IrqLines);
+    }
+
+    [Fact]
+    public void Keyboard_controller_port_92_and_0xcf9_reset_the_machine_as_a_PC_does()
+    {
+        var (platform, _, _, control) = Build(Base);
+        var dispatcher = new ExitDispatcher(platform.Bus);
+        var status = new byte[1];
+        dispatcher.PortRead(0x64, status);
+        Assert.Equal(0, status[0] & 0x02);          // input buffer empty: the controller takes a command
+        dispatcher.PortWrite(0x64, [0xaa]);         // self-test
+        dispatcher.PortRead(0x60, status);
+        Assert.Equal(0x55, status[0]);              // passed
+        dispatcher.PortWrite(0x64, [0xfe]);         // pulse output port bit 0: the reset line
+        dispatcher.PortWrite(0x92, [0x01]);         // fast reset through port 0x92
+        dispatcher.PortWrite(0xcf9, [0x06]);        // reset control register: hard reset
+        Assert.Equal(3, control.Requests.Count(r => r.Reason == MachineStopReason.Reset));
     }
 
     [Fact]
@@ -81,7 +98,7 @@ public sealed class PcMachineBuilderTests
             seen.Add((device.Name, route));
             return route == Route.Direct ? new DirectEndpoint(device) : new TestMailboxEndpoint(device.Name);
         });
-        Assert.Equal([("COM1", Route.Direct), ("debugcon", Route.Mailbox)], seen);
+        Assert.Equal([("i8042", Route.Direct), ("port92", Route.Direct), ("reset-control", Route.Direct), ("COM1", Route.Direct), ("debugcon", Route.Mailbox)], seen);
         Assert.Equal(Route.Mailbox, platform.Find("debugcon")!.Endpoint.Route);
         Assert.Throws<MachineConfigException>(() => Build(config));
     }
@@ -111,7 +128,7 @@ public sealed class PcMachineBuilderTests
     public void Route_override_for_an_unknown_device_is_refused()
     {
         var config = Base with { RouteOverrides = new Dictionary<string, Route> { ["COM3"] = Route.Mailbox } };
-        Assert.Equal("route override for \"COM3\": no such device (devices: COM1)", Assert.Single(config.Validate()));
+        Assert.Equal("route override for \"COM3\": no such device (devices: COM1, i8042, port92, reset-control)", Assert.Single(config.Validate()));
     }
 
     private sealed class TestMailboxEndpoint(string name) : BusEndpoint(name, Route.Mailbox)
