@@ -15,6 +15,7 @@ public sealed class QemuComparisonTests
     [InlineData("timer.bin", "")]
     [InlineData("reset.bin", "")]
     [InlineData("poweroff.bin", "")]
+    [InlineData("paging.bin", "")]
     public void Guest_prints_the_same_serial_output_and_status_as_qemu(string guest, string append)
     {
         string kernel = GuestArtifacts.Path(guest);

@@ -141,8 +141,8 @@ public sealed partial class SoftCpu
     }
 
     /// <summary>
-    /// CPUID: an Intel family 6 model that advertises exactly what this CPU implements (leaf 1 EDX: TSC, CX8,
-    /// CMOV; no FPU, MSR, PAE, APIC or SSE yet; ECX nothing), a brand string saying what it is, and no
+    /// CPUID: an Intel family 6 model that advertises exactly what this CPU implements (leaf 1 EDX: PSE, TSC,
+    /// PAE, CX8, PGE, CMOV; no FPU, MSR, APIC or SSE yet; ECX nothing), a brand string saying what it is, and no
     /// extended features (no long mode yet). Leaves above the maximum return the highest basic leaf, as Intel does.
     /// </summary>
     private void Cpuid()
@@ -160,7 +160,7 @@ public sealed partial class SoftCpu
             case 1:
                 a = 0x0000_0663;               // family 6, model 6, stepping 3
                 b = 0;                         // APIC ID 0, no CLFLUSH line size (CLFSH not advertised)
-                d = (1u << 4) | (1u << 8) | (1u << 15); // TSC, CX8, CMOV
+                d = (1u << 3) | (1u << 4) | (1u << 6) | (1u << 8) | (1u << 13) | (1u << 15); // PSE, TSC, PAE, CX8, PGE, CMOV
                 break;
             case 0x8000_0000:
                 a = 0x8000_0004;
@@ -257,7 +257,13 @@ public sealed partial class SoftCpu
                 }
             case Mnemonic.Clts: RequireCpl0(); Cr0 &= ~8UL; return true;
             case Mnemonic.Invd or Mnemonic.Wbinvd: RequireCpl0(); return true;
-            case Mnemonic.Invlpg: RequireCpl0(); return true; // no TLB while paging is not implemented
+            case Mnemonic.Invlpg:
+                {
+                    RequireCpl0();
+                    ref var seg = ref MemorySegment(i, out _);
+                    InvalidatePage((seg.Base + EffectiveOffset(i)) & 0xffff_ffff);
+                    return true;
+                }
             default:
                 return false;
         }
@@ -285,11 +291,15 @@ public sealed partial class SoftCpu
             {
                 case Register.CR0: WriteCr0(v); break;
                 case Register.CR2: Cr2 = v; break;
-                case Register.CR3: Cr3 = v; break;
+                case Register.CR3:
+                    Cr3 = v & 0xffff_ffff;
+                    FlushTlb(keepGlobal: true);
+                    break;
                 case Register.CR4:
-                    // Only TSD (bit 2) has meaning on this CPU; bits for features not advertised are reserved.
-                    if ((v & ~0x4UL) != 0) throw new CpuFault(ExGP, 0);
+                    // TSD (2), PSE (4), PAE (5) and PGE (7) are implemented; other bits are reserved here.
+                    if ((v & ~0xb4UL) != 0) throw new CpuFault(ExGP, 0);
                     Cr4 = v;
+                    FlushTlb(keepGlobal: false);
                     break;
                 default: throw new CpuFault(ExUD, null);
             }
@@ -322,9 +332,9 @@ public sealed partial class SoftCpu
     private void WriteCr0(ulong v)
     {
         v = (v & 0xe005_003f) | 0x10; // ET is hardwired to 1
-        if ((v & 0x8000_0000) != 0) throw new CpuFault(ExGP, 0); // paging is not implemented in this stage
+        if ((v & 0x8000_0000) != 0 && (v & 1) == 0) throw new CpuFault(ExGP, 0); // PG without PE
         if ((v & 0x2000_0000) != 0 && (v & 0x4000_0000) == 0) throw new CpuFault(ExGP, 0); // NW without CD
         Cr0 = v;
-        _decodeCache.Clear();
+        FlushTlb(keepGlobal: false);
     }
 }

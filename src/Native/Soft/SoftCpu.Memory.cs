@@ -63,15 +63,39 @@ public sealed unsafe partial class SoftCpu
         }
     }
 
-    /// <summary>Linear to physical: identity while paging is off (paging is not implemented in stage 1).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static ulong Translate(ulong linear) => linear;
+    internal ulong ReadLinear(ulong linear, int size)
+    {
+        if (!PagingEnabled) return ReadPhysical(linear, size);
+        if ((linear & 0xfff) + (ulong)size <= 0x1000) return ReadPhysical(Translate(linear, Access.Read), size);
+        // Crosses a page boundary: each byte through its own translation.
+        ulong v = 0;
+        for (int i = 0; i < size; i++) v |= ReadPhysical(Translate((linear + (ulong)i) & 0xffff_ffff, Access.Read), 1) << (8 * i);
+        return v;
+    }
 
-    internal ulong ReadLinear(ulong linear, int size) => ReadPhysical(Translate(linear), size);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal void WriteLinear(ulong linear, ulong value, int size)
+    {
+        if (!PagingEnabled)
+        {
+            WritePhysical(linear, value, size);
+            return;
+        }
+        if ((linear & 0xfff) + (ulong)size <= 0x1000)
+        {
+            WritePhysical(Translate(linear, Access.Write), value, size);
+            return;
+        }
+        // Crosses a page boundary: both pages are checked before anything is written.
+        ulong first = Translate(linear, Access.Write);
+        ulong second = Translate((linear + (ulong)size - 1) & 0xffff_ffff, Access.Write);
+        _ = first;
+        _ = second;
+        for (int i = 0; i < size; i++) WritePhysical(Translate((linear + (ulong)i) & 0xffff_ffff, Access.Write), (value >> (8 * i)) & 0xff, 1);
+    }
 
-    internal void WriteLinear(ulong linear, ulong value, int size) => WritePhysical(Translate(linear), value, size);
-
-    /// <summary>Descriptor-table and TSS reads: linear addresses, no segment checks.</summary>
+    /// <summary>Descriptor-table and TSS reads: linear addresses, no segment checks (supervisor accesses).</summary>
     private ulong ReadSystem64(ulong linear) => ReadLinear(linear, 8);
 
     private ulong ReadSystem32(ulong linear) => ReadLinear(linear, 4);

@@ -147,6 +147,7 @@ public sealed unsafe partial class SoftCpu
         Gdtr = s.Gdtr; Idtr = s.Idtr;
         Cr0 = s.Cr0; Cr2 = s.Cr2; Cr3 = s.Cr3; Cr4 = s.Cr4; Cr8 = s.Cr8; Efer = s.Efer; ApicBase = s.ApicBase;
         _decodeCache.Clear();
+        FlushTlb(keepGlobal: false);
     }
 
     /// <summary>Current privilege level.</summary>
@@ -214,10 +215,42 @@ public sealed unsafe partial class SoftCpu
         uint eip = (uint)Rip;
         if (eip > Cs.Limit) throw new CpuFault(ExGP, 0);
         ulong linear = (Cs.Base + eip) & 0xffff_ffff;
-        ref readonly var insn = ref _decodeCache.Get(linear, CodeBitness, out bool ok);
+        ulong pa = linear;
+        if (PagingEnabled)
+        {
+            // An instruction that may run into the next page is decoded from bytes gathered through both
+            // translations and not cached (the next page need not follow in physical memory).
+            if ((linear & 0xfff) > 0x1000 - 15) return ref FetchAcrossPages(linear);
+            pa = Translate(linear, Access.Fetch);
+        }
+        ref readonly var insn = ref _decodeCache.Get(pa, CodeBitness, out bool ok);
         if (!ok) throw new CpuFault(ExGP, 0); // fetch from unbacked memory: no RAM behind CS:EIP
         if (insn.Code == Code.INVALID) throw new CpuFault(ExUD, null);
         return ref insn;
+    }
+
+    private Instruction _crossPageInstruction;
+
+    private ref readonly Instruction FetchAcrossPages(ulong linear)
+    {
+        Span<byte> bytes = stackalloc byte[15];
+        int inFirst = (int)(0x1000 - (linear & 0xfff));
+        ulong pa = Translate(linear, Access.Fetch);
+        for (int i = 0; i < inFirst; i++) bytes[i] = (byte)ReadPhysical(pa + (ulong)i, 1);
+        var first = Decoder.Create(CodeBitness, new ByteArrayCodeReader(bytes[..inFirst].ToArray()), DecoderOptions.None);
+        first.IP = linear;
+        first.Decode(out _crossPageInstruction);
+        if (first.LastError == DecoderError.NoMoreBytes)
+        {
+            // The instruction continues on the next page: that page must be mapped and executable too.
+            ulong pa2 = Translate((linear + (ulong)inFirst) & 0xffff_ffff, Access.Fetch);
+            for (int i = inFirst; i < 15; i++) bytes[i] = (byte)ReadPhysical(pa2 + (ulong)(i - inFirst), 1);
+            var both = Decoder.Create(CodeBitness, new ByteArrayCodeReader(bytes.ToArray()), DecoderOptions.None);
+            both.IP = linear;
+            both.Decode(out _crossPageInstruction);
+        }
+        if (_crossPageInstruction.Code == Code.INVALID) throw new CpuFault(ExUD, null);
+        return ref _crossPageInstruction;
     }
 
     private enum EventKind
