@@ -120,7 +120,20 @@ entry:
     call put_hex32
     call newline
 
-    ; 6. A 4 MiB page (CR4.PSE) at BIG mapping physical 0: it shows the identity-mapped bytes.
+    ; 6. Code run through the alias: relative branches and CALL work on linear addresses, so the EIP the
+    ;    code sees is the alias, not the frame's physical address.
+    mov eax, aliased_code
+    or eax, 3
+    mov [pt1 + 8], eax                      ; ALIAS + 0x2000 -> the page holding aliased_code
+    invlpg [ALIAS + 0x2000]
+    mov eax, ALIAS + 0x2000
+    call eax
+    mov esi, msg_eip
+    call puts
+    call put_hex32
+    call newline
+
+    ; 7. A 4 MiB page (CR4.PSE) at BIG mapping physical 0: it shows the identity-mapped bytes.
     mov eax, cr4
     or eax, 0x10
     mov cr4, eax
@@ -132,7 +145,7 @@ entry:
     call put_hex32
     call newline
 
-    ; 7. PAE: paging off, CR4.PAE, a PDPT whose entry 0 points at a PD with a 2 MiB identity page and
+    ; 8. PAE: paging off, CR4.PAE, a PDPT whose entry 0 points at a PD with a 2 MiB identity page and
     ;    entry 1 at a PD mapping ALIAS (1 GiB) with a 2 MiB page onto physical 0; paging on again.
     mov eax, cr0
     and eax, 0x7fffffff
@@ -164,6 +177,18 @@ entry:
     call puts
     mov al, 0x15
     jmp debug_exit
+
+; Position-independent code run at ALIAS + 0x2000: a short jump, then CALL/POP to read its own EIP.
+align 4096
+aliased_code:
+    jmp short .there
+    hlt
+.there:
+    call .here
+.here:
+    pop eax
+    ret
+align 4, db 0
 
 ; #PF: [esp] error code, [esp+4] EIP.
 fault_pf:
@@ -218,6 +243,7 @@ msg_value:      db "after mapping: ", 0
 msg_ro:         db "read-only page after WP=0 write: ", 0
 msg_invlpg:     db "after invlpg: ", 0
 msg_pse:        db "4 MiB page: ", 0
+msg_eip:        db "code through the alias sees eip=", 0
 msg_pae:        db "PAE 2 MiB page: ", 0
 msg_unexpected: db "unexpected exception", 10, 0
 msg_done:       db "paging: done", 10, 0

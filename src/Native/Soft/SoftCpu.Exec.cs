@@ -459,7 +459,9 @@ public sealed partial class SoftCpu
 
     private ulong BranchTarget(in Instruction i)
     {
-        ulong target = i.NearBranchTarget;
+        // Decoded instructions are cached by physical address, so Iced's absolute target is relative to the
+        // physical IP; the displacement applies to the linear EIP the instruction actually ran at.
+        ulong target = _nextRip + (i.NearBranchTarget - i.NextIP);
         ulong masked = i.Op0Kind == OpKind.NearBranch16 ? target & 0xffff : target & 0xffff_ffff;
         if (masked > Cs.Limit) throw new CpuFault(ExGP, 0);
         return masked;
