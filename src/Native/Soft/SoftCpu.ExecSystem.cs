@@ -142,7 +142,7 @@ public sealed partial class SoftCpu
 
     /// <summary>
     /// CPUID: an Intel family 6 model that advertises exactly what this CPU implements (leaf 1 EDX: PSE, TSC,
-    /// PAE, CX8, PGE, CMOV; no FPU, MSR, APIC or SSE yet; ECX nothing), a brand string saying what it is, and no
+    /// MSR, PAE, CX8, MTRR, PGE, CMOV, PAT; no FPU, APIC or SSE yet; ECX nothing), a brand string saying what it is, and no
     /// extended features (no long mode yet). Leaves above the maximum return the highest basic leaf, as Intel does.
     /// </summary>
     private void Cpuid()
@@ -160,7 +160,7 @@ public sealed partial class SoftCpu
             case 1:
                 a = 0x0000_0663;               // family 6, model 6, stepping 3
                 b = 0;                         // APIC ID 0, no CLFLUSH line size (CLFSH not advertised)
-                d = (1u << 3) | (1u << 4) | (1u << 6) | (1u << 8) | (1u << 13) | (1u << 15); // PSE, TSC, PAE, CX8, PGE, CMOV
+                d = (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) | (1u << 12) | (1u << 13) | (1u << 15) | (1u << 16); // PSE, TSC, MSR, PAE, CX8, MTRR, PGE, CMOV, PAT
                 break;
             case 0x8000_0000:
                 a = 0x8000_0004;
@@ -265,7 +265,7 @@ public sealed partial class SoftCpu
                     return true;
                 }
             default:
-                return false;
+                return MsrInstruction(i);
         }
     }
 

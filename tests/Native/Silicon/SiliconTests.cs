@@ -113,7 +113,7 @@ public sealed unsafe class SiliconTests(ITestOutputHelper output)
             case Mnemonic.In or Mnemonic.Out or Mnemonic.Insb or Mnemonic.Insw or Mnemonic.Insd or Mnemonic.Outsb or Mnemonic.Outsw or Mnemonic.Outsd:
                 return "privileged: port I/O faults at CPL 3 with IOPL 0 (tested against QEMU by the guest programs)";
             case Mnemonic.Hlt or Mnemonic.Cli or Mnemonic.Sti or Mnemonic.Lgdt or Mnemonic.Lidt or Mnemonic.Lldt or Mnemonic.Ltr
-                or Mnemonic.Lmsw or Mnemonic.Clts or Mnemonic.Invd or Mnemonic.Wbinvd or Mnemonic.Invlpg:
+                or Mnemonic.Lmsw or Mnemonic.Clts or Mnemonic.Invd or Mnemonic.Wbinvd or Mnemonic.Invlpg or Mnemonic.Rdmsr or Mnemonic.Wrmsr:
                 return "privileged: needs CPL 0 (tested by unit tests and guest programs)";
             case Mnemonic.Int or Mnemonic.Int3 or Mnemonic.Int1 or Mnemonic.Into or Mnemonic.Ud0 or Mnemonic.Ud1 or Mnemonic.Ud2
                 or Mnemonic.Iret or Mnemonic.Iretd:

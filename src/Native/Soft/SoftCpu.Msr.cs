@@ -1,0 +1,127 @@
+// Model-specific registers of the software CPU: RDMSR/WRMSR at CPL 0, with the MSRs this CPU's CPUID
+// implies (MSR, TSC, PAT, MTRR, the APIC base) modelled here and everything else offered to the platform's
+// exit handler, which answers false for what nobody models: the guest then gets #GP(0), as silicon does for
+// an MSR it does not have. Reserved bits in a write are #GP(0) too. Values at reset follow the SDM and, where
+// the SDM leaves a choice, QEMU's (MTRRcap 0x508: 8 variable ranges, fixed ranges, write-combining;
+// MISC_ENABLE 1: fast strings). MTRRs and PAT are stored and read back; memory types have no effect on an
+// emulated machine. EFER has no implemented bits until long mode, SYSCALL and NX exist.
+using Iced.Intel;
+
+namespace ActorVmm.Native.Soft;
+
+public sealed partial class SoftCpu
+{
+    internal const uint MsrTsc = 0x10, MsrApicBase = 0x1b, MsrMtrrCap = 0xfe, MsrMiscEnable = 0x1a0, MsrPat = 0x277,
+        MsrMtrrDefType = 0x2ff, MsrEfer = 0xc000_0080;
+
+    private ulong _pat = 0x0007_0406_0007_0406;
+    private ulong _miscEnable = 1;
+    private ulong _mtrrDefType;
+    private readonly ulong[] _mtrrVariable = new ulong[16];  // 0x200-0x20f: base/mask pairs
+    private readonly ulong[] _mtrrFixed = new ulong[11];     // 0x250, 0x258, 0x259, 0x268-0x26f
+    private long _tscOffset;
+
+    private static int FixedMtrrIndex(uint msr) => msr switch
+    {
+        0x250 => 0,
+        0x258 => 1,
+        0x259 => 2,
+        >= 0x268 and <= 0x26f => (int)(msr - 0x268) + 3,
+        _ => -1,
+    };
+
+    private void Rdmsr()
+    {
+        RequireCpl0();
+        uint msr = (uint)Gpr[1];
+        if (!TryReadMsr(msr, out ulong value)) throw new CpuFault(ExGP, 0);
+        Gpr[0] = (uint)value;
+        Gpr[2] = value >> 32;
+    }
+
+    private void Wrmsr()
+    {
+        RequireCpl0();
+        uint msr = (uint)Gpr[1];
+        ulong value = ((Gpr[2] & 0xffff_ffff) << 32) | (Gpr[0] & 0xffff_ffff);
+        if (!TryWriteMsr(msr, value)) throw new CpuFault(ExGP, 0);
+    }
+
+    internal bool TryReadMsr(uint msr, out ulong value)
+    {
+        switch (msr)
+        {
+            case MsrTsc: value = (ulong)((long)TimeStampCounter() + _tscOffset); return true;
+            case MsrApicBase: value = ApicBase; return true;
+            case MsrMtrrCap: value = 0x508; return true;
+            case MsrMiscEnable: value = _miscEnable; return true;
+            case MsrPat: value = _pat; return true;
+            case MsrMtrrDefType: value = _mtrrDefType; return true;
+            case MsrEfer: value = Efer; return true;
+            case >= 0x200 and <= 0x20f: value = _mtrrVariable[msr - 0x200]; return true;
+        }
+        int f = FixedMtrrIndex(msr);
+        if (f >= 0)
+        {
+            value = _mtrrFixed[f];
+            return true;
+        }
+        return _exits.MsrRead(msr, out value);
+    }
+
+    internal bool TryWriteMsr(uint msr, ulong value)
+    {
+        switch (msr)
+        {
+            case MsrTsc:
+                _tscOffset = (long)value - (long)TimeStampCounter();
+                return true;
+            case MsrApicBase:
+                // BSP (8), x2APIC enable (10) not offered, global enable (11), base (12-35).
+                if ((value & ~0xf_ffff_f900UL) != 0) return false;
+                ApicBase = (ApicBase & 0x100) | (value & ~0x100UL);
+                return true;
+            case MsrMtrrCap:
+                return false; // read-only
+            case MsrMiscEnable:
+                _miscEnable = value;
+                return true;
+            case MsrPat:
+                for (int b = 0; b < 8; b++)
+                {
+                    ulong type = (value >> (8 * b)) & 0xff;
+                    if (type is 2 or 3 or > 7) return false; // reserved memory types
+                }
+                _pat = value;
+                return true;
+            case MsrMtrrDefType:
+                if ((value & ~0xcffUL) != 0) return false;
+                _mtrrDefType = value;
+                return true;
+            case MsrEfer:
+                if (value != 0) return false; // no EFER feature is implemented yet
+                Efer = value;
+                return true;
+            case >= 0x200 and <= 0x20f:
+                _mtrrVariable[msr - 0x200] = value;
+                return true;
+        }
+        int f = FixedMtrrIndex(msr);
+        if (f >= 0)
+        {
+            _mtrrFixed[f] = value;
+            return true;
+        }
+        return _exits.MsrWrite(msr, value);
+    }
+
+    private bool MsrInstruction(in Instruction i)
+    {
+        switch (i.Mnemonic)
+        {
+            case Mnemonic.Rdmsr: Rdmsr(); return true;
+            case Mnemonic.Wrmsr: Wrmsr(); return true;
+            default: return false;
+        }
+    }
+}
