@@ -21,11 +21,8 @@ entry:
     xor ecx, ecx
 .gate:
     mov eax, [stubs + ecx * 4]
-    mov [idt + ecx * 8], ax              ; offset 15:0
-    mov word [idt + ecx * 8 + 2], 0x08   ; selector
-    mov word [idt + ecx * 8 + 4], 0x8e00 ; present, DPL 0, 32-bit interrupt gate
-    shr eax, 16
-    mov [idt + ecx * 8 + 6], ax          ; offset 31:16
+    mov edi, idt
+    call set_gate
     inc ecx
     cmp ecx, 32
     jb .gate

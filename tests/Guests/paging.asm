@@ -28,11 +28,8 @@ entry:
     jne .set
     mov eax, fault_pf
 .set:
-    mov [idt + ecx * 8], ax
-    mov word [idt + ecx * 8 + 2], 0x08
-    mov word [idt + ecx * 8 + 4], 0x8e00
-    shr eax, 16
-    mov [idt + ecx * 8 + 6], ax
+    mov edi, idt
+    call set_gate
     inc ecx
     cmp ecx, 32
     jb .gate

@@ -127,7 +127,9 @@ public static class GuestArtifacts
     {
         var outDir = System.IO.Path.Combine(RepositoryRoot, "artifacts", "guests");
         var sources = System.IO.Directory.GetFiles(System.IO.Path.Combine(RepositoryRoot, "tests", "Guests"), "*.asm", SearchOption.AllDirectories);
-        var newestSource = sources.Max(File.GetLastWriteTimeUtc);
+        // Shared include files count as sources of every guest.
+        var includes = System.IO.Directory.GetFiles(System.IO.Path.Combine(RepositoryRoot, "tests", "Guests"), "*.inc", SearchOption.AllDirectories);
+        var newestSource = sources.Concat(includes).Max(File.GetLastWriteTimeUtc);
         bool stale = !System.IO.Directory.Exists(outDir)
             || sources.Where(s => System.IO.Path.GetDirectoryName(s) == System.IO.Path.Combine(RepositoryRoot, "tests", "Guests"))
                 .Any(s =>

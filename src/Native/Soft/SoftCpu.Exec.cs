@@ -467,67 +467,40 @@ public sealed partial class SoftCpu
         return masked;
     }
 
-    private void Jmp(in Instruction i)
-    {
-        switch (i.Op0Kind)
-        {
-            case OpKind.NearBranch16 or OpKind.NearBranch32:
-                _nextRip = BranchTarget(i);
-                return;
-            case OpKind.FarBranch16 or OpKind.FarBranch32:
-                FarTransfer(i.FarBranchSelector, i.FarBranch32, i.Op0Kind == OpKind.FarBranch16 ? 2 : 4, call: false);
-                return;
-            default:
-                if (i.Code is Code.Jmp_m1632 or Code.Jmp_m1616)
-                {
-                    int size = i.Code == Code.Jmp_m1632 ? 4 : 2;
-                    ulong off = ReadMem(i, size * 8);
-                    ushort sel = (ushort)ReadMem(i, 16, (ulong)size);
-                    FarTransfer(sel, (uint)off, size, call: false);
-                    return;
-                }
-                {
-                    int bits = OpBits(i);
-                    ulong t = ReadOp(i, 0, bits);
-                    if (t > Cs.Limit) throw new CpuFault(ExGP, 0);
-                    _nextRip = t;
-                    return;
-                }
-        }
-    }
+    private void Jmp(in Instruction i) => Transfer(i, call: false);
 
-    private void Call(in Instruction i)
+    private void Call(in Instruction i) => Transfer(i, call: true);
+
+    /// <summary>JMP and CALL in all their forms: relative, far pointer, far through memory, near through r/m.</summary>
+    private void Transfer(in Instruction i, bool call)
     {
         switch (i.Op0Kind)
         {
             case OpKind.NearBranch16 or OpKind.NearBranch32:
                 {
                     ulong t = BranchTarget(i);
-                    Push(_nextRip, i.Op0Kind == OpKind.NearBranch16 ? 2 : 4);
+                    if (call) Push(_nextRip, i.Op0Kind == OpKind.NearBranch16 ? 2 : 4);
                     _nextRip = t;
                     return;
                 }
             case OpKind.FarBranch16 or OpKind.FarBranch32:
-                FarTransfer(i.FarBranchSelector, i.FarBranch32, i.Op0Kind == OpKind.FarBranch16 ? 2 : 4, call: true);
+                FarTransfer(i.FarBranchSelector, i.FarBranch32, i.Op0Kind == OpKind.FarBranch16 ? 2 : 4, call);
                 return;
-            default:
-                if (i.Code is Code.Call_m1632 or Code.Call_m1616)
-                {
-                    int size = i.Code == Code.Call_m1632 ? 4 : 2;
-                    ulong off = ReadMem(i, size * 8);
-                    ushort sel = (ushort)ReadMem(i, 16, (ulong)size);
-                    FarTransfer(sel, (uint)off, size, call: true);
-                    return;
-                }
-                {
-                    int bits = OpBits(i);
-                    ulong t = ReadOp(i, 0, bits);
-                    if (t > Cs.Limit) throw new CpuFault(ExGP, 0);
-                    Push(_nextRip, bits / 8);
-                    _nextRip = t;
-                    return;
-                }
         }
+        if (i.Code is Code.Jmp_m1632 or Code.Jmp_m1616 or Code.Call_m1632 or Code.Call_m1616)
+        {
+            // m16:16 or m16:32: the offset, then the selector.
+            int size = i.Code is Code.Jmp_m1632 or Code.Call_m1632 ? 4 : 2;
+            ulong off = ReadMem(i, size * 8);
+            ushort sel = (ushort)ReadMem(i, 16, (ulong)size);
+            FarTransfer(sel, (uint)off, size, call);
+            return;
+        }
+        int bits = OpBits(i);
+        ulong target = ReadOp(i, 0, bits);
+        if (target > Cs.Limit) throw new CpuFault(ExGP, 0);
+        if (call) Push(_nextRip, bits / 8);
+        _nextRip = target;
     }
 
     private void Ret(in Instruction i)
