@@ -33,13 +33,15 @@ internal sealed unsafe class DecodeCache
     private ulong _lastKey = ulong.MaxValue;
     private Page? _lastPage;
 
-    public DecodeCache(GuestMemory memory)
+    /// <param name="options">Decoder options: the 286 model decodes with NoInvalidCheck (it ignores a LOCK prefix
+    /// that later processors reject with #UD).</param>
+    public DecodeCache(GuestMemory memory, DecoderOptions options = DecoderOptions.None)
     {
         _memory = memory;
         _reader = new GuestMemoryReader(memory);
-        _decoders[0] = Decoder.Create(16, _reader, DecoderOptions.None);
-        _decoders[1] = Decoder.Create(32, _reader, DecoderOptions.None);
-        _decoders[2] = Decoder.Create(64, _reader, DecoderOptions.None);
+        _decoders[0] = Decoder.Create(16, _reader, options);
+        _decoders[1] = Decoder.Create(32, _reader, options);
+        _decoders[2] = Decoder.Create(64, _reader, options);
     }
 
     /// <summary>Decoded instruction at physical address <paramref name="pa"/>; ok = false when no RAM is there.</summary>

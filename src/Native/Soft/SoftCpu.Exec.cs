@@ -117,6 +117,10 @@ public sealed partial class SoftCpu
             case Mnemonic.Lahf: WriteReg(Register.AH, (Rflags & 0xd5) | 0x2); break;
             case Mnemonic.Sahf: SetArith((uint)(Gpr[0] >> 8) & (SF | ZF | AF | PF | CF), SF | ZF | AF | PF | CF); break;
             case Mnemonic.Nop or Mnemonic.Pause: break;
+            case Mnemonic.Wait:
+                // No FPU: WAIT is a no-op unless CR0.TS and CR0.MP are both set (#NM).
+                if ((Cr0 & 0xa) == 0xa) throw new CpuFault(ExNM, null);
+                break;
 
             case Mnemonic.Movsb or Mnemonic.Movsw or Mnemonic.Movsd or Mnemonic.Cmpsb or Mnemonic.Cmpsw or Mnemonic.Cmpsd
                 or Mnemonic.Scasb or Mnemonic.Scasw or Mnemonic.Scasd or Mnemonic.Lodsb or Mnemonic.Lodsw or Mnemonic.Lodsd
@@ -225,6 +229,7 @@ public sealed partial class SoftCpu
             var r0 = i.Op0Register;
             if (r0.IsSegmentRegister())
             {
+                if (r0 == Register.CS) throw new CpuFault(ExUD, null); // MOV CS is invalid on every x86
                 LoadSegment(RegIndex[(int)r0], (ushort)ReadOp(i, 1, 16));
                 if (r0 == Register.SS) _interruptShadow = true;
                 return;

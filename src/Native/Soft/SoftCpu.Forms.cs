@@ -27,7 +27,7 @@ public sealed partial class SoftCpu
         Mnemonic.Imul, Mnemonic.Div, Mnemonic.Idiv, Mnemonic.Bt, Mnemonic.Bts, Mnemonic.Btr, Mnemonic.Btc, Mnemonic.Bsf,
         Mnemonic.Bsr, Mnemonic.Daa, Mnemonic.Das, Mnemonic.Aaa, Mnemonic.Aas, Mnemonic.Aam, Mnemonic.Aad, Mnemonic.Clc,
         Mnemonic.Stc, Mnemonic.Cmc, Mnemonic.Cld, Mnemonic.Std, Mnemonic.Cli, Mnemonic.Sti, Mnemonic.Lahf, Mnemonic.Sahf,
-        Mnemonic.Nop, Mnemonic.Pause, Mnemonic.Movsb, Mnemonic.Movsw, Mnemonic.Movsd, Mnemonic.Cmpsb, Mnemonic.Cmpsw,
+        Mnemonic.Nop, Mnemonic.Pause, Mnemonic.Wait, Mnemonic.Movsb, Mnemonic.Movsw, Mnemonic.Movsd, Mnemonic.Cmpsb, Mnemonic.Cmpsw,
         Mnemonic.Cmpsd, Mnemonic.Scasb, Mnemonic.Scasw, Mnemonic.Scasd, Mnemonic.Lodsb, Mnemonic.Lodsw, Mnemonic.Lodsd,
         Mnemonic.Stosb, Mnemonic.Stosw, Mnemonic.Stosd, Mnemonic.Insb, Mnemonic.Insw, Mnemonic.Insd, Mnemonic.Outsb,
         Mnemonic.Outsw, Mnemonic.Outsd, Mnemonic.In, Mnemonic.Out, Mnemonic.Hlt, Mnemonic.Int, Mnemonic.Int3, Mnemonic.Int1,

@@ -52,7 +52,7 @@ public sealed unsafe partial class SoftCpu
 
     private readonly GuestMemory _memory;
     private readonly IExitHandler _exits;
-    private readonly DecodeCache _decodeCache;
+    private DecodeCache _decodeCache;
 
     // Architectural state.
     internal readonly ulong[] Gpr = new ulong[16];
@@ -87,6 +87,19 @@ public sealed unsafe partial class SoftCpu
         Rflags = 0x2;
         Gpr[2] = 0x600; // EDX at reset: family/model/stepping
     }
+
+    /// <summary>Which processor generation to imitate where they differ (see <see cref="CpuModel"/>).</summary>
+    public CpuModel Model
+    {
+        get => _model;
+        init
+        {
+            _model = value;
+            _decodeCache = new DecodeCache(_memory, value == CpuModel.I286 ? DecoderOptions.NoInvalidCheck : DecoderOptions.None);
+        }
+    }
+
+    private readonly CpuModel _model;
 
     /// <summary>Where RDTSC reads time from. Defaults to host time at 1 GHz (nanoseconds).</summary>
     public Func<ulong> TimeStampCounter { get; set; } = HostTsc;
@@ -183,6 +196,7 @@ public sealed unsafe partial class SoftCpu
         try
         {
             ref readonly var insn = ref Fetch();
+            if (_model == CpuModel.I286) Check286(in insn);
             _nextRip = (Rip + (ulong)insn.Length) & IpMask;
             Execute(in insn);
             Rip = _nextRip;
@@ -251,6 +265,17 @@ public sealed unsafe partial class SoftCpu
         }
         if (_crossPageInstruction.Code == Code.INVALID) throw new CpuFault(ExUD, null);
         return ref _crossPageInstruction;
+    }
+
+    /// <summary>What the 80286 rejects that later processors accept: instructions over 10 bytes (#GP) and FS/GS (#UD).</summary>
+    private static void Check286(in Instruction insn)
+    {
+        if (insn.Length > 10) throw new CpuFault(ExGP, 0);
+        for (int n = 0; n < insn.OpCount; n++)
+        {
+            if (insn.GetOpKind(n) == OpKind.Register && insn.GetOpRegister(n) is Register.FS or Register.GS) throw new CpuFault(ExUD, null);
+        }
+        if (insn.SegmentPrefix is Register.FS or Register.GS) throw new CpuFault(ExUD, null);
     }
 
     private enum EventKind
@@ -424,4 +449,13 @@ public sealed unsafe partial class SoftCpu
         ulong offset = stack32 ? (uint)(Gpr[4] + delta) : (Gpr[4] + delta) & 0xffff;
         return ReadSeg(ref Ss, ExSS, offset, size);
     }
+}
+
+/// <summary>Which silicon the CPU imitates where generations differ.</summary>
+public enum CpuModel
+{
+    /// <summary>The default: a Pentium-class (P6 family) processor, what CPUID reports.</summary>
+    Pentium,
+    /// <summary>The 80286 in real mode, for its test vectors: FLAGS bits 12-15 read as zero and cannot be set.</summary>
+    I286,
 }
