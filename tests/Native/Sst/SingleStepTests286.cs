@@ -14,15 +14,21 @@ namespace ActorVmm.Native.Tests.Sst;
 
 public sealed unsafe class SingleStepTests286(ITestOutputHelper output)
 {
+    /// <summary>
+    /// The vectors live in the project's shared folder beside the checkout (../shared), or wherever
+    /// ACTORVMM_SHARED points; the nearest ancestor of the repository holding shared/testdata/sst-80286 wins.
+    /// </summary>
     private static string? DataDirectory()
     {
+        if (Environment.GetEnvironmentVariable("ACTORVMM_SHARED") is { Length: > 0 } env)
+        {
+            string d = Path.Combine(env, "testdata", "sst-80286");
+            return Directory.Exists(d) ? d : null;
+        }
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
         {
-            if (File.Exists(Path.Combine(dir.FullName, "ActorVmm.sln")))
-            {
-                string candidate = Path.Combine(dir.FullName, "..", "shared", "testdata", "sst-80286");
-                return Directory.Exists(candidate) ? Path.GetFullPath(candidate) : null;
-            }
+            string candidate = Path.Combine(dir.FullName, "shared", "testdata", "sst-80286");
+            if (Directory.Exists(candidate)) return candidate;
         }
         return null;
     }
@@ -34,7 +40,7 @@ public sealed unsafe class SingleStepTests286(ITestOutputHelper output)
         if (dir is null)
         {
             Assert.True(Environment.GetEnvironmentVariable("ACTORVMM_NO_SHARED") == "1",
-                "the SingleStepTests data (../shared/testdata/sst-80286 beside the repository) is missing; set ACTORVMM_NO_SHARED=1 to run without it");
+                "the SingleStepTests data (shared/testdata/sst-80286 beside the repository, or $ACTORVMM_SHARED) is missing; set ACTORVMM_NO_SHARED=1 to run without it");
             return;
         }
         using var meta = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "metadata.json")));
