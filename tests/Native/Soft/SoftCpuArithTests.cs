@@ -302,10 +302,13 @@ public sealed class SoftCpuArithTests
             a.jecxz(skip); a.mov(eax, 99);
             a.Label(ref skip);
             a.mov(ebx, unchecked((int)0xaaaa0000)); a.mov(bx, 0xffff); a.inc(bx); // 16-bit wrap keeps upper half
-            a.mov(edx, 0x10000 + SoftCpuHarness.Data); a.mov(__dword_ptr[SoftCpuHarness.Data], 0x55);
-            a.db(0x67, 0x8b, 0x0f);  // mov ecx,[bx] with 16-bit addressing... uses BX=0 -> [0]
+            a.mov(__dword_ptr[0x6000], 0x55);
+            a.mov(edx, 0x12346000);          // 16-bit addressing uses only DI's low 16 bits: [0x6000]
+            a.mov(edi, edx);
+            a.db(0x67, 0x8b, 0x0d);          // mov ecx, [di] (0x67: ModRM 00 001 101 = [di])
         });
         Assert.Equal(10UL, r.Eax);
         Assert.Equal(0xaaaa0000UL, r.Ebx);
+        Assert.Equal(0x55UL, r.Ecx);
     }
 }
