@@ -271,6 +271,8 @@ public sealed class SoftVcpuTests
         });
         using var _ = vm;
         using var timer = new Timer(_ => v.QueueInterrupt(0x30), null, 50, Timeout.Infinite);
+        // A wake-up that never comes must fail the test, not hang it: a kick ends Run with Kicked.
+        using var guard = new Timer(_ => v.Kick(), null, 10_000, Timeout.Infinite);
         // Waits in HLT until the interrupt; the handler runs, IRET returns, then CLI; HLT ends the run.
         Assert.Equal(VcpuExitKind.Halted, v.Run(new FakeExits()).Kind);
         var r = v.GetRegisters();
