@@ -2,8 +2,8 @@
 ; Copyright (c) 2026 The ActorVmm authors
 ;
 ; reset: asks the i8042 keyboard controller to pulse the CPU reset line (command 0xFE on port 0x64), the way
-; Linux's reboot=k does. With -no-reboot the VMM ends the run instead of rebooting (QEMU: status 0). Should the
-; reset not happen, the guest reports it and exits through isa-debug-exit with 0x13 (status 39).
+; Linux's reboot=k does. With -no-reboot the VMM ends the run instead of rebooting (QEMU: status 0). It then
+; waits in HLT with interrupts off, so a machine that fails to reset ends as a dead halt.
 
 %include "include/multiboot.inc"
 
@@ -20,16 +20,14 @@ entry:
     jnz .wait_ibf
     mov al, 0xfe
     out 0x64, al
-    mov ecx, 100000             ; the reset takes effect at once on a VMM; give real hardware time
-.spin:
-    loop .spin
-    mov esi, msg_failed
-    call puts
-    mov al, 0x13
-    jmp debug_exit
+    ; The VMM acts on the request asynchronously (QEMU's main loop takes it some time later), so wait in HLT
+    ; with interrupts off: a machine that never stops ends as a dead halt (ActorVmm status 6) instead.
+.halt:
+    cli
+    hlt
+    jmp .halt
 
 msg_banner: db "ActorVmm reset guest: pulsing the reset line through the i8042", 10, 0
-msg_failed: db "reset: still running", 10, 0
 
 %include "include/runtime.inc"
 

@@ -3,6 +3,7 @@
 // legitimately differ (documented below), the test says so and checks ActorVmm's documented behaviour.
 namespace ActorVmm.Integration.Tests;
 
+[Trait("Category", "Slow")]
 public sealed class QemuComparisonTests
 {
     /// <summary>ActorVmm's exit status when the guest triple-faults and -no-reboot is given (docs/architecture.md).</summary>

@@ -15,6 +15,7 @@ using Xunit.Abstractions;
 namespace ActorVmm.Native.Tests.Silicon;
 
 [Collection(NativeCompat32.Collection)]
+[Trait("Category", "Slow")]
 public sealed unsafe class SiliconTests(ITestOutputHelper output)
 {
     private const int IterationsPerForm = 96;

@@ -12,6 +12,7 @@ using Xunit.Abstractions;
 
 namespace ActorVmm.Native.Tests.Sst;
 
+[Trait("Category", "Slow")]
 public sealed unsafe class SingleStepTests286(ITestOutputHelper output)
 {
     /// <summary>
