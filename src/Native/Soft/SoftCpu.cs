@@ -154,6 +154,14 @@ public sealed unsafe partial class SoftCpu
 
     internal bool ProtectedMode => (Cr0 & 1) != 0;
 
+    /// <summary>
+    /// 80286 compatibility model (default off: 386+/Pentium behaviour). Differences implemented, as the
+    /// SingleStepTests 80286 real-mode vectors show them: FLAGS bits 12-15 read as 0 and cannot be set in real mode
+    /// (PUSHF, POPF, IRET, interrupt delivery); an instruction longer than 10 bytes raises #GP; a word access at
+    /// segment offset 0xFFFF raises #GP (as on the 386+).
+    /// </summary>
+    internal bool Model286 { get; set; }
+
     /// <summary>Default operand/address size of the code segment: 32 when CS.D is set.</summary>
     private int CodeBitness => ProtectedMode && (Cs.Attributes & 0x4000) != 0 ? 32 : 16;
 
@@ -347,7 +355,7 @@ public sealed unsafe partial class SoftCpu
         Push(Rip & 0xffff, 2);
         Cs = SegmentRegister.RealMode((ushort)(entry >> 16), code: true);
         Rip = entry & 0xffff;
-        _flags &= ~(IF | TF | ExAC);
+        _flags &= ~(IF | TF | AC_ | RF);
         _halted = false;
     }
 
