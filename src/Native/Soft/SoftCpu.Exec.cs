@@ -459,7 +459,10 @@ public sealed partial class SoftCpu
 
     private ulong BranchTarget(in Instruction i)
     {
-        ulong target = i.NearBranchTarget;
+        // Iced computed the target from the linear address it decoded at; re-base the displacement on EIP so that a
+        // code segment whose base is not 64 KiB aligned (real mode: selector * 16) branches within its own offset space.
+        ulong displacement = i.NearBranchTarget - i.NextIP;
+        ulong target = (Rip & 0xffff_ffff) + (ulong)i.Length + displacement;
         ulong masked = i.Op0Kind == OpKind.NearBranch16 ? target & 0xffff : target & 0xffff_ffff;
         if (masked > Cs.Limit) throw new CpuFault(ExGP, 0);
         return masked;

@@ -160,7 +160,17 @@ public sealed unsafe partial class SoftCpu
     /// (PUSHF, POPF, IRET, interrupt delivery); an instruction longer than 10 bytes raises #GP; a word access at
     /// segment offset 0xFFFF raises #GP (as on the 386+).
     /// </summary>
-    internal bool Model286 { get; set; }
+    internal bool Model286
+    {
+        get => _model286;
+        set
+        {
+            _model286 = value;
+            _decodeCache.SetLenient16(value);
+        }
+    }
+
+    private bool _model286;
 
     /// <summary>Default operand/address size of the code segment: 32 when CS.D is set.</summary>
     private int CodeBitness => ProtectedMode && (Cs.Attributes & 0x4000) != 0 ? 32 : 16;
@@ -225,6 +235,7 @@ public sealed unsafe partial class SoftCpu
         ref readonly var insn = ref _decodeCache.Get(linear, CodeBitness, out bool ok);
         if (!ok) throw new CpuFault(ExGP, 0); // fetch from unbacked memory: no RAM behind CS:EIP
         if (insn.Code == Code.INVALID) throw new CpuFault(ExUD, null);
+        if (_model286 && insn.Length > 10) throw new CpuFault(ExGP, 0); // the 286 limits instructions to 10 bytes
         return ref insn;
     }
 

@@ -124,7 +124,13 @@ public sealed unsafe class Sst286Tests(ITestOutputHelper output)
 
         string? why = null;
         int steps = 0;
-        while (!cpu.IsHalted && !cpu.IsShutdown && steps++ < 100_000) cpu.Step();
+        var trace = new StringBuilder();
+        while (!cpu.IsHalted && !cpu.IsShutdown && steps++ < 100_000)
+        {
+            if (steps < 5) trace.Append(System.Globalization.CultureInfo.InvariantCulture, $" [{cpu.GetSystemRegisters().Cs.Base:x}+{cpu.GetRegisters().Rip:x} f={cpu.GetRegisters().Rflags:x} -> ");
+            var o = cpu.Step();
+            if (steps < 5) trace.Append(System.Globalization.CultureInfo.InvariantCulture, $"{o} {cpu.GetRegisters().Rip:x} f={cpu.GetRegisters().Rflags:x}]");
+        }
         if (!cpu.IsHalted) why = cpu.IsShutdown ? "shutdown" : "never reached HLT";
 
         var got = cpu.GetRegisters();
@@ -165,11 +171,12 @@ public sealed unsafe class Sst286Tests(ITestOutputHelper output)
             }
         }
         if (why is not null)
-            why += $" (cs:ip {expected["cs"]:x4}:{expected["ip"]:x4} flags exp {expected["flags"]:x4} got {actual["flags"]:x4}, last exception {cpu.LastException?.Vector.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "none"})";
+            why += $" (cs:ip {expected["cs"]:x4}:{expected["ip"]:x4} flags exp {expected["flags"]:x4} got {actual["flags"]:x4}, last exception {cpu.LastException?.Vector.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "none"}){trace}";
 
         // Leave RAM zeroed for the next vector: clear every byte the test or the CPU may have written.
         foreach (uint a in touched) ram[a] = 0;
         foreach (var pair in fin.GetProperty("ram").EnumerateArray()) ram[pair[0].GetUInt32()] = 0;
+        if (why is not null) NativeMemory.Clear(ram, RamSize); // a wrong run may have written anywhere
         return why;
     }
 
