@@ -52,7 +52,8 @@ public sealed partial class SoftCpu
             case Mnemonic.Pushad: PushAll(32); break;
             case Mnemonic.Popa: PopAll(16); break;
             case Mnemonic.Popad: PopAll(32); break;
-            case Mnemonic.Pushf: Push(Rflags & 0xffff, 2); break;
+            case Mnemonic.Pushf: Push(Rflags & (_model286 && !ProtectedMode ? 0x0fffu : 0xffffu), 2); break; // 286: bits 12-15 read 0 in real mode
+            case Mnemonic.Wait: if ((Cr0 & 0xa) == 0xa) throw new CpuFault(ExNM, null); break; // no FPU exceptions pending to report
             case Mnemonic.Pushfd: Push(Rflags & ~(ulong)(RF | VM), 4); break;
             case Mnemonic.Popf: WriteFlagsFromPop(Pop(2), 2, iret: false); break;
             case Mnemonic.Popfd: WriteFlagsFromPop(Pop(4), 4, iret: false); break;
@@ -225,6 +226,7 @@ public sealed partial class SoftCpu
             var r0 = i.Op0Register;
             if (r0.IsSegmentRegister())
             {
+                if (_model286 && r0 is Register.FS or Register.GS) throw new CpuFault(ExUD, null); // no FS/GS on a 286
                 LoadSegment(RegIndex[(int)r0], (ushort)ReadOp(i, 1, 16));
                 if (r0 == Register.SS) _interruptShadow = true;
                 return;
@@ -236,6 +238,7 @@ public sealed partial class SoftCpu
             }
             if (i.Op1Kind == OpKind.Register && i.Op1Register.IsSegmentRegister())
             {
+                if (_model286 && i.Op1Register is Register.FS or Register.GS) throw new CpuFault(ExUD, null);
                 // MOV r16/r32, Sreg: a 32-bit destination gets the selector zero-extended.
                 WriteReg(r0, Sreg(RegIndex[(int)i.Op1Register]).Selector);
                 return;
@@ -246,6 +249,7 @@ public sealed partial class SoftCpu
         // Memory destination.
         if (i.Op1Kind == OpKind.Register && i.Op1Register.IsSegmentRegister())
         {
+            if (_model286 && i.Op1Register is Register.FS or Register.GS) throw new CpuFault(ExUD, null);
             WriteMem(i, Sreg(RegIndex[(int)i.Op1Register]).Selector, 16);
             return;
         }

@@ -34,7 +34,7 @@ public sealed partial class SoftCpu
         Mnemonic.Into, Mnemonic.Iret, Mnemonic.Iretd, Mnemonic.Bound, Mnemonic.Ud0, Mnemonic.Ud1, Mnemonic.Ud2,
         Mnemonic.Cpuid, Mnemonic.Rdtsc, Mnemonic.Lgdt, Mnemonic.Lidt, Mnemonic.Sgdt, Mnemonic.Sidt, Mnemonic.Lldt,
         Mnemonic.Ltr, Mnemonic.Sldt, Mnemonic.Str, Mnemonic.Smsw, Mnemonic.Lmsw, Mnemonic.Clts, Mnemonic.Invd,
-        Mnemonic.Wbinvd, Mnemonic.Invlpg,
+        Mnemonic.Wbinvd, Mnemonic.Invlpg, Mnemonic.Wait,
     ];
 
     private static readonly Lazy<IReadOnlyCollection<Code>> Forms = new(ComputeForms);

@@ -208,6 +208,8 @@ public sealed unsafe partial class SoftCpu
         }
         catch (CpuFault fault)
         {
+            // A real-mode 286 reports a segment-limit overrun (word at offset 0xFFFF) as #GP, SS included.
+            if (_model286 && !ProtectedMode && fault.Vector == ExSS) return DeliverEvent(ExGP, fault.ErrorCode, EventKind.Fault);
             return DeliverEvent(fault.Vector, fault.ErrorCode, EventKind.Fault);
         }
     }
