@@ -456,7 +456,17 @@ public sealed partial class SoftCpu
         bool stack32 = (Ss.Attributes & 0x4000) != 0;
         Gpr[4] = stack32 ? Gpr[5] & 0xffff_ffff : (Gpr[4] & ~0xffffUL) | (Gpr[5] & 0xffff);
         int size = i.Code == Code.Leavew ? 2 : 4;
-        ulong v = Pop(size);
+        ulong oldSp = Gpr[4];
+        ulong v;
+        try
+        {
+            v = Pop(size);
+        }
+        catch (CpuFault)
+        {
+            Gpr[4] = oldSp; // a fault leaves ESP as it was before LEAVE
+            throw;
+        }
         if (size == 2) Gpr[5] = (Gpr[5] & ~0xffffUL) | (v & 0xffff);
         else Gpr[5] = v;
     }
