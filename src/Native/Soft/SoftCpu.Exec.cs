@@ -454,9 +454,9 @@ public sealed partial class SoftCpu
     private void Leave(in Instruction i)
     {
         bool stack32 = (Ss.Attributes & 0x4000) != 0;
+        ulong oldSp = Gpr[4];
         Gpr[4] = stack32 ? Gpr[5] & 0xffff_ffff : (Gpr[4] & ~0xffffUL) | (Gpr[5] & 0xffff);
         int size = i.Code == Code.Leavew ? 2 : 4;
-        ulong oldSp = Gpr[4];
         ulong v;
         try
         {

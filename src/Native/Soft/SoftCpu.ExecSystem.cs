@@ -31,7 +31,7 @@ public sealed partial class SoftCpu
         int bits = size * 8;
 
         int iterations = 0;
-        bool repe = i.HasRepePrefix, repne = i.HasRepnePrefix;
+        bool repe = i.HasRepePrefix, repne = i.HasRepnePrefix, movsReadFaulted = false;
         try
         {
             StringLoop();
@@ -41,7 +41,7 @@ public sealed partial class SoftCpu
             // Observed on a real 80286 (SingleStepTests vectors): when a word access at offset 0xFFFF faults, the
             // iteration's index registers have already advanced, and under REP CX has dropped by two.
             bool usesSi = m is not (Mnemonic.Stosw or Mnemonic.Scasw or Mnemonic.Insw);
-            bool usesDi = m is not (Mnemonic.Lodsw or Mnemonic.Outsw);
+            bool usesDi = m is not (Mnemonic.Lodsw or Mnemonic.Outsw) && !movsReadFaulted; // MOVSW stops at a faulting read
             if (usesSi) AdvanceIndex(6, step, amask);
             if (usesDi) AdvanceIndex(7, step, amask);
             if (rep) Gpr[1] = (Gpr[1] & ~amask) | ((Gpr[1] - 2) & amask);
@@ -58,7 +58,9 @@ public sealed partial class SoftCpu
                 {
                     case Mnemonic.Movsb or Mnemonic.Movsw or Mnemonic.Movsd:
                         {
+                            movsReadFaulted = true;
                             ulong v = ReadSeg(ref Sreg(RegIndex[(int)srcSegReg]), srcSegReg == Register.SS ? ExSS : ExGP, si, size);
+                            movsReadFaulted = false;
                             WriteSeg(ref Es, ExGP, di, v, size);
                             AdvanceIndex(6, step, amask);
                             AdvanceIndex(7, step, amask);
