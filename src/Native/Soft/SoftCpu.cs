@@ -155,10 +155,20 @@ public sealed unsafe partial class SoftCpu
     internal bool ProtectedMode => (Cr0 & 1) != 0;
 
     /// <summary>
-    /// 80286 compatibility model (default off: 386+/Pentium behaviour). Differences implemented, as the
-    /// SingleStepTests 80286 real-mode vectors show them: FLAGS bits 12-15 read as 0 and cannot be set in real mode
-    /// (PUSHF, POPF, IRET, interrupt delivery); an instruction longer than 10 bytes raises #GP; a word access at
-    /// segment offset 0xFFFF raises #GP (as on the 386+).
+    /// 80286 compatibility model (default off: the 386+/Pentium behaviour, verified against the host CPU). Verified
+    /// against the SingleStepTests 80286 real-mode vectors (a Harris 80C286). Differences from the default model:
+    /// <list type="bullet">
+    /// <item>FLAGS bits 12-15 read as 0 and cannot be set in real mode (PUSHF, POPF, IRET).</item>
+    /// <item>LOCK is accepted on any instruction (the 386+ raises #UD).</item>
+    /// <item>386+ instructions, 0x66/0x67 overrides, FS/GS (prefix or MOV Sreg) raise #UD.</item>
+    /// <item>An instruction longer than 10 bytes raises #GP (the 386+ allows 15).</item>
+    /// <item>A real-mode segment-limit overrun (word at offset 0xFFFF) is #GP for SS accesses too (386+: #SS).</item>
+    /// <item>A word string instruction faulting at offset 0xFFFF has already advanced its index registers (MOVSW:
+    /// only SI when the read faults) and, under REP, CX by two.</item>
+    /// <item>SHR with a count above 1 leaves OF clear (the 386+ sets it from the original sign).</item>
+    /// </list>
+    /// Shared by both: shift counts are masked to 5 bits; faults push the faulting instruction's CS:IP (its first
+    /// prefix), INT n/INT3/INTO the next one; physical addresses do not wrap at 1 MB (A20 on).
     /// </summary>
     internal bool Model286
     {
@@ -237,8 +247,31 @@ public sealed unsafe partial class SoftCpu
         ref readonly var insn = ref _decodeCache.Get(linear, CodeBitness, out bool ok);
         if (!ok) throw new CpuFault(ExGP, 0); // fetch from unbacked memory: no RAM behind CS:EIP
         if (insn.Code == Code.INVALID) throw new CpuFault(ExUD, null);
-        if (_model286 && insn.Length > 10) throw new CpuFault(ExGP, 0); // the 286 limits instructions to 10 bytes
+        if (_model286) Check286(in insn);
         return ref insn;
+    }
+
+    /// <summary>
+    /// 80286 model: instructions the 286 does not have (386+ opcodes, operand/address-size overrides, FS/GS) are
+    /// #UD, and an instruction longer than 10 bytes is #GP.
+    /// </summary>
+    private static void Check286(in Instruction insn)
+    {
+        if (insn.Length > 10) throw new CpuFault(ExGP, 0);
+        foreach (var feature in insn.Code.CpuidFeatures())
+        {
+            if (feature is not (CpuidFeature.INTEL8086 or CpuidFeature.INTEL8086_ONLY or CpuidFeature.INTEL186 or CpuidFeature.INTEL286
+                or CpuidFeature.INTEL286_ONLY))
+                throw new CpuFault(ExUD, null);
+        }
+        if (insn.SegmentPrefix is Register.FS or Register.GS) throw new CpuFault(ExUD, null);
+        if (insn.MemoryBase.IsGPR32() || insn.MemoryIndex.IsGPR32()) throw new CpuFault(ExUD, null);
+        for (int k = 0; k < insn.OpCount; k++)
+        {
+            var kind = insn.GetOpKind(k);
+            if (kind == OpKind.Register && insn.GetOpRegister(k).IsGPR32()) throw new CpuFault(ExUD, null);
+            if (kind is OpKind.MemorySegESI or OpKind.MemorySegEDI or OpKind.MemoryESEDI) throw new CpuFault(ExUD, null);
+        }
     }
 
     private enum EventKind

@@ -84,6 +84,28 @@ public sealed unsafe class RealModeTests : IDisposable
         Assert.Null(_cpu.LastException);
     }
 
+    [Theory]
+    [InlineData(new byte[] { 0x66, 0x40 })]             // INC EAX: operand-size prefix
+    [InlineData(new byte[] { 0x64, 0x8b, 0x07 })]       // MOV AX,FS:[BX]
+    [InlineData(new byte[] { 0x67, 0x8b, 0x03 })]       // MOV AX,[EBX]: address-size prefix
+    [InlineData(new byte[] { 0x0f, 0xb6, 0xc3 })]       // MOVZX AX,BL (386)
+    public void Model286RaisesUdForInstructionsItDoesNotHave(byte[] code)
+    {
+        // 80286 Programmer's Reference: undefined opcodes raise interrupt 6; the 386+ executes the same bytes.
+        foreach (bool is286 in new[] { false, true })
+        {
+            _cpu.Model286 = is286;
+            Put(6 * 4, 0x00, 0x02, 0x00, 0x00);       // IVT[6] = 0000:0200
+            Put(0x200, 0xf4);
+            Put(0x10000, code);
+            Put(0x10000 + (uint)code.Length, 0xf4);
+            Start(0x1000, 0, 0x3000, 0x100, 0x2);
+            _cpu.ClearLastException();
+            RunToHalt();
+            Assert.Equal(is286 ? (byte?)6 : null, _cpu.LastException?.Vector);
+        }
+    }
+
     private sealed class NullIo : IExitHandler
     {
         public void PortRead(ushort port, Span<byte> data) => data.Fill(0xff);
