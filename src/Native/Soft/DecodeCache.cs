@@ -102,6 +102,16 @@ internal sealed unsafe class DecodeCache
         else _codePages.Add(pageNumber);
     }
 
+    /// <summary>
+    /// 80286 decoding for 16-bit code: LOCK is accepted on any instruction (the 286 does not raise #UD for it).
+    /// Drops everything cached.
+    /// </summary>
+    public void SetLenient16(bool lenient)
+    {
+        _decoders[0] = Decoder.Create(16, _reader, lenient ? DecoderOptions.NoInvalidCheck : DecoderOptions.None);
+        Clear();
+    }
+
     /// <summary>Called for every CPU store to RAM; drops cached code on the pages written.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void NotifyWrite(ulong pa, int size)

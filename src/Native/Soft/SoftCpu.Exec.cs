@@ -52,7 +52,8 @@ public sealed partial class SoftCpu
             case Mnemonic.Pushad: PushAll(32); break;
             case Mnemonic.Popa: PopAll(16); break;
             case Mnemonic.Popad: PopAll(32); break;
-            case Mnemonic.Pushf: Push(Rflags & 0xffff, 2); break;
+            case Mnemonic.Pushf: Push(Rflags & (_model286 && !ProtectedMode ? 0x0fffu : 0xffffu), 2); break; // 286: bits 12-15 read 0 in real mode
+            case Mnemonic.Wait: if ((Cr0 & 0xa) == 0xa) throw new CpuFault(ExNM, null); break; // no FPU exceptions pending to report
             case Mnemonic.Pushfd: Push(Rflags & ~(ulong)(RF | VM), 4); break;
             case Mnemonic.Popf: WriteFlagsFromPop(Pop(2), 2, iret: false); break;
             case Mnemonic.Popfd: WriteFlagsFromPop(Pop(4), 4, iret: false); break;
@@ -117,10 +118,6 @@ public sealed partial class SoftCpu
             case Mnemonic.Lahf: WriteReg(Register.AH, (Rflags & 0xd5) | 0x2); break;
             case Mnemonic.Sahf: SetArith((uint)(Gpr[0] >> 8) & (SF | ZF | AF | PF | CF), SF | ZF | AF | PF | CF); break;
             case Mnemonic.Nop or Mnemonic.Pause: break;
-            case Mnemonic.Wait:
-                // No FPU: WAIT is a no-op unless CR0.TS and CR0.MP are both set (#NM).
-                if ((Cr0 & 0xa) == 0xa) throw new CpuFault(ExNM, null);
-                break;
 
             case Mnemonic.Movsb or Mnemonic.Movsw or Mnemonic.Movsd or Mnemonic.Cmpsb or Mnemonic.Cmpsw or Mnemonic.Cmpsd
                 or Mnemonic.Scasb or Mnemonic.Scasw or Mnemonic.Scasd or Mnemonic.Lodsb or Mnemonic.Lodsw or Mnemonic.Lodsd
@@ -230,6 +227,7 @@ public sealed partial class SoftCpu
             if (r0.IsSegmentRegister())
             {
                 if (r0 == Register.CS) throw new CpuFault(ExUD, null); // MOV CS is invalid on every x86
+                if (_model286 && r0 is Register.FS or Register.GS) throw new CpuFault(ExUD, null); // no FS/GS on a 286
                 LoadSegment(RegIndex[(int)r0], (ushort)ReadOp(i, 1, 16));
                 if (r0 == Register.SS) _interruptShadow = true;
                 return;
@@ -241,6 +239,7 @@ public sealed partial class SoftCpu
             }
             if (i.Op1Kind == OpKind.Register && i.Op1Register.IsSegmentRegister())
             {
+                if (_model286 && i.Op1Register is Register.FS or Register.GS) throw new CpuFault(ExUD, null);
                 // MOV r16/r32, Sreg: a 32-bit destination gets the selector zero-extended.
                 WriteReg(r0, Sreg(RegIndex[(int)i.Op1Register]).Selector);
                 return;
@@ -251,6 +250,7 @@ public sealed partial class SoftCpu
         // Memory destination.
         if (i.Op1Kind == OpKind.Register && i.Op1Register.IsSegmentRegister())
         {
+            if (_model286 && i.Op1Register is Register.FS or Register.GS) throw new CpuFault(ExUD, null);
             WriteMem(i, Sreg(RegIndex[(int)i.Op1Register]).Selector, 16);
             return;
         }
@@ -455,9 +455,19 @@ public sealed partial class SoftCpu
     private void Leave(in Instruction i)
     {
         bool stack32 = (Ss.Attributes & 0x4000) != 0;
+        ulong oldSp = Gpr[4];
         Gpr[4] = stack32 ? Gpr[5] & 0xffff_ffff : (Gpr[4] & ~0xffffUL) | (Gpr[5] & 0xffff);
         int size = i.Code == Code.Leavew ? 2 : 4;
-        ulong v = Pop(size);
+        ulong v;
+        try
+        {
+            v = Pop(size);
+        }
+        catch (CpuFault)
+        {
+            Gpr[4] = oldSp; // a fault leaves ESP as it was before LEAVE
+            throw;
+        }
         if (size == 2) Gpr[5] = (Gpr[5] & ~0xffffUL) | (v & 0xffff);
         else Gpr[5] = v;
     }

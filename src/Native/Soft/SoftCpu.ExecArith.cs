@@ -91,10 +91,9 @@ public sealed partial class SoftCpu
                 {
                     r = count >= 64 ? 0 : v >> count;
                     cf = count <= bits && ((v >> (count - 1)) & 1) != 0;
-                    // OF is defined for a count of 1: the original sign, which after the shift is the top two
-                    // result bits XORed. For larger counts the SDM leaves it undefined; the 80286 computes it
-                    // the same way from the result, so one formula serves both.
-                    bool of = (((r >> (bits - 1)) ^ (r >> (bits - 2))) & 1) != 0;
+                    // OF (defined for a count of 1) is the original sign. The 286 shifts one bit at a time and
+                    // leaves OF from the last step, which is 0 once any bit has been shifted out before it.
+                    bool of = (v & sign) != 0 && !(_model286 && count > 1);
                     flags = SzpFlags(r, bits) | (cf ? CF : 0) | (of ? OF_ : 0);
                     break;
                 }

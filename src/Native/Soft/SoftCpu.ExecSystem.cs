@@ -31,81 +31,103 @@ public sealed partial class SoftCpu
         int bits = size * 8;
 
         int iterations = 0;
-        while (true)
+        bool repe = i.HasRepePrefix, repne = i.HasRepnePrefix, movsReadFaulted = false;
+        try
         {
-            if (rep && (Gpr[1] & amask) == 0) break;
-            ulong si = Gpr[6] & amask, di = Gpr[7] & amask;
-            switch (m)
+            StringLoop();
+        }
+        catch (CpuFault) when (_model286 && !ProtectedMode && size == 2)
+        {
+            // Observed on a real 80286 (SingleStepTests vectors): when a word access at offset 0xFFFF faults, the
+            // iteration's index registers have already advanced, and under REP CX has dropped by two.
+            bool usesSi = m is not (Mnemonic.Stosw or Mnemonic.Scasw or Mnemonic.Insw);
+            bool usesDi = m is not (Mnemonic.Lodsw or Mnemonic.Outsw) && !movsReadFaulted; // MOVSW stops at a faulting read
+            if (usesSi) AdvanceIndex(6, step, amask);
+            if (usesDi) AdvanceIndex(7, step, amask);
+            if (rep) Gpr[1] = (Gpr[1] & ~amask) | ((Gpr[1] - 2) & amask);
+            throw;
+        }
+
+        void StringLoop()
+        {
+            while (true)
             {
-                case Mnemonic.Movsb or Mnemonic.Movsw or Mnemonic.Movsd:
-                    {
-                        ulong v = ReadSeg(ref Sreg(RegIndex[(int)srcSegReg]), srcSegReg == Register.SS ? ExSS : ExGP, si, size);
-                        WriteSeg(ref Es, ExGP, di, v, size);
-                        AdvanceIndex(6, step, amask);
+                if (rep && (Gpr[1] & amask) == 0) break;
+                ulong si = Gpr[6] & amask, di = Gpr[7] & amask;
+                switch (m)
+                {
+                    case Mnemonic.Movsb or Mnemonic.Movsw or Mnemonic.Movsd:
+                        {
+                            movsReadFaulted = true;
+                            ulong v = ReadSeg(ref Sreg(RegIndex[(int)srcSegReg]), srcSegReg == Register.SS ? ExSS : ExGP, si, size);
+                            movsReadFaulted = false;
+                            WriteSeg(ref Es, ExGP, di, v, size);
+                            AdvanceIndex(6, step, amask);
+                            AdvanceIndex(7, step, amask);
+                            break;
+                        }
+                    case Mnemonic.Cmpsb or Mnemonic.Cmpsw or Mnemonic.Cmpsd:
+                        {
+                            ulong a = ReadSeg(ref Sreg(RegIndex[(int)srcSegReg]), srcSegReg == Register.SS ? ExSS : ExGP, si, size);
+                            ulong b = ReadSeg(ref Es, ExGP, di, size);
+                            SetLazy(LazyOp.Sub, a, b, (a - b) & SizeMask(bits), bits);
+                            AdvanceIndex(6, step, amask);
+                            AdvanceIndex(7, step, amask);
+                            break;
+                        }
+                    case Mnemonic.Scasb or Mnemonic.Scasw or Mnemonic.Scasd:
+                        {
+                            ulong a = Gpr[0] & SizeMask(bits);
+                            ulong b = ReadSeg(ref Es, ExGP, di, size);
+                            SetLazy(LazyOp.Sub, a, b, (a - b) & SizeMask(bits), bits);
+                            AdvanceIndex(7, step, amask);
+                            break;
+                        }
+                    case Mnemonic.Lodsb or Mnemonic.Lodsw or Mnemonic.Lodsd:
+                        {
+                            ulong v = ReadSeg(ref Sreg(RegIndex[(int)srcSegReg]), srcSegReg == Register.SS ? ExSS : ExGP, si, size);
+                            WriteReg(size == 1 ? Register.AL : size == 2 ? Register.AX : Register.EAX, v);
+                            AdvanceIndex(6, step, amask);
+                            break;
+                        }
+                    case Mnemonic.Stosb or Mnemonic.Stosw or Mnemonic.Stosd:
+                        WriteSeg(ref Es, ExGP, di, Gpr[0] & SizeMask(bits), size);
                         AdvanceIndex(7, step, amask);
                         break;
-                    }
-                case Mnemonic.Cmpsb or Mnemonic.Cmpsw or Mnemonic.Cmpsd:
-                    {
-                        ulong a = ReadSeg(ref Sreg(RegIndex[(int)srcSegReg]), srcSegReg == Register.SS ? ExSS : ExGP, si, size);
-                        ulong b = ReadSeg(ref Es, ExGP, di, size);
-                        SetLazy(LazyOp.Sub, a, b, (a - b) & SizeMask(bits), bits);
-                        AdvanceIndex(6, step, amask);
-                        AdvanceIndex(7, step, amask);
-                        break;
-                    }
-                case Mnemonic.Scasb or Mnemonic.Scasw or Mnemonic.Scasd:
-                    {
-                        ulong a = Gpr[0] & SizeMask(bits);
-                        ulong b = ReadSeg(ref Es, ExGP, di, size);
-                        SetLazy(LazyOp.Sub, a, b, (a - b) & SizeMask(bits), bits);
-                        AdvanceIndex(7, step, amask);
-                        break;
-                    }
-                case Mnemonic.Lodsb or Mnemonic.Lodsw or Mnemonic.Lodsd:
-                    {
-                        ulong v = ReadSeg(ref Sreg(RegIndex[(int)srcSegReg]), srcSegReg == Register.SS ? ExSS : ExGP, si, size);
-                        WriteReg(size == 1 ? Register.AL : size == 2 ? Register.AX : Register.EAX, v);
-                        AdvanceIndex(6, step, amask);
-                        break;
-                    }
-                case Mnemonic.Stosb or Mnemonic.Stosw or Mnemonic.Stosd:
-                    WriteSeg(ref Es, ExGP, di, Gpr[0] & SizeMask(bits), size);
-                    AdvanceIndex(7, step, amask);
-                    break;
-                case Mnemonic.Insb or Mnemonic.Insw or Mnemonic.Insd:
-                    {
-                        // The destination is checked before the port is read, so a fault does not lose input.
-                        CheckSegment(ref Es, ExGP, di, size, write: true);
-                        Span<byte> data = stackalloc byte[4];
-                        _exits.PortRead(port, data[..size]);
-                        WriteSeg(ref Es, ExGP, di, BitConverter.ToUInt32(data), size);
-                        AdvanceIndex(7, step, amask);
-                        break;
-                    }
-                default: // Outs
-                    {
-                        ulong v = ReadSeg(ref Sreg(RegIndex[(int)srcSegReg]), srcSegReg == Register.SS ? ExSS : ExGP, si, size);
-                        Span<byte> data = stackalloc byte[4];
-                        BitConverter.TryWriteBytes(data, (uint)v);
-                        _exits.PortWrite(port, data[..size]);
-                        AdvanceIndex(6, step, amask);
-                        break;
-                    }
-            }
-            if (!rep) return;
-            Gpr[1] = (Gpr[1] & ~amask) | ((Gpr[1] - 1) & amask);
-            if (compare)
-            {
-                bool zf = GetZf();
-                if (i.HasRepePrefix && !zf) return;
-                if (i.HasRepnePrefix && zf) return;
-            }
-            if ((Gpr[1] & amask) == 0) return;
-            if (++iterations >= RepChunk)
-            {
-                _nextRip = Rip; // resume this instruction at the next step
-                return;
+                    case Mnemonic.Insb or Mnemonic.Insw or Mnemonic.Insd:
+                        {
+                            // The destination is checked before the port is read, so a fault does not lose input.
+                            CheckSegment(ref Es, ExGP, di, size, write: true);
+                            Span<byte> data = stackalloc byte[4];
+                            _exits.PortRead(port, data[..size]);
+                            WriteSeg(ref Es, ExGP, di, BitConverter.ToUInt32(data), size);
+                            AdvanceIndex(7, step, amask);
+                            break;
+                        }
+                    default: // Outs
+                        {
+                            ulong v = ReadSeg(ref Sreg(RegIndex[(int)srcSegReg]), srcSegReg == Register.SS ? ExSS : ExGP, si, size);
+                            Span<byte> data = stackalloc byte[4];
+                            BitConverter.TryWriteBytes(data, (uint)v);
+                            _exits.PortWrite(port, data[..size]);
+                            AdvanceIndex(6, step, amask);
+                            break;
+                        }
+                }
+                if (!rep) return;
+                Gpr[1] = (Gpr[1] & ~amask) | ((Gpr[1] - 1) & amask);
+                if (compare)
+                {
+                    bool zf = GetZf();
+                    if (repe && !zf) return;
+                    if (repne && zf) return;
+                }
+                if ((Gpr[1] & amask) == 0) return;
+                if (++iterations >= RepChunk)
+                {
+                    _nextRip = Rip; // resume this instruction at the next step
+                    return;
+                }
             }
         }
     }

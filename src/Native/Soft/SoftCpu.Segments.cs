@@ -46,12 +46,12 @@ public sealed partial class SoftCpu
     /// <summary>MOV/POP/LxS to a data segment register or SS, with the protected-mode checks.</summary>
     private void LoadSegment(int sreg, ushort selector)
     {
+        if (sreg == 1) throw new CpuFault(ExUD, null); // MOV CS is invalid (in real mode too)
         if (!ProtectedMode)
         {
             SetSreg(sreg, SegmentRegister.RealMode(selector));
             return;
         }
-        if (sreg == 1) throw new CpuFault(ExUD, null); // MOV CS is invalid
         bool isSs = sreg == 2;
         if ((selector & 0xfffc) == 0)
         {
@@ -339,6 +339,7 @@ public sealed partial class SoftCpu
         if (!ProtectedMode || cpl == 0) changeable |= IOPL | IF;
         else if (cpl <= (int)((current >> 12) & 3)) changeable |= IF;
         if (opSize == 2) changeable &= 0xffff;
+        if (_model286 && !ProtectedMode) changeable &= ~(IOPL | NT); // a real-mode 286 keeps FLAGS bits 12-15 clear
         uint next = (current & ~changeable) | ((uint)value & changeable);
         if (!iret) next &= ~RF;
         Rflags = next;

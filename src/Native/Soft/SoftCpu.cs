@@ -52,7 +52,7 @@ public sealed unsafe partial class SoftCpu
 
     private readonly GuestMemory _memory;
     private readonly IExitHandler _exits;
-    private DecodeCache _decodeCache;
+    private readonly DecodeCache _decodeCache;
 
     // Architectural state.
     internal readonly ulong[] Gpr = new ulong[16];
@@ -87,19 +87,6 @@ public sealed unsafe partial class SoftCpu
         Rflags = 0x2;
         Gpr[2] = 0x600; // EDX at reset: family/model/stepping
     }
-
-    /// <summary>Which processor generation to imitate where they differ (see <see cref="CpuModel"/>).</summary>
-    public CpuModel Model
-    {
-        get => _model;
-        init
-        {
-            _model = value;
-            _decodeCache = new DecodeCache(_memory, value == CpuModel.I286 ? DecoderOptions.NoInvalidCheck : DecoderOptions.None);
-        }
-    }
-
-    private readonly CpuModel _model;
 
     /// <summary>Where RDTSC reads time from. Defaults to host time at 1 GHz (nanoseconds).</summary>
     public Func<ulong> TimeStampCounter { get; set; } = HostTsc;
@@ -168,6 +155,34 @@ public sealed unsafe partial class SoftCpu
 
     internal bool ProtectedMode => (Cr0 & 1) != 0;
 
+    /// <summary>
+    /// 80286 compatibility model (default off: the 386+/Pentium behaviour, verified against the host CPU). Verified
+    /// against the SingleStepTests 80286 real-mode vectors (a Harris 80C286). Differences from the default model:
+    /// <list type="bullet">
+    /// <item>FLAGS bits 12-15 read as 0 and cannot be set in real mode (PUSHF, POPF, IRET).</item>
+    /// <item>LOCK is accepted on any instruction (the 386+ raises #UD).</item>
+    /// <item>386+ instructions, 0x66/0x67 overrides, FS/GS (prefix or MOV Sreg) raise #UD.</item>
+    /// <item>An instruction longer than 10 bytes raises #GP (the 386+ allows 15).</item>
+    /// <item>A real-mode segment-limit overrun (word at offset 0xFFFF) is #GP for SS accesses too (386+: #SS).</item>
+    /// <item>A word string instruction faulting at offset 0xFFFF has already advanced its index registers (MOVSW:
+    /// only SI when the read faults) and, under REP, CX by two.</item>
+    /// <item>SHR with a count above 1 leaves OF clear (the 386+ sets it from the original sign).</item>
+    /// </list>
+    /// Shared by both: shift counts are masked to 5 bits; faults push the faulting instruction's CS:IP (its first
+    /// prefix), INT n/INT3/INTO the next one; physical addresses do not wrap at 1 MB (A20 on).
+    /// </summary>
+    internal bool Model286
+    {
+        get => _model286;
+        set
+        {
+            _model286 = value;
+            _decodeCache.SetLenient16(value);
+        }
+    }
+
+    private bool _model286;
+
     /// <summary>Default operand/address size of the code segment: 32 when CS.D is set.</summary>
     private int CodeBitness => ProtectedMode && (Cs.Attributes & 0x4000) != 0 ? 32 : 16;
 
@@ -196,7 +211,6 @@ public sealed unsafe partial class SoftCpu
         try
         {
             ref readonly var insn = ref Fetch();
-            if (_model == CpuModel.I286) Check286(in insn);
             _nextRip = (Rip + (ulong)insn.Length) & IpMask;
             Execute(in insn);
             Rip = _nextRip;
@@ -205,6 +219,8 @@ public sealed unsafe partial class SoftCpu
         }
         catch (CpuFault fault)
         {
+            // A real-mode 286 reports a segment-limit overrun (word at offset 0xFFFF) as #GP, SS included.
+            if (_model286 && !ProtectedMode && fault.Vector == ExSS) return DeliverEvent(ExGP, fault.ErrorCode, EventKind.Fault);
             return DeliverEvent(fault.Vector, fault.ErrorCode, EventKind.Fault);
         }
     }
@@ -240,6 +256,7 @@ public sealed unsafe partial class SoftCpu
         ref readonly var insn = ref _decodeCache.Get(pa, CodeBitness, out bool ok);
         if (!ok) throw new CpuFault(ExGP, 0); // fetch from unbacked memory: no RAM behind CS:EIP
         if (insn.Code == Code.INVALID) throw new CpuFault(ExUD, null);
+        if (_model286) Check286(in insn);
         return ref insn;
     }
 
@@ -267,15 +284,27 @@ public sealed unsafe partial class SoftCpu
         return ref _crossPageInstruction;
     }
 
-    /// <summary>What the 80286 rejects that later processors accept: instructions over 10 bytes (#GP) and FS/GS (#UD).</summary>
+    /// <summary>
+    /// 80286 model: instructions the 286 does not have (386+ opcodes, operand/address-size overrides, FS/GS) are
+    /// #UD, and an instruction longer than 10 bytes is #GP.
+    /// </summary>
     private static void Check286(in Instruction insn)
     {
         if (insn.Length > 10) throw new CpuFault(ExGP, 0);
-        for (int n = 0; n < insn.OpCount; n++)
+        foreach (var feature in insn.Code.CpuidFeatures())
         {
-            if (insn.GetOpKind(n) == OpKind.Register && insn.GetOpRegister(n) is Register.FS or Register.GS) throw new CpuFault(ExUD, null);
+            if (feature is not (CpuidFeature.INTEL8086 or CpuidFeature.INTEL8086_ONLY or CpuidFeature.INTEL186 or CpuidFeature.INTEL286
+                or CpuidFeature.INTEL286_ONLY))
+                throw new CpuFault(ExUD, null);
         }
         if (insn.SegmentPrefix is Register.FS or Register.GS) throw new CpuFault(ExUD, null);
+        if (insn.MemoryBase.IsGPR32() || insn.MemoryIndex.IsGPR32()) throw new CpuFault(ExUD, null);
+        for (int k = 0; k < insn.OpCount; k++)
+        {
+            var kind = insn.GetOpKind(k);
+            if (kind == OpKind.Register && insn.GetOpRegister(k).IsGPR32()) throw new CpuFault(ExUD, null);
+            if (kind is OpKind.MemorySegESI or OpKind.MemorySegEDI or OpKind.MemoryESEDI) throw new CpuFault(ExUD, null);
+        }
     }
 
     private enum EventKind
@@ -405,7 +434,7 @@ public sealed unsafe partial class SoftCpu
         Push(Rip & 0xffff, 2);
         Cs = SegmentRegister.RealMode((ushort)(entry >> 16), code: true);
         Rip = entry & 0xffff;
-        _flags &= ~(IF | TF | ExAC);
+        _flags &= ~(IF | TF | AC_ | RF);
         _halted = false;
     }
 
@@ -449,13 +478,4 @@ public sealed unsafe partial class SoftCpu
         ulong offset = stack32 ? (uint)(Gpr[4] + delta) : (Gpr[4] + delta) & 0xffff;
         return ReadSeg(ref Ss, ExSS, offset, size);
     }
-}
-
-/// <summary>Which silicon the CPU imitates where generations differ.</summary>
-public enum CpuModel
-{
-    /// <summary>The default: a Pentium-class (P6 family) processor, what CPUID reports.</summary>
-    Pentium,
-    /// <summary>The 80286 in real mode, for its test vectors: FLAGS bits 12-15 read as zero and cannot be set.</summary>
-    I286,
 }
