@@ -2,6 +2,7 @@
 // protected mode. Each benchmark operation runs a fixed number of guest instructions, so BenchmarkDotNet's
 // time per operation converts directly to instructions per second (MIPS = InstructionsPerOp / ns-per-op * 1000).
 using ActorVmm.Core.Accel;
+using ActorVmm.Core.Bus;
 using ActorVmm.Core.Memory;
 using ActorVmm.Native.Soft;
 using BenchmarkDotNet.Attributes;
@@ -71,7 +72,7 @@ public unsafe class SoftCpuBenchmarks
         a.Assemble(new StreamCodeWriter(stream), CodeAddress);
         memory.Write(CodeAddress, stream.ToArray());
 
-        _cpu = new SoftCpu(memory, new NoDevices());
+        _cpu = new SoftCpu(memory, new ExitDispatcher(new BusBuilder().Build()));
         var code = SegmentRegister.Make(0x08, 0, 0xffff_ffff, type: 0xb, s: true, dpl: 0, l: false, db: true, g: true);
         var data = SegmentRegister.Make(0x10, 0, 0xffff_ffff, type: 0x3, s: true, dpl: 0, l: false, db: true, g: true);
         _cpu.SetSystemRegisters(new SystemRegisters { Cs = code, Ds = data, Es = data, Fs = data, Gs = data, Ss = data, Cr0 = 0x11 });
@@ -86,28 +87,5 @@ public unsafe class SoftCpuBenchmarks
     {
         _cpu.Run(InstructionsPerOp, ref _stop);
         return _cpu.InstructionsRetired;
-    }
-
-    private sealed class NoDevices : IExitHandler
-    {
-        public void PortRead(ushort port, Span<byte> data) => data.Fill(0xff);
-
-        public void PortWrite(ushort port, ReadOnlySpan<byte> data)
-        {
-        }
-
-        public void MmioRead(ulong gpa, Span<byte> data) => data.Fill(0xff);
-
-        public void MmioWrite(ulong gpa, ReadOnlySpan<byte> data)
-        {
-        }
-
-        public bool MsrRead(uint msr, out ulong value)
-        {
-            value = 0;
-            return false;
-        }
-
-        public bool MsrWrite(uint msr, ulong value) => false;
     }
 }

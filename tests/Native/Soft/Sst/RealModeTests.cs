@@ -2,6 +2,7 @@
 // Exception Handling" in real-address mode; Vol. 2 JMP/Jcc operation with 16-bit operand size).
 using System.Runtime.InteropServices;
 using ActorVmm.Core.Accel;
+using ActorVmm.Core.Bus;
 using ActorVmm.Core.Memory;
 using ActorVmm.Native.Soft;
 
@@ -13,7 +14,7 @@ public sealed unsafe class RealModeTests : IDisposable
     private readonly byte* _ram = (byte*)NativeMemory.AllocZeroed(RamSize);
     private readonly SoftCpu _cpu;
 
-    public RealModeTests() => _cpu = new SoftCpu(new GuestMemory([new GuestRegion("ram", 0, RamSize, _ram)]), new NullIo());
+    public RealModeTests() => _cpu = new SoftCpu(new GuestMemory([new GuestRegion("ram", 0, RamSize, _ram)]), new ExitDispatcher(new BusBuilder().Build()));
 
     public void Dispose() => NativeMemory.Free(_ram);
 
@@ -104,28 +105,5 @@ public sealed unsafe class RealModeTests : IDisposable
             RunToHalt();
             Assert.Equal(is286 ? (byte?)6 : null, _cpu.LastException?.Vector);
         }
-    }
-
-    private sealed class NullIo : IExitHandler
-    {
-        public void PortRead(ushort port, Span<byte> data) => data.Fill(0xff);
-
-        public void PortWrite(ushort port, ReadOnlySpan<byte> data)
-        {
-        }
-
-        public void MmioRead(ulong gpa, Span<byte> data) => data.Fill(0xff);
-
-        public void MmioWrite(ulong gpa, ReadOnlySpan<byte> data)
-        {
-        }
-
-        public bool MsrRead(uint msr, out ulong value)
-        {
-            value = 0;
-            return false;
-        }
-
-        public bool MsrWrite(uint msr, ulong value) => false;
     }
 }

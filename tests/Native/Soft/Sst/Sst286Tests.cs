@@ -5,6 +5,7 @@ using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 using ActorVmm.Core.Accel;
+using ActorVmm.Core.Bus;
 using ActorVmm.Core.Memory;
 using ActorVmm.Native.Soft;
 using Xunit.Abstractions;
@@ -43,7 +44,7 @@ public sealed unsafe class Sst286Tests(ITestOutputHelper output)
         try
         {
             var memory = new GuestMemory([new GuestRegion("ram", 0, RamSize, ram)]);
-            var cpu = new SoftCpu(memory, new NoIo()) { Model286 = true };
+            var cpu = new SoftCpu(memory, new ExitDispatcher(new BusBuilder().Build())) { Model286 = true };
             var files = Directory.GetFiles(dir, "*.json.gz").OrderBy(f => f, StringComparer.Ordinal).ToArray();
             Assert.NotEmpty(files);
             int total = 0, passed = 0;
@@ -173,28 +174,5 @@ public sealed unsafe class Sst286Tests(ITestOutputHelper output)
         foreach (var pair in fin.GetProperty("ram").EnumerateArray()) ram[pair[0].GetUInt32()] = 0;
         if (why is not null) NativeMemory.Clear(ram, RamSize); // a wrong run may have written anywhere
         return why;
-    }
-
-    private sealed class NoIo : IExitHandler
-    {
-        public void PortRead(ushort port, Span<byte> data) => data.Fill(0xff);
-
-        public void PortWrite(ushort port, ReadOnlySpan<byte> data)
-        {
-        }
-
-        public void MmioRead(ulong gpa, Span<byte> data) => data.Fill(0xff);
-
-        public void MmioWrite(ulong gpa, ReadOnlySpan<byte> data)
-        {
-        }
-
-        public bool MsrRead(uint msr, out ulong value)
-        {
-            value = 0;
-            return false;
-        }
-
-        public bool MsrWrite(uint msr, ulong value) => false;
     }
 }
