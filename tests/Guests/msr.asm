@@ -67,7 +67,7 @@ entry:
     call puts
     mov dword [resume], .after_efer
     mov ecx, 0xc0000080
-    mov eax, 1 << 8                 ; LME: long mode is not offered by this CPUID
+    mov eax, 1 << 8                 ; LME: #GP unless CPUID offers long mode
     xor edx, edx
     mov ebx, 0x80000000
     xchg eax, ebx

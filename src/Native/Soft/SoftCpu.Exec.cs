@@ -2,6 +2,7 @@
 // multiply/divide, bit operations, BCD, flag instructions. Handlers are width-generic: the width comes from
 // the operand (8/16/32 bits) and every result is masked to it. Semantics and flags follow the Intel SDM vol. 2.
 using System.Numerics;
+using System.Runtime.CompilerServices;
 using Iced.Intel;
 
 namespace ActorVmm.Native.Soft;
@@ -28,17 +29,20 @@ public sealed partial class SoftCpu
 
             case Mnemonic.Mov: Mov(i); break;
             case Mnemonic.Movzx: { int sb = OpBits(i, 1); WriteOp(i, 0, ReadOp(i, 1, sb), OpBits(i)); break; }
-            case Mnemonic.Movsx: { int sb = OpBits(i, 1); WriteOp(i, 0, SignExtend(ReadOp(i, 1, sb), sb), OpBits(i)); break; }
+            case Mnemonic.Movsx or Mnemonic.Movsxd: { int sb = OpBits(i, 1); WriteOp(i, 0, SignExtend(ReadOp(i, 1, sb), sb), OpBits(i)); break; }
             case Mnemonic.Lea: WriteReg(i.Op0Register, EffectiveOffset(i)); break;
             case Mnemonic.Xchg: Xchg(i); break;
             case Mnemonic.Xadd: Xadd(i); break;
             case Mnemonic.Cmpxchg: Cmpxchg(i); break;
             case Mnemonic.Cmpxchg8b: Cmpxchg8b(i); break;
+            case Mnemonic.Cmpxchg16b: Cmpxchg16b(i); break;
             case Mnemonic.Bswap: Bswap(i); break;
             case Mnemonic.Cbw: WriteReg(Register.AX, SignExtend(Gpr[0] & 0xff, 8)); break;
             case Mnemonic.Cwde: WriteReg(Register.EAX, SignExtend(Gpr[0] & 0xffff, 16)); break;
             case Mnemonic.Cwd: WriteReg(Register.DX, (Gpr[0] & 0x8000) != 0 ? 0xffffUL : 0); break;
             case Mnemonic.Cdq: WriteReg(Register.EDX, (Gpr[0] & 0x8000_0000) != 0 ? 0xffff_ffffUL : 0); break;
+            case Mnemonic.Cdqe: Gpr[0] = SignExtend(Gpr[0], 32); break;
+            case Mnemonic.Cqo: Gpr[2] = (long)Gpr[0] < 0 ? ulong.MaxValue : 0; break;
             case Mnemonic.Xlatb: Xlat(i); break;
             case Mnemonic.Lds: LoadFarPointer(i, 3); break;
             case Mnemonic.Les: LoadFarPointer(i, 0); break;
@@ -55,6 +59,8 @@ public sealed partial class SoftCpu
             case Mnemonic.Pushf: Push(Rflags & (_model286 && !ProtectedMode ? 0x0fffu : 0xffffu), 2); break; // 286: bits 12-15 read 0 in real mode
             case Mnemonic.Wait: if ((Cr0 & 0xa) == 0xa) throw new CpuFault(ExNM, null); break; // no FPU exceptions pending to report
             case Mnemonic.Pushfd: Push(Rflags & ~(ulong)(RF | VM), 4); break;
+            case Mnemonic.Pushfq: Push(Rflags & ~(ulong)(RF | VM), 8); break;
+            case Mnemonic.Popfq: WriteFlagsFromPop(Pop(8), 8, iret: false); break;
             case Mnemonic.Popf: WriteFlagsFromPop(Pop(2), 2, iret: false); break;
             case Mnemonic.Popfd: WriteFlagsFromPop(Pop(4), 4, iret: false); break;
             case Mnemonic.Enter: Enter(i); break;
@@ -63,7 +69,9 @@ public sealed partial class SoftCpu
             case Mnemonic.Jmp: Jmp(i); break;
             case Mnemonic.Call: Call(i); break;
             case Mnemonic.Ret: Ret(i); break;
-            case Mnemonic.Retf: FarReturn(i.Code is Code.Retfw or Code.Retfw_imm16 ? 2 : 4, i.OpCount > 0 ? i.Immediate16 : (ushort)0); break;
+            case Mnemonic.Retf:
+                FarReturn(i.Code is Code.Retfw or Code.Retfw_imm16 ? 2 : i.Code is Code.Retfq or Code.Retfq_imm16 ? 8 : 4, i.OpCount > 0 ? i.Immediate16 : (ushort)0);
+                break;
             case Mnemonic.Jo or Mnemonic.Jno or Mnemonic.Jb or Mnemonic.Jae or Mnemonic.Je or Mnemonic.Jne or Mnemonic.Jbe or Mnemonic.Ja
                 or Mnemonic.Js or Mnemonic.Jns or Mnemonic.Jp or Mnemonic.Jnp or Mnemonic.Jl or Mnemonic.Jge or Mnemonic.Jle or Mnemonic.Jg:
                 if (Condition((int)i.ConditionCode - 1)) _nextRip = BranchTarget(i);
@@ -71,6 +79,7 @@ public sealed partial class SoftCpu
             case Mnemonic.Loop or Mnemonic.Loope or Mnemonic.Loopne: Loop(i); break;
             case Mnemonic.Jcxz: if ((Gpr[1] & 0xffff) == 0) _nextRip = BranchTarget(i); break;
             case Mnemonic.Jecxz: if ((Gpr[1] & 0xffff_ffff) == 0) _nextRip = BranchTarget(i); break;
+            case Mnemonic.Jrcxz: if (Gpr[1] == 0) _nextRip = BranchTarget(i); break;
             case Mnemonic.Seto or Mnemonic.Setno or Mnemonic.Setb or Mnemonic.Setae or Mnemonic.Sete or Mnemonic.Setne or Mnemonic.Setbe
                 or Mnemonic.Seta or Mnemonic.Sets or Mnemonic.Setns or Mnemonic.Setp or Mnemonic.Setnp or Mnemonic.Setl or Mnemonic.Setge
                 or Mnemonic.Setle or Mnemonic.Setg:
@@ -119,10 +128,10 @@ public sealed partial class SoftCpu
             case Mnemonic.Sahf: SetArith((uint)(Gpr[0] >> 8) & (SF | ZF | AF | PF | CF), SF | ZF | AF | PF | CF); break;
             case Mnemonic.Nop or Mnemonic.Pause: break;
 
-            case Mnemonic.Movsb or Mnemonic.Movsw or Mnemonic.Movsd or Mnemonic.Cmpsb or Mnemonic.Cmpsw or Mnemonic.Cmpsd
-                or Mnemonic.Scasb or Mnemonic.Scasw or Mnemonic.Scasd or Mnemonic.Lodsb or Mnemonic.Lodsw or Mnemonic.Lodsd
-                or Mnemonic.Stosb or Mnemonic.Stosw or Mnemonic.Stosd or Mnemonic.Insb or Mnemonic.Insw or Mnemonic.Insd
-                or Mnemonic.Outsb or Mnemonic.Outsw or Mnemonic.Outsd:
+            case Mnemonic.Movsb or Mnemonic.Movsw or Mnemonic.Movsd or Mnemonic.Movsq or Mnemonic.Cmpsb or Mnemonic.Cmpsw or Mnemonic.Cmpsd
+                or Mnemonic.Cmpsq or Mnemonic.Scasb or Mnemonic.Scasw or Mnemonic.Scasd or Mnemonic.Scasq or Mnemonic.Lodsb or Mnemonic.Lodsw
+                or Mnemonic.Lodsd or Mnemonic.Lodsq or Mnemonic.Stosb or Mnemonic.Stosw or Mnemonic.Stosd or Mnemonic.Stosq or Mnemonic.Insb
+                or Mnemonic.Insw or Mnemonic.Insd or Mnemonic.Outsb or Mnemonic.Outsw or Mnemonic.Outsd:
                 StringOp(i);
                 break;
             case Mnemonic.In: PortIn(i); break;
@@ -138,13 +147,14 @@ public sealed partial class SoftCpu
             case Mnemonic.Into: if (GetOf()) SoftwareInterrupt(ExOF); break;
             case Mnemonic.Iret: Iret(2); break;
             case Mnemonic.Iretd: Iret(4); break;
+            case Mnemonic.Iretq: Iret(8); break;
             case Mnemonic.Bound: Bound(i); break;
             case Mnemonic.Ud0 or Mnemonic.Ud1 or Mnemonic.Ud2: throw new CpuFault(ExUD, null);
             case Mnemonic.Cpuid: Cpuid(); break;
             case Mnemonic.Rdtsc:
                 if ((Cr4 & 4) != 0 && Cpl != 0) throw new CpuFault(ExGP, 0);
                 {
-                    ulong tsc = TimeStampCounter();
+                    ulong tsc = (ulong)((long)TimeStampCounter() + _tscOffset); // WRMSR to the TSC moves what RDTSC reads
                     Gpr[0] = (uint)tsc;
                     Gpr[2] = tsc >> 32;
                 }
@@ -301,7 +311,7 @@ public sealed partial class SoftCpu
         else
         {
             if (i.Op0Kind == OpKind.Memory) WriteOp(i, 0, dest, bits); // the processor always writes the destination
-            WriteReg(bits == 8 ? Register.AL : bits == 16 ? Register.AX : Register.EAX, dest);
+            WriteReg(bits switch { 8 => Register.AL, 16 => Register.AX, 32 => Register.EAX, _ => Register.RAX }, dest);
         }
     }
 
@@ -326,8 +336,36 @@ public sealed partial class SoftCpu
     private void Bswap(in Instruction i)
     {
         var r = i.Op0Register;
-        if (RegBits[(int)r] == 16) WriteReg(r, 0); // BSWAP r16 is undefined; silicon clears the register
-        else WriteReg(r, BinaryReverse32((uint)ReadReg(r)));
+        switch (RegBits[(int)r])
+        {
+            case 16: WriteReg(r, 0); break; // BSWAP r16 is undefined; silicon clears the register
+            case 32: WriteReg(r, BinaryReverse32((uint)ReadReg(r))); break;
+            default: WriteReg(r, System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(ReadReg(r))); break;
+        }
+    }
+
+    /// <summary>CMPXCHG16B m128: compares RDX:RAX with the (16-byte aligned) operand; equal: stores RCX:RBX.</summary>
+    private void Cmpxchg16b(in Instruction i)
+    {
+        ref var seg = ref MemorySegment(i, out _);
+        ulong ea = EffectiveOffset(i);
+        ulong linear = Mode64 ? ea + (Unsafe.AreSame(ref seg, ref Fs) || Unsafe.AreSame(ref seg, ref Gs) ? seg.Base : 0) : seg.Base + ea;
+        if ((linear & 0xf) != 0) throw new CpuFault(ExGP, 0);
+        ulong lo = ReadMem(i, 64), hi = ReadMem(i, 64, 8);
+        if (lo == Gpr[0] && hi == Gpr[2])
+        {
+            WriteMem(i, Gpr[3], 64);
+            WriteMem(i, Gpr[1], 64, 8);
+            SetArith(ZF, ZF);
+        }
+        else
+        {
+            WriteMem(i, lo, 64);
+            WriteMem(i, hi, 64, 8);
+            Gpr[0] = lo;
+            Gpr[2] = hi;
+            SetArith(0, ZF);
+        }
     }
 
     private static uint BinaryReverse32(uint v) => System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(v);
@@ -431,33 +469,35 @@ public sealed partial class SoftCpu
 
     private void Enter(in Instruction i)
     {
-        int size = i.Code == Code.Enterw_imm16_imm8 ? 2 : 4;
+        int size = i.Code switch { Code.Enterw_imm16_imm8 => 2, Code.Enterq_imm16_imm8 => 8, _ => 4 };
         ushort alloc = i.Immediate16;
         int level = i.Immediate8_2nd & 0x1f;
+        bool mode64 = Mode64;
         bool stack32 = (Ss.Attributes & 0x4000) != 0;
+        ulong spMask = mode64 ? ulong.MaxValue : stack32 ? 0xffff_ffffUL : 0xffffUL;
         Push(Gpr[5], size);
-        ulong frame = stack32 ? Gpr[4] & 0xffff_ffff : Gpr[4] & 0xffff;
+        ulong frame = Gpr[4] & spMask;
         if (level > 0)
         {
             ulong bp = Gpr[5];
             for (int n = 1; n < level; n++)
             {
-                bp = stack32 ? (uint)(bp - (ulong)size) : (bp - (ulong)size) & 0xffff;
+                bp = (bp - (ulong)size) & spMask;
                 Push(ReadSeg(ref Ss, ExSS, bp, size), size);
             }
             Push(frame, size);
         }
         if (size == 2) Gpr[5] = (Gpr[5] & ~0xffffUL) | (frame & 0xffff);
         else Gpr[5] = frame;
-        Gpr[4] = stack32 ? (uint)(Gpr[4] - alloc) : (Gpr[4] & ~0xffffUL) | ((Gpr[4] - alloc) & 0xffff);
+        Gpr[4] = (Gpr[4] & ~spMask) | ((Gpr[4] - alloc) & spMask);
     }
 
     private void Leave(in Instruction i)
     {
         bool stack32 = (Ss.Attributes & 0x4000) != 0;
         ulong oldSp = Gpr[4];
-        Gpr[4] = stack32 ? Gpr[5] & 0xffff_ffff : (Gpr[4] & ~0xffffUL) | (Gpr[5] & 0xffff);
-        int size = i.Code == Code.Leavew ? 2 : 4;
+        Gpr[4] = Mode64 ? Gpr[5] : stack32 ? Gpr[5] & 0xffff_ffff : (Gpr[4] & ~0xffffUL) | (Gpr[5] & 0xffff);
+        int size = i.Code switch { Code.Leavew => 2, Code.Leaveq => 8, _ => 4 };
         ulong v;
         try
         {
@@ -477,9 +517,17 @@ public sealed partial class SoftCpu
         // Decoded instructions are cached by physical address, so Iced's absolute target is relative to the
         // physical IP; the displacement applies to the linear EIP the instruction actually ran at.
         ulong target = _nextRip + (i.NearBranchTarget - i.NextIP);
+        if (i.Op0Kind == OpKind.NearBranch64) return CheckNearTarget(target);
         ulong masked = i.Op0Kind == OpKind.NearBranch16 ? target & 0xffff : target & 0xffff_ffff;
         if (masked > Cs.Limit) throw new CpuFault(ExGP, 0);
         return masked;
+    }
+
+    /// <summary>A near target must be inside CS's limit, or canonical in 64-bit mode; else #GP(0) with nothing changed.</summary>
+    private ulong CheckNearTarget(ulong target)
+    {
+        if (Mode64 ? !IsCanonical(target) : target > Cs.Limit) throw new CpuFault(ExGP, 0);
+        return target;
     }
 
     private void Jmp(in Instruction i) => Transfer(i, call: false);
@@ -491,10 +539,10 @@ public sealed partial class SoftCpu
     {
         switch (i.Op0Kind)
         {
-            case OpKind.NearBranch16 or OpKind.NearBranch32:
+            case OpKind.NearBranch16 or OpKind.NearBranch32 or OpKind.NearBranch64:
                 {
                     ulong t = BranchTarget(i);
-                    if (call) Push(_nextRip, i.Op0Kind == OpKind.NearBranch16 ? 2 : 4);
+                    if (call) Push(_nextRip, i.Op0Kind switch { OpKind.NearBranch16 => 2, OpKind.NearBranch32 => 4, _ => 8 });
                     _nextRip = t;
                     return;
                 }
@@ -502,27 +550,25 @@ public sealed partial class SoftCpu
                 FarTransfer(i.FarBranchSelector, i.FarBranch32, i.Op0Kind == OpKind.FarBranch16 ? 2 : 4, call);
                 return;
         }
-        if (i.Code is Code.Jmp_m1632 or Code.Jmp_m1616 or Code.Call_m1632 or Code.Call_m1616)
+        if (i.Code is Code.Jmp_m1632 or Code.Jmp_m1616 or Code.Jmp_m1664 or Code.Call_m1632 or Code.Call_m1616 or Code.Call_m1664)
         {
-            // m16:16 or m16:32: the offset, then the selector.
-            int size = i.Code is Code.Jmp_m1632 or Code.Call_m1632 ? 4 : 2;
+            // m16:16, m16:32 or m16:64: the offset, then the selector.
+            int size = i.Code switch { Code.Jmp_m1632 or Code.Call_m1632 => 4, Code.Jmp_m1664 or Code.Call_m1664 => 8, _ => 2 };
             ulong off = ReadMem(i, size * 8);
             ushort sel = (ushort)ReadMem(i, 16, (ulong)size);
-            FarTransfer(sel, (uint)off, size, call);
+            FarTransfer(sel, off, size, call);
             return;
         }
         int bits = OpBits(i);
-        ulong target = ReadOp(i, 0, bits);
-        if (target > Cs.Limit) throw new CpuFault(ExGP, 0);
+        ulong target = CheckNearTarget(ReadOp(i, 0, bits));
         if (call) Push(_nextRip, bits / 8);
         _nextRip = target;
     }
 
     private void Ret(in Instruction i)
     {
-        int size = i.Code is Code.Retnw or Code.Retnw_imm16 ? 2 : 4;
-        ulong t = PeekStack(0, size);
-        if (t > Cs.Limit) throw new CpuFault(ExGP, 0);
+        int size = i.Code switch { Code.Retnw or Code.Retnw_imm16 => 2, Code.Retnq or Code.Retnq_imm16 => 8, _ => 4 };
+        ulong t = CheckNearTarget(PeekStack(0, size));
         Pop(size);
         if (i.OpCount > 0) Gpr[4] = AdjustSp(i.Immediate16);
         _nextRip = t;
@@ -530,11 +576,10 @@ public sealed partial class SoftCpu
 
     private void Loop(in Instruction i)
     {
-        bool a16 = CounterIsCx[(int)i.Code]; // the counter is CX or ECX by address size
-        ulong count = (a16 ? Gpr[1] & 0xffff : Gpr[1] & 0xffff_ffff) - 1;
-        if (a16) Gpr[1] = (Gpr[1] & ~0xffffUL) | (count & 0xffff);
-        else Gpr[1] = count & 0xffff_ffff;
-        bool nonzero = (a16 ? count & 0xffff : count & 0xffff_ffff) != 0;
+        ulong mask = CounterMask[(int)i.Code]; // the counter is CX, ECX or RCX by address size
+        ulong count = (Gpr[1] - 1) & mask;
+        Gpr[1] = mask == 0xffff ? (Gpr[1] & ~0xffffUL) | count : count; // ECX zero-extends into RCX
+        bool nonzero = count != 0;
         bool take = i.Mnemonic switch
         {
             Mnemonic.Loope => nonzero && GetZf(),
@@ -544,11 +589,13 @@ public sealed partial class SoftCpu
         if (take) _nextRip = BranchTarget(i);
     }
 
-    /// <summary>LOOPcc forms whose counter is CX (16-bit address size); Iced names them *_CX.</summary>
-    private static readonly bool[] CounterIsCx = Enum.GetValues<Code>()
-        .Aggregate(new bool[Enum.GetValues<Code>().Max() + 1 is var n ? (int)n : 0], (t, c) =>
+    /// <summary>The counter register's width of each LOOPcc form: Iced names them *_CX, *_ECX and *_RCX.</summary>
+    private static readonly ulong[] CounterMask = Enum.GetValues<Code>()
+        .Aggregate(new ulong[Enum.GetValues<Code>().Max() + 1 is var n ? (int)n : 0], (t, c) =>
         {
-            t[(int)c] = c.ToString().EndsWith("_CX", StringComparison.Ordinal);
+            string name = c.ToString();
+            t[(int)c] = name.EndsWith("_RCX", StringComparison.Ordinal) ? ulong.MaxValue
+                : name.EndsWith("_ECX", StringComparison.Ordinal) ? 0xffff_ffffUL : 0xffffUL;
             return t;
         });
 

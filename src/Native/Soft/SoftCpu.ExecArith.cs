@@ -15,7 +15,7 @@ public sealed partial class SoftCpu
         ulong sign = 1UL << (bits - 1);
         ulong v = ReadOp(i, 0, bits);
         int raw = i.Op1Kind == OpKind.Register ? (int)(Gpr[1] & 0xff) : i.Op1Kind == OpKind.Immediate8 ? i.Immediate8 : 1;
-        int count = raw & 0x1f;
+        int count = raw & (bits == 64 ? 0x3f : 0x1f);
         if (count == 0)
         {
             // No flags change; a memory destination is still read (and faults) like hardware.
@@ -48,7 +48,7 @@ public sealed partial class SoftCpu
                 }
             case Mnemonic.Rcl:
                 {
-                    int c = bits == 32 ? count : count % (bits + 1);
+                    int c = bits >= 32 ? count : count % (bits + 1);
                     bool carry = GetCf();
                     r = v;
                     for (int k = 0; k < c; k++)
@@ -64,7 +64,7 @@ public sealed partial class SoftCpu
                 }
             case Mnemonic.Rcr:
                 {
-                    int c = bits == 32 ? count : count % (bits + 1);
+                    int c = bits >= 32 ? count : count % (bits + 1);
                     bool carry = GetCf();
                     r = v;
                     bool of = ((v & sign) != 0) ^ carry; // defined for a count of 1: MSB XOR CF before the rotate
@@ -118,7 +118,7 @@ public sealed partial class SoftCpu
         ulong mask = SizeMask(bits);
         ulong dest = ReadOp(i, 0, bits);
         ulong src = ReadReg(i.Op1Register);
-        int count = (i.Op2Kind == OpKind.Register ? (int)(Gpr[1] & 0xff) : i.Immediate8) & 0x1f;
+        int count = (i.Op2Kind == OpKind.Register ? (int)(Gpr[1] & 0xff) : i.Immediate8) & (bits == 64 ? 0x3f : 0x1f);
         if (count == 0) return;
         ulong r;
         bool cf;
@@ -183,13 +183,21 @@ public sealed partial class SoftCpu
                     low = p & 0xffff;
                     break;
                 }
-            default:
+            case 32:
                 {
                     ulong p = (Gpr[0] & 0xffff_ffff) * src;
                     Gpr[0] = (uint)p;
                     Gpr[2] = p >> 32;
                     high = (p >> 32) != 0;
                     low = p & 0xffff_ffff;
+                    break;
+                }
+            default:
+                {
+                    ulong hi = Math.BigMul(Gpr[0], src, out low);
+                    Gpr[0] = low;
+                    Gpr[2] = hi;
+                    high = hi != 0;
                     break;
                 }
         }
@@ -217,19 +225,38 @@ public sealed partial class SoftCpu
                     WriteReg(Register.DX, (ulong)p >> 16);
                     overflow = p != (short)p;
                     break;
-                default:
+                case 32:
                     Gpr[0] = (uint)p;
                     Gpr[2] = (uint)((ulong)p >> 32);
                     overflow = p != (int)p;
                     break;
+                default:
+                    {
+                        long hi = Math.BigMul((long)Gpr[0], src, out long lo);
+                        Gpr[0] = (ulong)lo;
+                        Gpr[2] = (ulong)hi;
+                        overflow = hi != (lo >> 63);
+                        p = lo;
+                        break;
+                    }
             }
             SetArith(SzpFlags((ulong)p, bits) | (overflow ? CF | OF_ : 0));
             return;
         }
         long a = (long)SignExtend(i.OpCount == 2 ? ReadReg(i.Op0Register) : ReadOp(i, 1, bits), bits);
         long b = (long)SignExtend(i.OpCount == 2 ? ReadOp(i, 1, bits) : ReadOp(i, 2, bits), bits);
-        long prod = a * b;
-        bool ovf = bits == 16 ? prod != (short)prod : prod != (int)prod;
+        long prod;
+        bool ovf;
+        if (bits == 64)
+        {
+            long hi = Math.BigMul(a, b, out prod);
+            ovf = hi != (prod >> 63);
+        }
+        else
+        {
+            prod = a * b;
+            ovf = bits == 16 ? prod != (short)prod : prod != (int)prod;
+        }
         WriteReg(i.Op0Register, (ulong)prod);
         SetArith(SzpFlags((ulong)prod, bits) | (ovf ? CF | OF_ : 0));
     }
@@ -261,13 +288,21 @@ public sealed partial class SoftCpu
                         WriteReg(Register.DX, dividend % divisor);
                         break;
                     }
-                default:
+                case 32:
                     {
                         ulong dividend = ((Gpr[2] & 0xffff_ffff) << 32) | (Gpr[0] & 0xffff_ffff);
                         ulong q = dividend / divisor;
                         if (q > 0xffff_ffff) throw new CpuFault(ExDE, null);
                         Gpr[0] = q;
                         Gpr[2] = dividend % divisor;
+                        break;
+                    }
+                default:
+                    {
+                        if (Gpr[2] >= divisor) throw new CpuFault(ExDE, null); // the quotient would not fit in 64 bits
+                        var dividend = new UInt128(Gpr[2], Gpr[0]);
+                        Gpr[0] = (ulong)(dividend / divisor);
+                        Gpr[2] = (ulong)(dividend % divisor);
                         break;
                     }
             }
@@ -295,7 +330,7 @@ public sealed partial class SoftCpu
                         WriteReg(Register.DX, (ulong)(dividend % d));
                         break;
                     }
-                default:
+                case 32:
                     {
                         long dividend = (long)(((Gpr[2] & 0xffff_ffff) << 32) | (Gpr[0] & 0xffff_ffff));
                         if (dividend == long.MinValue && d == -1) throw new CpuFault(ExDE, null);
@@ -303,6 +338,16 @@ public sealed partial class SoftCpu
                         if (q is > int.MaxValue or < int.MinValue) throw new CpuFault(ExDE, null);
                         Gpr[0] = (uint)q;
                         Gpr[2] = (uint)(dividend % d);
+                        break;
+                    }
+                default:
+                    {
+                        var dividend = (Int128)new UInt128(Gpr[2], Gpr[0]);
+                        if (dividend == Int128.MinValue && d == -1) throw new CpuFault(ExDE, null);
+                        Int128 q = dividend / d;
+                        if (q > long.MaxValue || q < long.MinValue) throw new CpuFault(ExDE, null);
+                        Gpr[0] = (ulong)(long)q;
+                        Gpr[2] = (ulong)(long)(dividend % d);
                         break;
                     }
             }
@@ -321,7 +366,7 @@ public sealed partial class SoftCpu
         {
             // A register bit offset is signed and may address memory outside the operand.
             long off = (long)SignExtend(offsetValue, bits);
-            long unit = off >> (bits == 16 ? 4 : 5);
+            long unit = off >> (bits == 16 ? 4 : bits == 32 ? 5 : 6);
             extra = (ulong)(unit * (bits / 8));
             bit = (int)(off & (bits - 1));
         }

@@ -17,13 +17,15 @@ public sealed partial class SoftCpu
         {
             Mnemonic.Movsb or Mnemonic.Cmpsb or Mnemonic.Scasb or Mnemonic.Lodsb or Mnemonic.Stosb or Mnemonic.Insb or Mnemonic.Outsb => 1,
             Mnemonic.Movsw or Mnemonic.Cmpsw or Mnemonic.Scasw or Mnemonic.Lodsw or Mnemonic.Stosw or Mnemonic.Insw or Mnemonic.Outsw => 2,
+            Mnemonic.Movsq or Mnemonic.Cmpsq or Mnemonic.Scasq or Mnemonic.Lodsq or Mnemonic.Stosq => 8,
             _ => 4,
         };
-        bool a16 = i.Op0Kind is OpKind.MemorySegSI or OpKind.MemoryESDI || i.Op1Kind is OpKind.MemorySegSI or OpKind.MemoryESDI;
-        ulong amask = a16 ? 0xffffUL : 0xffff_ffffUL;
+        // The address size (SI/ESI/RSI, DI/EDI/RDI and the CX/ECX/RCX counter) comes from the operand kinds.
+        ulong amask = StringAddressMask(i.Op0Kind) & StringAddressMask(i.Op1Kind);
         long step = (_flags & DF) != 0 ? -size : size;
         bool rep = i.HasRepPrefix || i.HasRepePrefix || i.HasRepnePrefix;
-        bool compare = m is Mnemonic.Cmpsb or Mnemonic.Cmpsw or Mnemonic.Cmpsd or Mnemonic.Scasb or Mnemonic.Scasw or Mnemonic.Scasd;
+        bool compare = m is Mnemonic.Cmpsb or Mnemonic.Cmpsw or Mnemonic.Cmpsd or Mnemonic.Cmpsq or Mnemonic.Scasb or Mnemonic.Scasw
+            or Mnemonic.Scasd or Mnemonic.Scasq;
         bool isIo = m is Mnemonic.Insb or Mnemonic.Insw or Mnemonic.Insd or Mnemonic.Outsb or Mnemonic.Outsw or Mnemonic.Outsd;
         ushort port = (ushort)Gpr[2];
         if (isIo) CheckIo();
@@ -56,7 +58,7 @@ public sealed partial class SoftCpu
                 ulong si = Gpr[6] & amask, di = Gpr[7] & amask;
                 switch (m)
                 {
-                    case Mnemonic.Movsb or Mnemonic.Movsw or Mnemonic.Movsd:
+                    case Mnemonic.Movsb or Mnemonic.Movsw or Mnemonic.Movsd or Mnemonic.Movsq:
                         {
                             movsReadFaulted = true;
                             ulong v = ReadSeg(ref Sreg(RegIndex[(int)srcSegReg]), srcSegReg == Register.SS ? ExSS : ExGP, si, size);
@@ -66,7 +68,7 @@ public sealed partial class SoftCpu
                             AdvanceIndex(7, step, amask);
                             break;
                         }
-                    case Mnemonic.Cmpsb or Mnemonic.Cmpsw or Mnemonic.Cmpsd:
+                    case Mnemonic.Cmpsb or Mnemonic.Cmpsw or Mnemonic.Cmpsd or Mnemonic.Cmpsq:
                         {
                             ulong a = ReadSeg(ref Sreg(RegIndex[(int)srcSegReg]), srcSegReg == Register.SS ? ExSS : ExGP, si, size);
                             ulong b = ReadSeg(ref Es, ExGP, di, size);
@@ -75,7 +77,7 @@ public sealed partial class SoftCpu
                             AdvanceIndex(7, step, amask);
                             break;
                         }
-                    case Mnemonic.Scasb or Mnemonic.Scasw or Mnemonic.Scasd:
+                    case Mnemonic.Scasb or Mnemonic.Scasw or Mnemonic.Scasd or Mnemonic.Scasq:
                         {
                             ulong a = Gpr[0] & SizeMask(bits);
                             ulong b = ReadSeg(ref Es, ExGP, di, size);
@@ -83,14 +85,14 @@ public sealed partial class SoftCpu
                             AdvanceIndex(7, step, amask);
                             break;
                         }
-                    case Mnemonic.Lodsb or Mnemonic.Lodsw or Mnemonic.Lodsd:
+                    case Mnemonic.Lodsb or Mnemonic.Lodsw or Mnemonic.Lodsd or Mnemonic.Lodsq:
                         {
                             ulong v = ReadSeg(ref Sreg(RegIndex[(int)srcSegReg]), srcSegReg == Register.SS ? ExSS : ExGP, si, size);
-                            WriteReg(size == 1 ? Register.AL : size == 2 ? Register.AX : Register.EAX, v);
+                            WriteReg(size switch { 1 => Register.AL, 2 => Register.AX, 4 => Register.EAX, _ => Register.RAX }, v);
                             AdvanceIndex(6, step, amask);
                             break;
                         }
-                    case Mnemonic.Stosb or Mnemonic.Stosw or Mnemonic.Stosd:
+                    case Mnemonic.Stosb or Mnemonic.Stosw or Mnemonic.Stosd or Mnemonic.Stosq:
                         WriteSeg(ref Es, ExGP, di, Gpr[0] & SizeMask(bits), size);
                         AdvanceIndex(7, step, amask);
                         break;
@@ -115,7 +117,7 @@ public sealed partial class SoftCpu
                         }
                 }
                 if (!rep) return;
-                Gpr[1] = (Gpr[1] & ~amask) | ((Gpr[1] - 1) & amask);
+                Gpr[1] = amask == 0xffff ? (Gpr[1] & ~amask) | ((Gpr[1] - 1) & amask) : (Gpr[1] - 1) & amask;
                 if (compare)
                 {
                     bool zf = GetZf();
@@ -132,8 +134,16 @@ public sealed partial class SoftCpu
         }
     }
 
+    private static ulong StringAddressMask(OpKind kind) => kind switch
+    {
+        OpKind.MemorySegSI or OpKind.MemoryESDI or OpKind.MemorySegDI => 0xffffUL,
+        OpKind.MemorySegESI or OpKind.MemoryESEDI or OpKind.MemorySegEDI => 0xffff_ffffUL,
+        _ => ulong.MaxValue,
+    };
+
+    /// <summary>Steps SI/DI by the address size: a 32-bit index zero-extends into the 64-bit register.</summary>
     private void AdvanceIndex(int reg, long step, ulong amask)
-        => Gpr[reg] = (Gpr[reg] & ~amask) | ((Gpr[reg] + (ulong)step) & amask);
+        => Gpr[reg] = amask == 0xffff ? (Gpr[reg] & ~amask) | ((Gpr[reg] + (ulong)step) & amask) : (Gpr[reg] + (ulong)step) & amask;
 
     /// <summary>I/O permission: CPL ≤ IOPL in protected mode (the TSS I/O bitmap is not implemented yet).</summary>
     private void CheckIo()
@@ -163,9 +173,10 @@ public sealed partial class SoftCpu
     }
 
     /// <summary>
-    /// CPUID: an Intel family 6 model that advertises exactly what this CPU implements (leaf 1 EDX: PSE, TSC,
-    /// MSR, PAE, CX8, MTRR, PGE, CMOV, PAT; no FPU, APIC or SSE yet; ECX nothing), a brand string saying what it is, and no
-    /// extended features (no long mode yet). Leaves above the maximum return the highest basic leaf, as Intel does.
+    /// CPUID: an Intel family 6 model that advertises exactly what this CPU implements, and a brand string saying
+    /// what it is. Leaf 1 EDX: PSE, TSC, MSR, PAE, CX8, SEP, MTRR, PGE, CMOV, PAT; ECX: CX16. Leaf 0x80000001:
+    /// SYSCALL, NX, RDTSCP, LM and LAHF/SAHF in 64-bit mode. Leaf 0x80000008: 40-bit physical and 48-bit linear
+    /// addresses. No FPU, APIC or SSE yet. Basic leaves above the maximum return the highest basic leaf, as Intel does.
     /// </summary>
     private void Cpuid()
     {
@@ -182,16 +193,20 @@ public sealed partial class SoftCpu
             case 1:
                 a = 0x0000_0663;               // family 6, model 6, stepping 3
                 b = 0;                         // APIC ID 0, no CLFLUSH line size (CLFSH not advertised)
-                d = (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) | (1u << 12) | (1u << 13) | (1u << 15) | (1u << 16); // PSE, TSC, MSR, PAE, CX8, MTRR, PGE, CMOV, PAT
+                d = (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) | (1u << 11) | (1u << 12) | (1u << 13) | (1u << 15)
+                    | (1u << 16);              // PSE, TSC, MSR, PAE, CX8, SEP, MTRR, PGE, CMOV, PAT
+                c = 1u << 13;                  // CMPXCHG16B
                 break;
             case 0x8000_0000:
-                a = 0x8000_0004;
+                a = 0x8000_0008;
                 break;
             case 0x8000_0001:
+                c = 1u << 0;                                             // LAHF/SAHF in 64-bit mode
+                d = (1u << 11) | (1u << 20) | (1u << 27) | (1u << 29);  // SYSCALL, NX, RDTSCP, LM
                 break;
             case 0x8000_0002 or 0x8000_0003 or 0x8000_0004:
                 {
-                    var brand = "ActorVmm soft CPU (stage 1)\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0"u8;
+                    var brand = "ActorVmm soft CPU\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0"u8;
                     int o = (int)(leaf - 0x8000_0002) * 16;
                     a = BitConverter.ToUInt32(brand[o..]);
                     b = BitConverter.ToUInt32(brand[(o + 4)..]);
@@ -199,6 +214,11 @@ public sealed partial class SoftCpu
                     d = BitConverter.ToUInt32(brand[(o + 12)..]);
                     break;
                 }
+            case 0x8000_0005 or 0x8000_0006 or 0x8000_0007:
+                break; // no cache or power-management information
+            case 0x8000_0008:
+                a = 0x3028; // 48-bit linear, 40-bit physical addresses
+                break;
             default:
                 if (leaf < 0x8000_0000) goto case 1;
                 break;
@@ -218,8 +238,9 @@ public sealed partial class SoftCpu
                 {
                     RequireCpl0();
                     ushort limit = (ushort)ReadMem(i, 16);
-                    ulong b = ReadMem(i, 32, 2);
-                    if (OperandBytes(i) == 2) b &= 0xff_ffff;
+                    ulong b = ReadMem(i, Mode64 ? 64 : 32, 2); // 64-bit mode: an 8-byte base whatever the operand size
+                    if (!Mode64 && OperandBytes(i) == 2) b &= 0xff_ffff;
+                    if (Mode64 && !IsCanonical(b)) throw new CpuFault(ExGP, 0);
                     if (i.Mnemonic == Mnemonic.Lgdt) Gdtr = new() { Base = b, Limit = limit };
                     else Idtr = new() { Base = b, Limit = limit };
                     return true;
@@ -228,7 +249,8 @@ public sealed partial class SoftCpu
                 {
                     var t = i.Mnemonic == Mnemonic.Sgdt ? Gdtr : Idtr;
                     WriteMem(i, t.Limit, 16);
-                    WriteMem(i, (uint)t.Base, 32, 2);
+                    if (Mode64) WriteMem(i, t.Base, 64, 2);
+                    else WriteMem(i, (uint)t.Base, 32, 2);
                     return true;
                 }
             case Mnemonic.Lldt:
@@ -245,6 +267,7 @@ public sealed partial class SoftCpu
                     var seg = DescriptorToSegment(sel, LoadDescriptor(sel, ExGP));
                     if ((seg.Attributes & 0x1f) != 0x02) throw new CpuFault(ExGP, (uint)(sel & 0xfffc));
                     if (!seg.Present) throw new CpuFault(ExNP, (uint)(sel & 0xfffc));
+                    if (LongMode) seg.Base |= SystemDescriptorHighBase(sel);
                     Ldtr = seg;
                     return true;
                 }
@@ -257,11 +280,13 @@ public sealed partial class SoftCpu
                     ulong d = LoadDescriptor(sel, ExGP);
                     var seg = DescriptorToSegment(sel, d);
                     int type = seg.Attributes & 0x1f;
-                    if (type is not (0x01 or 0x09)) throw new CpuFault(ExGP, (uint)(sel & 0xfffc)); // available 16/32-bit TSS
+                    // An available 16- or 32-bit TSS; in IA-32e mode only an available 64-bit TSS (type 9, 16-byte descriptor).
+                    if (LongMode ? type != 0x09 : type is not (0x01 or 0x09)) throw new CpuFault(ExGP, (uint)(sel & 0xfffc));
                     if (!seg.Present) throw new CpuFault(ExNP, (uint)(sel & 0xfffc));
+                    if (LongMode) seg.Base |= SystemDescriptorHighBase(sel);
                     // Mark the TSS busy in its descriptor and in the cache.
                     ulong addr = Gdtr.Base + (uint)(sel & 0xfff8) + 5;
-                    WriteLinear(addr, ReadLinear(addr, 1) | 0x02, 1);
+                    WriteSystem(addr, ReadSystem(addr, 1) | 0x02, 1);
                     seg.Attributes |= 0x02;
                     Tr = seg;
                     return true;
@@ -282,8 +307,9 @@ public sealed partial class SoftCpu
             case Mnemonic.Invlpg:
                 {
                     RequireCpl0();
-                    ref var seg = ref MemorySegment(i, out _);
-                    InvalidatePage((seg.Base + EffectiveOffset(i)) & 0xffff_ffff);
+                    ref var seg = ref MemorySegment(i, out byte fv);
+                    ulong offset = EffectiveOffset(i);
+                    InvalidatePage(Mode64 ? Linear64(ref seg, fv, offset) : (seg.Base + offset) & 0xffff_ffff);
                     return true;
                 }
             default:
@@ -314,14 +340,20 @@ public sealed partial class SoftCpu
                 case Register.CR0: WriteCr0(v); break;
                 case Register.CR2: Cr2 = v; break;
                 case Register.CR3:
-                    Cr3 = v & 0xffff_ffff;
+                    if (LongMode && (v >> 52) != 0) throw new CpuFault(ExGP, 0); // beyond the physical-address width (no PCID)
+                    Cr3 = LongMode ? v : v & 0xffff_ffff;
                     FlushTlb(keepGlobal: true);
                     break;
                 case Register.CR4:
                     // TSD (2), PSE (4), PAE (5) and PGE (7) are implemented; other bits are reserved here.
                     if ((v & ~0xb4UL) != 0) throw new CpuFault(ExGP, 0);
+                    if (LongMode && (v & 0x20) == 0) throw new CpuFault(ExGP, 0); // PAE cannot be cleared in IA-32e mode
                     Cr4 = v;
                     FlushTlb(keepGlobal: false);
+                    break;
+                case Register.CR8:
+                    if ((v & ~0xfUL) != 0) throw new CpuFault(ExGP, 0);
+                    Cr8 = v;
                     break;
                 default: throw new CpuFault(ExUD, null);
             }
@@ -335,6 +367,7 @@ public sealed partial class SoftCpu
                 Register.CR2 => Cr2,
                 Register.CR3 => Cr3,
                 Register.CR4 => Cr4,
+                Register.CR8 => Cr8,
                 _ => throw new CpuFault(ExUD, null),
             };
             WriteReg(r0, v);
@@ -353,9 +386,23 @@ public sealed partial class SoftCpu
 
     private void WriteCr0(ulong v)
     {
+        if ((v >> 32) != 0) throw new CpuFault(ExGP, 0);
         v = (v & 0xe005_003f) | 0x10; // ET is hardwired to 1
         if ((v & 0x8000_0000) != 0 && (v & 1) == 0) throw new CpuFault(ExGP, 0); // PG without PE
         if ((v & 0x2000_0000) != 0 && (v & 0x4000_0000) == 0) throw new CpuFault(ExGP, 0); // NW without CD
+        bool pagingOn = (v & 0x8000_0000) != 0, wasOn = (Cr0 & 0x8000_0000) != 0;
+        if (pagingOn && !wasOn && (Efer & EferLme) != 0)
+        {
+            // Activating IA-32e mode: needs PAE, and a code segment that is not a 64-bit one yet.
+            if ((Cr4 & 0x20) == 0 || (Cs.Attributes & 0x2000) != 0) throw new CpuFault(ExGP, 0);
+            Efer |= EferLma;
+        }
+        else if (!pagingOn && wasOn && LongMode)
+        {
+            // Leaving IA-32e mode is only allowed from compatibility mode.
+            if (Mode64) throw new CpuFault(ExGP, 0);
+            Efer &= ~EferLma;
+        }
         Cr0 = v;
         FlushTlb(keepGlobal: false);
     }

@@ -1,5 +1,4 @@
-// The instruction forms this CPU executes, as Iced codes: legacy encodings valid outside 64-bit mode whose
-// mnemonic the interpreter dispatches and whose operands are general-purpose, segment, control or debug
+// The instruction forms this CPU executes, as Iced codes: legacy encodings (in any mode) whose mnemonic the interpreter dispatches and whose operands are general-purpose, segment, control or debug
 // registers, memory, immediates or branch targets. The differential tests verify each one against silicon.
 using Iced.Intel;
 
@@ -35,6 +34,11 @@ public sealed partial class SoftCpu
         Mnemonic.Cpuid, Mnemonic.Rdtsc, Mnemonic.Lgdt, Mnemonic.Lidt, Mnemonic.Sgdt, Mnemonic.Sidt, Mnemonic.Lldt,
         Mnemonic.Ltr, Mnemonic.Sldt, Mnemonic.Str, Mnemonic.Smsw, Mnemonic.Lmsw, Mnemonic.Clts, Mnemonic.Invd,
         Mnemonic.Wbinvd, Mnemonic.Invlpg, Mnemonic.Rdmsr, Mnemonic.Wrmsr,
+        // IA-32e mode
+        Mnemonic.Movsxd, Mnemonic.Cdqe, Mnemonic.Cqo, Mnemonic.Cmpxchg16b, Mnemonic.Pushfq, Mnemonic.Popfq, Mnemonic.Iretq,
+        Mnemonic.Jrcxz, Mnemonic.Movsq, Mnemonic.Cmpsq, Mnemonic.Scasq, Mnemonic.Lodsq, Mnemonic.Stosq, Mnemonic.Syscall,
+        Mnemonic.Sysret, Mnemonic.Sysretq, Mnemonic.Swapgs, Mnemonic.Sysenter, Mnemonic.Sysexit, Mnemonic.Sysexitq,
+        Mnemonic.Rdtscp,
     ];
 
     private static readonly Lazy<IReadOnlyCollection<Code>> Forms = new(ComputeForms);
@@ -54,9 +58,8 @@ public sealed partial class SoftCpu
         {
             if (code == Code.INVALID) continue;
             var info = code.ToOpCode();
-            if (!info.IsInstruction || info.Encoding != EncodingKind.Legacy || !info.Mode32 && !info.Mode16) continue;
+            if (!info.IsInstruction || info.Encoding != EncodingKind.Legacy) continue;
             if (!HandledMnemonics.Contains(code.Mnemonic())) continue;
-            if (info.OperandSize == 64 || info.AddressSize == 64) continue;
             // Encodings only some early parts had (486 A-step CMPXCHG at 0F A6/A7, 8086 POP CS) are not part of
             // the Pentium-class ISA this CPU implements; the decoder never produces them in 32-bit mode.
             if (code.CpuidFeatures().Any(f => f is CpuidFeature.INTEL486_A_ONLY or CpuidFeature.INTEL8086_ONLY)) continue;
@@ -72,16 +75,20 @@ public sealed partial class SoftCpu
         OpCodeOperandKind.r8_reg or OpCodeOperandKind.r8_opcode or OpCodeOperandKind.r16_reg or OpCodeOperandKind.r16_rm
             or OpCodeOperandKind.r16_opcode or OpCodeOperandKind.r32_reg or OpCodeOperandKind.r32_rm or OpCodeOperandKind.r32_opcode
             or OpCodeOperandKind.r16_reg_mem or OpCodeOperandKind.r32_reg_mem => true,
-        OpCodeOperandKind.r8_or_mem or OpCodeOperandKind.r16_or_mem or OpCodeOperandKind.r32_or_mem or OpCodeOperandKind.mem => true,
+        OpCodeOperandKind.r64_reg or OpCodeOperandKind.r64_rm or OpCodeOperandKind.r64_opcode or OpCodeOperandKind.r64_reg_mem => true,
+        OpCodeOperandKind.r8_or_mem or OpCodeOperandKind.r16_or_mem or OpCodeOperandKind.r32_or_mem or OpCodeOperandKind.r64_or_mem
+            or OpCodeOperandKind.mem => true,
         OpCodeOperandKind.seg_reg or OpCodeOperandKind.es or OpCodeOperandKind.cs or OpCodeOperandKind.ss or OpCodeOperandKind.ds
             or OpCodeOperandKind.fs or OpCodeOperandKind.gs => true,
         OpCodeOperandKind.cr_reg or OpCodeOperandKind.dr_reg => true,
-        OpCodeOperandKind.al or OpCodeOperandKind.cl or OpCodeOperandKind.ax or OpCodeOperandKind.dx or OpCodeOperandKind.eax => true,
+        OpCodeOperandKind.al or OpCodeOperandKind.cl or OpCodeOperandKind.ax or OpCodeOperandKind.dx or OpCodeOperandKind.eax
+            or OpCodeOperandKind.rax => true,
         OpCodeOperandKind.imm8 or OpCodeOperandKind.imm8_const_1 or OpCodeOperandKind.imm8sex16 or OpCodeOperandKind.imm8sex32
-            or OpCodeOperandKind.imm16 or OpCodeOperandKind.imm32 => true,
+            or OpCodeOperandKind.imm16 or OpCodeOperandKind.imm32 or OpCodeOperandKind.imm8sex64 or OpCodeOperandKind.imm32sex64
+            or OpCodeOperandKind.imm64 => true,
         OpCodeOperandKind.mem_offs or OpCodeOperandKind.br16_1 or OpCodeOperandKind.br32_1 or OpCodeOperandKind.br16_2
             or OpCodeOperandKind.br32_4 or OpCodeOperandKind.brdisp_2 or OpCodeOperandKind.brdisp_4 or OpCodeOperandKind.farbr2_2
-            or OpCodeOperandKind.farbr4_2 => true,
+            or OpCodeOperandKind.farbr4_2 or OpCodeOperandKind.br64_1 or OpCodeOperandKind.br64_4 => true,
         OpCodeOperandKind.seg_rSI or OpCodeOperandKind.es_rDI or OpCodeOperandKind.seg_rBX_al => true,
         _ => false,
     };

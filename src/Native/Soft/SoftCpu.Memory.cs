@@ -12,6 +12,7 @@ public sealed unsafe partial class SoftCpu
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal ulong ReadSeg(ref SegmentRegister seg, byte faultVector, ulong offset, int size)
     {
+        if (Mode64) return ReadLinear(Linear64(ref seg, faultVector, offset), size);
         CheckSegment(ref seg, faultVector, offset, size, write: false);
         return ReadLinear((seg.Base + offset) & 0xffff_ffff, size);
     }
@@ -19,6 +20,11 @@ public sealed unsafe partial class SoftCpu
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal void WriteSeg(ref SegmentRegister seg, byte faultVector, ulong offset, ulong value, int size)
     {
+        if (Mode64)
+        {
+            WriteLinear(Linear64(ref seg, faultVector, offset), value, size);
+            return;
+        }
         CheckSegment(ref seg, faultVector, offset, size, write: true);
         WriteLinear((seg.Base + offset) & 0xffff_ffff, value, size);
     }
@@ -32,8 +38,27 @@ public sealed unsafe partial class SoftCpu
         CheckSegmentSlow(ref seg, faultVector, offset, size, write);
     }
 
+    /// <summary>
+    /// 64-bit mode: the segment's base counts only for FS and GS, there are no limit or type checks, and the address
+    /// must be canonical (#SS(0) for stack references, else #GP(0)).
+    /// </summary>
+    private ulong Linear64(ref SegmentRegister seg, byte faultVector, ulong offset)
+    {
+        ulong linear = Unsafe.AreSame(ref seg, ref Fs) || Unsafe.AreSame(ref seg, ref Gs) ? offset + seg.Base : offset;
+        if (!IsCanonical(linear)) throw new CpuFault(faultVector == ExSS ? ExSS : ExGP, 0);
+        return linear;
+    }
+
+    /// <summary>A 64-bit mode stack address (RSP-based): canonical or #SS(0).</summary>
+    private static ulong StackLinear64(ulong rsp)
+    {
+        if (!IsCanonical(rsp)) throw new CpuFault(ExSS, 0);
+        return rsp;
+    }
+
     private void CheckSegmentSlow(ref SegmentRegister seg, byte faultVector, ulong offset, int size, bool write)
     {
+        if (Mode64) return; // no segment checks in 64-bit mode (INS checks its destination through here)
         ushort attr = seg.Attributes;
         if (!ProtectedMode)
         {
@@ -70,7 +95,7 @@ public sealed unsafe partial class SoftCpu
         if ((linear & 0xfff) + (ulong)size <= 0x1000) return ReadPhysical(Translate(linear, Access.Read), size);
         // Crosses a page boundary: each byte through its own translation.
         ulong v = 0;
-        for (int i = 0; i < size; i++) v |= ReadPhysical(Translate((linear + (ulong)i) & 0xffff_ffff, Access.Read), 1) << (8 * i);
+        for (int i = 0; i < size; i++) v |= ReadPhysical(Translate((linear + (ulong)i) & LinearMask, Access.Read), 1) << (8 * i);
         return v;
     }
 
@@ -89,18 +114,46 @@ public sealed unsafe partial class SoftCpu
         }
         // Crosses a page boundary: both pages are checked before anything is written.
         ulong first = Translate(linear, Access.Write);
-        ulong second = Translate((linear + (ulong)size - 1) & 0xffff_ffff, Access.Write);
+        ulong second = Translate((linear + (ulong)size - 1) & LinearMask, Access.Write);
         _ = first;
         _ = second;
-        for (int i = 0; i < size; i++) WritePhysical(Translate((linear + (ulong)i) & 0xffff_ffff, Access.Write), (value >> (8 * i)) & 0xff, 1);
+        for (int i = 0; i < size; i++) WritePhysical(Translate((linear + (ulong)i) & LinearMask, Access.Write), (value >> (8 * i)) & 0xff, 1);
     }
 
-    /// <summary>Descriptor-table and TSS reads: linear addresses, no segment checks (supervisor accesses).</summary>
-    private ulong ReadSystem64(ulong linear) => ReadLinear(linear, 8);
+    /// <summary>Descriptor-table, IDT and TSS accesses: linear addresses, no segment checks, supervisor accesses whatever the CPL.</summary>
+    private ulong ReadSystem(ulong linear, int size)
+    {
+        bool saved = _systemAccess;
+        _systemAccess = true;
+        try
+        {
+            return ReadLinear(linear, size);
+        }
+        finally
+        {
+            _systemAccess = saved;
+        }
+    }
 
-    private ulong ReadSystem32(ulong linear) => ReadLinear(linear, 4);
+    private void WriteSystem(ulong linear, ulong value, int size)
+    {
+        bool saved = _systemAccess;
+        _systemAccess = true;
+        try
+        {
+            WriteLinear(linear, value, size);
+        }
+        finally
+        {
+            _systemAccess = saved;
+        }
+    }
 
-    private ulong ReadSystem16(ulong linear) => ReadLinear(linear, 2);
+    private ulong ReadSystem64(ulong linear) => ReadSystem(linear, 8);
+
+    private ulong ReadSystem32(ulong linear) => ReadSystem(linear, 4);
+
+    private ulong ReadSystem16(ulong linear) => ReadSystem(linear, 2);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal ulong ReadPhysical(ulong pa, int size)

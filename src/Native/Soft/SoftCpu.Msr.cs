@@ -4,7 +4,8 @@
 // an MSR it does not have. Reserved bits in a write are #GP(0) too. Values at reset follow the SDM and, where
 // the SDM leaves a choice, QEMU's (MTRRcap 0x508: 8 variable ranges, fixed ranges, write-combining;
 // MISC_ENABLE 1: fast strings). MTRRs and PAT are stored and read back; memory types have no effect on an
-// emulated machine. EFER has no implemented bits until long mode, SYSCALL and NX exist.
+// emulated machine. EFER (SCE, LME, LMA, NXE), the SYSCALL and SYSENTER MSRs, FS/GS bases, KERNEL_GS_BASE and
+// TSC_AUX are modelled; addresses written to them must be canonical.
 using Iced.Intel;
 
 namespace ActorVmm.Native.Soft;
@@ -12,7 +13,12 @@ namespace ActorVmm.Native.Soft;
 public sealed partial class SoftCpu
 {
     internal const uint MsrTsc = 0x10, MsrApicBase = 0x1b, MsrMtrrCap = 0xfe, MsrMiscEnable = 0x1a0, MsrPat = 0x277,
-        MsrMtrrDefType = 0x2ff, MsrEfer = 0xc000_0080;
+        MsrMtrrDefType = 0x2ff, MsrEfer = 0xc000_0080, MsrSysenterCs = 0x174, MsrSysenterEsp = 0x175, MsrSysenterEip = 0x176,
+        MsrStar = 0xc000_0081, MsrLstar = 0xc000_0082, MsrCstar = 0xc000_0083, MsrSfmask = 0xc000_0084,
+        MsrFsBase = 0xc000_0100, MsrGsBase = 0xc000_0101, MsrKernelGsBase = 0xc000_0102, MsrTscAux = 0xc000_0103;
+
+    // SYSCALL/SYSENTER targets, SWAPGS's other GS base, RDTSCP's processor id.
+    internal ulong Star, Lstar, Cstar, Sfmask, KernelGsBase, SysenterCs, SysenterEsp, SysenterEip, TscAux;
 
     private ulong _pat = 0x0007_0406_0007_0406;
     private ulong _miscEnable = 1;
@@ -58,6 +64,17 @@ public sealed partial class SoftCpu
             case MsrPat: value = _pat; return true;
             case MsrMtrrDefType: value = _mtrrDefType; return true;
             case MsrEfer: value = Efer; return true;
+            case MsrSysenterCs: value = SysenterCs; return true;
+            case MsrSysenterEsp: value = SysenterEsp; return true;
+            case MsrSysenterEip: value = SysenterEip; return true;
+            case MsrStar: value = Star; return true;
+            case MsrLstar: value = Lstar; return true;
+            case MsrCstar: value = Cstar; return true;
+            case MsrSfmask: value = Sfmask; return true;
+            case MsrFsBase: value = Fs.Base; return true;
+            case MsrGsBase: value = Gs.Base; return true;
+            case MsrKernelGsBase: value = KernelGsBase; return true;
+            case MsrTscAux: value = TscAux; return true;
             case >= 0x200 and <= 0x20f: value = _mtrrVariable[msr - 0x200]; return true;
         }
         int f = FixedMtrrIndex(msr);
@@ -99,9 +116,33 @@ public sealed partial class SoftCpu
                 _mtrrDefType = value;
                 return true;
             case MsrEfer:
-                if (value != 0) return false; // no EFER feature is implemented yet
-                Efer = value;
-                return true;
+                {
+                    // SCE, LME and NXE are writable; LMA is set by the CPU (writes keep it); LME cannot change while paging is on.
+                    if ((value & ~(EferSce | EferLme | EferLma | EferNxe)) != 0) return false;
+                    if ((Cr0 & 0x8000_0000) != 0 && ((value ^ Efer) & EferLme) != 0) return false;
+                    Efer = (value & ~EferLma) | (Efer & EferLma);
+                    FlushTlb(keepGlobal: false); // NXE changes how entries read
+                    return true;
+                }
+            case MsrSysenterCs: SysenterCs = value & 0xffff_ffff; return true;
+            case MsrSysenterEsp or MsrSysenterEip or MsrLstar or MsrCstar or MsrFsBase or MsrGsBase or MsrKernelGsBase:
+                {
+                    if (!IsCanonical(value)) return false;
+                    switch (msr)
+                    {
+                        case MsrSysenterEsp: SysenterEsp = value; break;
+                        case MsrSysenterEip: SysenterEip = value; break;
+                        case MsrLstar: Lstar = value; break;
+                        case MsrCstar: Cstar = value; break;
+                        case MsrFsBase: Fs.Base = value; break;
+                        case MsrGsBase: Gs.Base = value; break;
+                        default: KernelGsBase = value; break;
+                    }
+                    return true;
+                }
+            case MsrStar: Star = value; return true;
+            case MsrSfmask: Sfmask = value & 0xffff_ffff; return true;
+            case MsrTscAux: TscAux = value & 0xffff_ffff; return true;
             case >= 0x200 and <= 0x20f:
                 _mtrrVariable[msr - 0x200] = value;
                 return true;
@@ -121,7 +162,7 @@ public sealed partial class SoftCpu
         {
             case Mnemonic.Rdmsr: Rdmsr(); return true;
             case Mnemonic.Wrmsr: Wrmsr(); return true;
-            default: return false;
+            default: return LongModeInstruction(i);
         }
     }
 }

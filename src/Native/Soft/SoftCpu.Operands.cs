@@ -1,5 +1,5 @@
 // Operand access for the interpreter: Iced registers mapped to the register file, effective addresses with
-// 16- and 32-bit addressing, and width-generic reads and writes of register, memory and immediate operands.
+// 16-, 32- and 64-bit (incl. RIP-relative) addressing, and width-generic reads and writes of register, memory and immediate operands.
 using System.Runtime.CompilerServices;
 using ActorVmm.Core.Accel;
 using Iced.Intel;
@@ -64,7 +64,7 @@ public sealed partial class SoftCpu
                 else Gpr[i] = (Gpr[i] & ~0xffUL) | (v & 0xff);
                 break;
             case 16: Gpr[i] = (Gpr[i] & ~0xffffUL) | (v & 0xffff); break;
-            case 32: Gpr[i] = v & 0xffff_ffff; break; // upper half is not architectural outside long mode
+            case 32: Gpr[i] = v & 0xffff_ffff; break; // zero-extends, as 64-bit mode requires (and harmless elsewhere)
             default: Gpr[i] = v; break;
         }
     }
@@ -88,12 +88,39 @@ public sealed partial class SoftCpu
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ulong EffectiveOffset(in Instruction i)
     {
+        if (Mode64) return EffectiveOffset64(i);
         ulong ea = i.MemoryDisplacement32;
         var b = i.MemoryBase;
         if (b != Register.None) ea += ReadReg(b);
         var x = i.MemoryIndex;
         if (x != Register.None) ea += ReadReg(x) * (uint)i.MemoryIndexScale;
         return AddressBits(i) == 16 ? ea & 0xffff : ea & 0xffff_ffff;
+    }
+
+    /// <summary>
+    /// 64-bit mode addressing: 64-bit registers (or 32-bit ones with 0x67, truncated), a sign-extended displacement,
+    /// and RIP-relative operands. Decoded instructions are cached by physical address, so Iced's RIP-relative
+    /// address is relative to the physical next IP; the displacement applies to the linear RIP.
+    /// </summary>
+    private ulong EffectiveOffset64(in Instruction i)
+    {
+        ulong ea = i.MemoryDisplacement64;
+        var b = i.MemoryBase;
+        if (b == Register.RIP) return _nextRip + (ea - i.NextIP);
+        if (b == Register.EIP) return (_nextRip + (ea - i.NextIP)) & 0xffff_ffff;
+        bool a32 = false;
+        if (b != Register.None)
+        {
+            ea += ReadReg(b);
+            a32 = RegBits[(int)b] == 32;
+        }
+        var x = i.MemoryIndex;
+        if (x != Register.None)
+        {
+            ea += ReadReg(x) * (uint)i.MemoryIndexScale;
+            a32 |= RegBits[(int)x] == 32;
+        }
+        return a32 ? ea & 0xffff_ffff : ea;
     }
 
     private ref SegmentRegister MemorySegment(in Instruction i, out byte faultVector)
@@ -107,7 +134,7 @@ public sealed partial class SoftCpu
     {
         ref var seg = ref MemorySegment(i, out byte fv);
         ulong off = EffectiveOffset(i) + extraOffset;
-        if (AddressBits(i) == 16) off &= 0xffff; else off &= 0xffff_ffff;
+        if (!Mode64) off &= AddressBits(i) == 16 ? 0xffffUL : 0xffff_ffffUL;
         return ReadSeg(ref seg, fv, off, bits / 8);
     }
 
@@ -115,7 +142,7 @@ public sealed partial class SoftCpu
     {
         ref var seg = ref MemorySegment(i, out byte fv);
         ulong off = EffectiveOffset(i) + extraOffset;
-        if (AddressBits(i) == 16) off &= 0xffff; else off &= 0xffff_ffff;
+        if (!Mode64) off &= AddressBits(i) == 16 ? 0xffffUL : 0xffff_ffffUL;
         WriteSeg(ref seg, fv, off, v, bits / 8);
     }
 

@@ -39,8 +39,8 @@ public sealed partial class SoftCpu
     {
         bool ldt = (selector & 4) != 0;
         ulong addr = (ldt ? Ldtr.Base : Gdtr.Base) + (uint)(selector & 0xfff8) + 5;
-        ulong b = ReadLinear(addr, 1);
-        if ((b & 1) == 0) WriteLinear(addr, b | 1, 1);
+        ulong b = ReadSystem(addr, 1);
+        if ((b & 1) == 0) WriteSystem(addr, b | 1, 1);
     }
 
     /// <summary>MOV/POP/LxS to a data segment register or SS, with the protected-mode checks.</summary>
@@ -55,7 +55,13 @@ public sealed partial class SoftCpu
         bool isSs = sreg == 2;
         if ((selector & 0xfffc) == 0)
         {
-            if (isSs) throw new CpuFault(ExGP, 0);
+            // 64-bit mode allows a null SS below CPL 3 (RPL = CPL), as SYSCALL and interrupts leave it.
+            if (isSs && !(Mode64 && Cpl != 3 && (selector & 3) == Cpl)) throw new CpuFault(ExGP, 0);
+            if (isSs)
+            {
+                Ss = new SegmentRegister { Selector = selector, Attributes = (ushort)(Cpl << 5) };
+                return;
+            }
             SetSreg(sreg, new SegmentRegister { Selector = selector }); // null: unusable until reloaded
             return;
         }
@@ -130,7 +136,7 @@ public sealed partial class SoftCpu
     }
 
     /// <summary>Far JMP (call = false) or far CALL to selector:offset; handles call gates at the same privilege.</summary>
-    private void FarTransfer(ushort selector, uint offset, int opSize, bool call)
+    private void FarTransfer(ushort selector, ulong offset, int opSize, bool call)
     {
         if (!ProtectedMode)
         {
@@ -149,7 +155,7 @@ public sealed partial class SoftCpu
         if ((type & 0x18) == 0x18)
         {
             var cs = CheckCodeTarget(selector, d, isReturn: false);
-            if (offset > cs.Limit) throw new CpuFault(ExGP, 0);
+            CheckFarTarget(cs, offset);
             if (call)
             {
                 Push(Cs.Selector, opSize);
@@ -160,12 +166,20 @@ public sealed partial class SoftCpu
             _nextRip = offset;
             return;
         }
-        if (type is 0x0c or 0x04)
+        if (type is 0x0c or 0x04 && !LongMode)
         {
             CallGate(selector, d, call);
             return;
         }
-        throw new CpuFault(ExGP, (uint)(selector & 0xfffc)); // task gates and TSS targets: task switch not implemented
+        // Task gates and TSS targets (task switch), and 64-bit call gates in IA-32e mode, are not implemented.
+        throw new CpuFault(ExGP, (uint)(selector & 0xfffc));
+    }
+
+    /// <summary>The offset of a far transfer: canonical for a 64-bit code segment, else inside the limit.</summary>
+    private void CheckFarTarget(in SegmentRegister cs, ulong offset)
+    {
+        bool to64 = LongMode && (cs.Attributes & 0x2000) != 0;
+        if (to64 ? !IsCanonical(offset) : offset > cs.Limit) throw new CpuFault(ExGP, 0);
     }
 
     private void CallGate(ushort gateSelector, ulong gate, bool call)
@@ -238,7 +252,7 @@ public sealed partial class SoftCpu
         }
         if ((selector & 0xfffc) == 0) throw new CpuFault(ExGP, 0);
         var cs = CheckCodeTarget(selector, LoadDescriptor(selector, ExGP), isReturn: true);
-        if (newEip > cs.Limit) throw new CpuFault(ExGP, 0);
+        CheckFarTarget(cs, newEip);
         int rpl = selector & 3;
         if (rpl > Cpl)
         {
@@ -261,6 +275,7 @@ public sealed partial class SoftCpu
 
     private ulong AdjustSp(ushort delta)
     {
+        if (Mode64) return Gpr[4] + delta;
         bool stack32 = (Ss.Attributes & 0x4000) != 0;
         ulong sp = Gpr[4];
         return stack32 ? (uint)(sp + delta) : (sp & ~0xffffUL) | ((sp + delta) & 0xffff);
@@ -268,14 +283,21 @@ public sealed partial class SoftCpu
 
     private void LoadOuterStack(ushort newSs, ulong newEsp, int rpl, int opSize)
     {
-        if ((newSs & 0xfffc) == 0) throw new CpuFault(ExGP, 0);
+        if ((newSs & 0xfffc) == 0)
+        {
+            // Only a return to 64-bit code below CPL 3 may take a null SS.
+            if (!Mode64 || rpl == 3) throw new CpuFault(ExGP, 0);
+            Ss = new SegmentRegister { Selector = newSs, Attributes = (ushort)(rpl << 5) };
+            Gpr[4] = newEsp;
+            return;
+        }
         var ss = DescriptorToSegment(newSs, LoadDescriptor(newSs, ExGP));
         uint err = (uint)(newSs & 0xfffc);
         if ((newSs & 3) != rpl || ((ss.Attributes >> 5) & 3) != rpl || (ss.Attributes & 0x1a) != 0x12) throw new CpuFault(ExGP, err);
         if (!ss.Present) throw new CpuFault(ExSS, err);
         ss.Attributes |= 1;
         Ss = ss;
-        Gpr[4] = opSize == 4 ? (uint)newEsp : (Gpr[4] & ~0xffffUL) | (newEsp & 0xffff);
+        Gpr[4] = opSize switch { 8 => newEsp, 4 => (uint)newEsp, _ => (Gpr[4] & ~0xffffUL) | (newEsp & 0xffff) };
     }
 
     /// <summary>After a return to an outer level, data segments the new CPL may not use become null.</summary>
@@ -304,12 +326,17 @@ public sealed partial class SoftCpu
             return;
         }
         if ((_flags & NT) != 0) throw new CpuFault(ExGP, 0); // nested task return: task switch not implemented
+        if (Mode64)
+        {
+            Iret64(opSize);
+            return;
+        }
         ulong newEip = PeekStack(0, opSize);
         ushort selector = (ushort)PeekStack((ulong)opSize, opSize);
         ulong newFlags = PeekStack((ulong)(2 * opSize), opSize);
         if ((selector & 0xfffc) == 0) throw new CpuFault(ExGP, 0);
         var cs = CheckCodeTarget(selector, LoadDescriptor(selector, ExGP), isReturn: true);
-        if (newEip > cs.Limit) throw new CpuFault(ExGP, 0);
+        CheckFarTarget(cs, newEip);
         int rpl = selector & 3;
         int oldCpl = Cpl;
         if (rpl > oldCpl)

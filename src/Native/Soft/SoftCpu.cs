@@ -67,6 +67,9 @@ public sealed unsafe partial class SoftCpu
     private bool _halted;
     private bool _shutdown;
     private ExceptionRecord? _lastException;
+
+    /// <summary>Set while the CPU makes an implicit supervisor access (descriptor tables, TSS, IDT): paging checks it as CPL 0.</summary>
+    private bool _systemAccess;
     private ulong _retired;
 
     // Pending external events (set from other threads through SoftVcpu).
@@ -155,6 +158,20 @@ public sealed unsafe partial class SoftCpu
 
     internal bool ProtectedMode => (Cr0 & 1) != 0;
 
+    internal const ulong EferSce = 1, EferLme = 0x100, EferLma = 0x400, EferNxe = 0x800;
+
+    /// <summary>IA-32e mode (EFER.LMA): 4-level paging and 64-bit interrupt delivery, in 64-bit or compatibility mode.</summary>
+    internal bool LongMode => (Efer & EferLma) != 0;
+
+    /// <summary>64-bit mode: IA-32e mode with a 64-bit code segment (CS.L). Segment bases other than FS/GS and all limits are ignored.</summary>
+    internal bool Mode64 => (Efer & EferLma) != 0 && (Cs.Attributes & 0x2000) != 0;
+
+    /// <summary>Linear addresses are 64 bits wide (canonical 48-bit) in IA-32e mode, 32 bits otherwise.</summary>
+    private ulong LinearMask => (Efer & EferLma) != 0 ? ulong.MaxValue : 0xffff_ffffUL;
+
+    /// <summary>True when bits 63:47 of <paramref name="address"/> are all equal (48-bit linear addresses).</summary>
+    internal static bool IsCanonical(ulong address) => (ulong)(((long)address << 16) >> 16) == address;
+
     /// <summary>
     /// 80286 compatibility model (default off: the 386+/Pentium behaviour, verified against the host CPU). Verified
     /// against the SingleStepTests 80286 real-mode vectors (a Harris 80C286). Differences from the default model:
@@ -184,7 +201,7 @@ public sealed unsafe partial class SoftCpu
     private bool _model286;
 
     /// <summary>Default operand/address size of the code segment: 32 when CS.D is set.</summary>
-    private int CodeBitness => ProtectedMode && (Cs.Attributes & 0x4000) != 0 ? 32 : 16;
+    private int CodeBitness => Mode64 ? 64 : ProtectedMode && (Cs.Attributes & 0x4000) != 0 ? 32 : 16;
 
     /// <summary>Executes one instruction, or delivers one pending event.</summary>
     public StepOutcome Step()
@@ -237,14 +254,28 @@ public sealed unsafe partial class SoftCpu
         return StepOutcome.Retired;
     }
 
-    private ulong IpMask => CodeBitness == 32 ? 0xffff_ffffUL : 0xffffUL;
+    private ulong IpMask => CodeBitness switch
+    {
+        64 => ulong.MaxValue,
+        32 => 0xffff_ffffUL,
+        _ => 0xffffUL,
+    };
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ref readonly Instruction Fetch()
     {
-        uint eip = (uint)Rip;
-        if (eip > Cs.Limit) throw new CpuFault(ExGP, 0);
-        ulong linear = (Cs.Base + eip) & 0xffff_ffff;
+        ulong linear;
+        if (Mode64)
+        {
+            linear = Rip;
+            if (!IsCanonical(linear)) throw new CpuFault(ExGP, 0);
+        }
+        else
+        {
+            uint eip = (uint)Rip;
+            if (eip > Cs.Limit) throw new CpuFault(ExGP, 0);
+            linear = (Cs.Base + eip) & 0xffff_ffff;
+        }
         ulong pa = linear;
         if (PagingEnabled)
         {
@@ -274,7 +305,7 @@ public sealed unsafe partial class SoftCpu
         if (first.LastError == DecoderError.NoMoreBytes)
         {
             // The instruction continues on the next page: that page must be mapped and executable too.
-            ulong pa2 = Translate((linear + (ulong)inFirst) & 0xffff_ffff, Access.Fetch);
+            ulong pa2 = Translate((linear + (ulong)inFirst) & LinearMask, Access.Fetch);
             for (int i = inFirst; i < 15; i++) bytes[i] = (byte)ReadPhysical(pa2 + (ulong)(i - inFirst), 1);
             var both = Decoder.Create(CodeBitness, new ByteArrayCodeReader(bytes.ToArray()), DecoderOptions.None);
             both.IP = linear;
@@ -353,6 +384,11 @@ public sealed unsafe partial class SoftCpu
         if (!ProtectedMode)
         {
             DeliverRealMode(vector);
+            return;
+        }
+        if (LongMode)
+        {
+            DeliverLongMode(vector, errorCode, software, external);
             return;
         }
         uint ext = external ? 1u : 0u;
@@ -453,6 +489,13 @@ public sealed unsafe partial class SoftCpu
 
     private void Push(ulong value, int size)
     {
+        if (Mode64)
+        {
+            ulong rsp = Gpr[4] - (ulong)size;
+            WriteLinear(StackLinear64(rsp), value, size);
+            Gpr[4] = rsp;
+            return;
+        }
         bool stack32 = (Ss.Attributes & 0x4000) != 0;
         ulong sp = Gpr[4];
         ulong newSp = stack32 ? (uint)(sp - (ulong)size) : (sp & ~0xffffUL) | ((sp - (ulong)size) & 0xffff);
@@ -463,6 +506,12 @@ public sealed unsafe partial class SoftCpu
 
     private ulong Pop(int size)
     {
+        if (Mode64)
+        {
+            ulong v = ReadLinear(StackLinear64(Gpr[4]), size);
+            Gpr[4] += (ulong)size;
+            return v;
+        }
         bool stack32 = (Ss.Attributes & 0x4000) != 0;
         ulong sp = Gpr[4];
         ulong offset = stack32 ? (uint)sp : sp & 0xffff;
@@ -474,6 +523,7 @@ public sealed unsafe partial class SoftCpu
     /// <summary>Reads the stack at ESP + <paramref name="delta"/> without popping.</summary>
     private ulong PeekStack(ulong delta, int size)
     {
+        if (Mode64) return ReadLinear(StackLinear64(Gpr[4] + delta), size);
         bool stack32 = (Ss.Attributes & 0x4000) != 0;
         ulong offset = stack32 ? (uint)(Gpr[4] + delta) : (Gpr[4] + delta) & 0xffff;
         return ReadSeg(ref Ss, ExSS, offset, size);

@@ -60,10 +60,54 @@ internal static unsafe partial class NativeCompat32
             if (p == candidate)
             {
                 WriteTrampoline((byte*)p);
-                return (p, null);
+                string? probe = ProbeCompatibilityMode((byte*)p);
+                return probe is null ? (p, null) : (0, probe);
             }
         }
         return (0, $"could not map executable memory below 4 GiB (errno {Marshal.GetLastPInvokeError()})");
+    }
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int waitpid(int pid, out int status, int options);
+
+    private const uint ProbeOffset = 0xE000, Probe32Offset = 0xE100, ProbePointerOffset = 0xE200, ProbeStack = 0xE800;
+
+    /// <summary>
+    /// Some hosts cannot run 32-bit code in a 64-bit process (a kernel without IA-32 emulation, or a hypervisor
+    /// such as PVM that does not offer compatibility mode to user space); there the far call kills the process.
+    /// So a forked child makes the far call first: the raw fork system call copies only this thread, and the child
+    /// runs nothing but the machine code below and exits, so no managed code runs in it.
+    /// Returns null when the child came back from compatibility mode, else why not.
+    /// </summary>
+    private static string? ProbeCompatibilityMode(byte* p)
+    {
+        ReadOnlySpan<byte> probe =
+        [
+            0xb8, 0x39, 0x00, 0x00, 0x00, // mov eax, 57 (fork)
+            0x0f, 0x05,                   // syscall
+            0x85, 0xc0,                   // test eax, eax
+            0x75, 0x0e,                   // jnz parent (or error)
+            0x48, 0x89, 0xf4,             // child: mov rsp, rsi
+            0xff, 0x1f,                   // call far [rdi] (m16:32 -> 0x23:retf)
+            0xb8, 0xe7, 0x00, 0x00, 0x00, // mov eax, 231 (exit_group)
+            0x31, 0xff,                   // xor edi, edi
+            0x0f, 0x05,                   // syscall
+            0xc3,                         // parent: ret (rax = child pid or -errno)
+        ];
+        probe.CopyTo(new Span<byte>(p + ProbeOffset, probe.Length));
+        p[Probe32Offset] = 0xcb; // retf (32-bit)
+        *(uint*)(p + ProbePointerOffset) = (uint)(nint)p + Probe32Offset;
+        *(ushort*)(p + ProbePointerOffset + 4) = 0x23;
+        var run = (delegate* unmanaged<byte*, nint, long>)(p + ProbeOffset);
+        // SAFETY: our own code; the parent only forks and returns, the child never returns to managed code.
+        long pid = run(p + ProbePointerOffset, (nint)p + (nint)ProbeStack);
+        if (pid <= 0) return $"could not fork a probe process (error {-pid})";
+        int r = waitpid((int)pid, out int status, 0);
+        if (r != pid) return $"could not wait for the probe process (errno {Marshal.GetLastPInvokeError()})";
+        if ((status & 0x7f) == 0 && ((status >> 8) & 0xff) == 0) return null;
+        return (status & 0x7f) != 0
+            ? $"this host cannot run 32-bit compatibility-mode code in a 64-bit process (the probe died with signal {status & 0x7f})"
+            : $"the compatibility-mode probe exited with status {(status >> 8) & 0xff}";
     }
 
     private static void WriteTrampoline(byte* p)
