@@ -1,13 +1,12 @@
 // The software x86 CPU: ActorVmm's stand-in for the kernel's CPU where no hypervisor exists, and the
 // instruction emulator the vmm(4) backend will use for MMIO exits.
 //
-// Stage 1 (this file set): 16- and 32-bit protected mode with segmentation (descriptor loads and checks,
-// limits, far transfers, IDT delivery with privilege stack switch through the TSS), the general-purpose
-// integer instruction set of the 386 through the Pentium, port I/O and MMIO as inline exits, HLT, CLI/STI
-// with the interrupt shadow, exceptions with their error codes, double fault and triple fault.
-// Not yet: real mode and virtual-8086 mode, paging (setting CR0.PG raises #ExGP(0) rather than running
-// with wrong translations), long mode, x87/MMX/SSE, the TSS I/O permission bitmap (IN/OUT at CPL > IOPL
-// raise #ExGP(0)), task switches (task gates raise #ExGP). Everything not implemented raises #ExUD.
+// Modes: real mode (with an 80286 model), 16- and 32-bit protected mode with full segmentation, and IA-32e
+// mode (64-bit and compatibility mode, SoftCpu.Long.cs); 32-bit, PAE and 4-level paging with NX
+// (SoftCpu.Paging.cs); the general-purpose integer instruction set; port I/O and MMIO as inline exits; HLT,
+// CLI/STI with the interrupt shadow, exceptions with their error codes, double and triple fault. Not yet:
+// x87/MMX/SSE, virtual-8086 mode, task switches, the TSS I/O permission bitmap (IN/OUT at CPL > IOPL raise
+// #GP(0)). Everything not implemented raises #UD. docs/cpu.md has the full inventory.
 //
 // Structure: state lives in plain fields (registers as a ulong array, segment caches as SegmentRegister,
 // flags as lazy flags — see SoftCpu.Flags.cs). Instructions are decoded by Iced once and cached per guest
