@@ -132,7 +132,9 @@ public sealed partial class SoftCpu
                 or Mnemonic.Cmpsq or Mnemonic.Scasb or Mnemonic.Scasw or Mnemonic.Scasd or Mnemonic.Scasq or Mnemonic.Lodsb or Mnemonic.Lodsw
                 or Mnemonic.Lodsd or Mnemonic.Lodsq or Mnemonic.Stosb or Mnemonic.Stosw or Mnemonic.Stosd or Mnemonic.Stosq or Mnemonic.Insb
                 or Mnemonic.Insw or Mnemonic.Insd or Mnemonic.Outsb or Mnemonic.Outsw or Mnemonic.Outsd:
-                StringOp(i);
+                // Iced names SSE2's MOVSD and CMPSD (xmm operands) like the string instructions.
+                if (i.Code is Code.Movsd_m32_m32 or Code.Cmpsd_m32_m32 || i.Mnemonic is not (Mnemonic.Movsd or Mnemonic.Cmpsd)) StringOp(i);
+                else if (!SimdInstruction(i)) throw new CpuFault(ExUD, null);
                 break;
             case Mnemonic.In: PortIn(i); break;
             case Mnemonic.Out: PortOut(i); break;

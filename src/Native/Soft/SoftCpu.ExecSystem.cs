@@ -174,9 +174,9 @@ public sealed partial class SoftCpu
 
     /// <summary>
     /// CPUID: an Intel family 6 model that advertises exactly what this CPU implements, and a brand string saying
-    /// what it is. Leaf 1 EDX: PSE, TSC, MSR, PAE, CX8, SEP, MTRR, PGE, CMOV, PAT; ECX: CX16. Leaf 0x80000001:
+    /// what it is. Leaf 1 EDX: PSE, TSC, MSR, PAE, CX8, SEP, MTRR, PGE, CMOV, PAT, CLFSH, FXSR, SSE, SSE2; ECX: CX16. Leaf 0x80000001:
     /// SYSCALL, NX, RDTSCP, LM and LAHF/SAHF in 64-bit mode. Leaf 0x80000008: 40-bit physical and 48-bit linear
-    /// addresses. No FPU, APIC or SSE yet. Basic leaves above the maximum return the highest basic leaf, as Intel does.
+    /// addresses. No FPU, MMX or APIC bit yet. Basic leaves above the maximum return the highest basic leaf, as Intel does.
     /// </summary>
     private void Cpuid()
     {
@@ -192,9 +192,9 @@ public sealed partial class SoftCpu
                 break;
             case 1:
                 a = 0x0000_0663;               // family 6, model 6, stepping 3
-                b = 0;                         // APIC ID 0, no CLFLUSH line size (CLFSH not advertised)
+                b = 8 << 8;                    // APIC ID 0, CLFLUSH line size 8 x 8 = 64 bytes
                 d = (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) | (1u << 11) | (1u << 12) | (1u << 13) | (1u << 15)
-                    | (1u << 16);              // PSE, TSC, MSR, PAE, CX8, SEP, MTRR, PGE, CMOV, PAT
+                    | (1u << 16) | (1u << 19) | (1u << 24) | (1u << 25) | (1u << 26); // PSE, TSC, MSR, PAE, CX8, SEP, MTRR, PGE, CMOV, PAT, CLFSH, FXSR, SSE, SSE2
                 c = 1u << 13;                  // CMPXCHG16B
                 break;
             case 0x8000_0000:
@@ -345,8 +345,8 @@ public sealed partial class SoftCpu
                     FlushTlb(keepGlobal: true);
                     break;
                 case Register.CR4:
-                    // TSD (2), PSE (4), PAE (5) and PGE (7) are implemented; other bits are reserved here.
-                    if ((v & ~0xb4UL) != 0) throw new CpuFault(ExGP, 0);
+                    // TSD (2), PSE (4), PAE (5), PGE (7), OSFXSR (9) and OSXMMEXCPT (10) are implemented; other bits are reserved here.
+                    if ((v & ~0x6b4UL) != 0) throw new CpuFault(ExGP, 0);
                     if (LongMode && (v & 0x20) == 0) throw new CpuFault(ExGP, 0); // PAE cannot be cleared in IA-32e mode
                     Cr4 = v;
                     FlushTlb(keepGlobal: false);

@@ -41,6 +41,14 @@ public sealed partial class SoftCpu
         Mnemonic.Rdtscp,
     ];
 
+    /// <summary>SSE/SSE2 (SoftCpu.Sse.cs) and the cache-control instructions, on XMM registers only (no MMX forms).
+    /// (A property: static fields in other files of this partial class may not be initialised yet.)</summary>
+    private static HashSet<Mnemonic> SimdHandledMnemonics =>
+    [
+        .. SseMnemonics, Mnemonic.Sfence, Mnemonic.Lfence, Mnemonic.Mfence, Mnemonic.Prefetchnta, Mnemonic.Prefetcht0, Mnemonic.Prefetcht1,
+        Mnemonic.Prefetcht2, Mnemonic.Clflush, Mnemonic.Movnti, Mnemonic.Fxsave, Mnemonic.Fxrstor, Mnemonic.Fxsave64, Mnemonic.Fxrstor64,
+    ];
+
     private static readonly Lazy<IReadOnlyCollection<Code>> Forms = new(ComputeForms);
 
     /// <summary>Every Iced code this CPU executes.</summary>
@@ -54,12 +62,13 @@ public sealed partial class SoftCpu
     private static IReadOnlyCollection<Code> ComputeForms()
     {
         var forms = new List<Code>();
+        var simd = SimdHandledMnemonics;
         foreach (var code in Enum.GetValues<Code>())
         {
             if (code == Code.INVALID) continue;
             var info = code.ToOpCode();
             if (!info.IsInstruction || info.Encoding != EncodingKind.Legacy) continue;
-            if (!HandledMnemonics.Contains(code.Mnemonic())) continue;
+            if (!HandledMnemonics.Contains(code.Mnemonic()) && !simd.Contains(code.Mnemonic())) continue;
             // Encodings only some early parts had (486 A-step CMPXCHG at 0F A6/A7, 8086 POP CS) are not part of
             // the Pentium-class ISA this CPU implements; the decoder never produces them in 32-bit mode.
             if (code.CpuidFeatures().Any(f => f is CpuidFeature.INTEL486_A_ONLY or CpuidFeature.INTEL8086_ONLY)) continue;
@@ -78,6 +87,7 @@ public sealed partial class SoftCpu
         OpCodeOperandKind.r64_reg or OpCodeOperandKind.r64_rm or OpCodeOperandKind.r64_opcode or OpCodeOperandKind.r64_reg_mem => true,
         OpCodeOperandKind.r8_or_mem or OpCodeOperandKind.r16_or_mem or OpCodeOperandKind.r32_or_mem or OpCodeOperandKind.r64_or_mem
             or OpCodeOperandKind.mem => true,
+        OpCodeOperandKind.xmm_reg or OpCodeOperandKind.xmm_rm or OpCodeOperandKind.xmm_or_mem => true,
         OpCodeOperandKind.seg_reg or OpCodeOperandKind.es or OpCodeOperandKind.cs or OpCodeOperandKind.ss or OpCodeOperandKind.ds
             or OpCodeOperandKind.fs or OpCodeOperandKind.gs => true,
         OpCodeOperandKind.cr_reg or OpCodeOperandKind.dr_reg => true,

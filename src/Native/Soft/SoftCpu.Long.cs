@@ -221,7 +221,7 @@ public sealed partial class SoftCpu
                     return true;
                 }
             default:
-                return false;
+                return SimdInstruction(i);
         }
     }
 }

@@ -1,0 +1,312 @@
+// Scalar IEEE-754 arithmetic with SSE semantics (Intel SDM vol. 1 §4.8, §10.4, §11.5): single and double
+// precision, the four MXCSR rounding modes, DAZ and FTZ, and the six exception flags (IE, DE, ZE, OE, UE, PE)
+// with x86's choices where IEEE leaves one open: a NaN result is the first source's NaN quieted, else the
+// second's; invalid operations give the negative default QNaN; tininess is detected before rounding.
+// Results are computed with the host's round-to-nearest double arithmetic plus an exact error term (TwoSum for
+// add and subtract, a fused multiply-add for the rest), which decides directed rounding, ties after double
+// rounding, and the precision flag. Values travel as raw bits so NaN payloads survive.
+using System.Numerics;
+
+namespace ActorVmm.Native.Soft;
+
+internal static class SseFloat
+{
+    public const uint IE = 1, DE = 2, ZE = 4, OE = 8, UE = 0x10, PE = 0x20, Daz = 0x40, Ftz = 0x8000;
+
+    public enum Op : byte
+    {
+        Add,
+        Sub,
+        Mul,
+        Div,
+        Min,
+        Max,
+        Sqrt,
+    }
+
+    private const ulong DefaultNaN64 = 0xfff8_0000_0000_0000, DefaultNaN32 = 0xffc0_0000;
+
+    public static bool IsNaN(ulong bits, bool single) => single
+        ? ((uint)bits & 0x7fff_ffff) > 0x7f80_0000
+        : (bits & 0x7fff_ffff_ffff_ffff) > 0x7ff0_0000_0000_0000;
+
+    public static bool IsSNaN(ulong bits, bool single) => IsNaN(bits, single)
+        && (single ? (bits & 0x0040_0000) == 0 : (bits & 0x0008_0000_0000_0000) == 0);
+
+    private static ulong Quiet(ulong bits, bool single) => single ? (uint)bits | 0x0040_0000 : bits | 0x0008_0000_0000_0000;
+
+    private static bool IsDenormal(ulong bits, bool single) => single
+        ? ((uint)bits & 0x7f80_0000) == 0 && ((uint)bits & 0x007f_ffff) != 0
+        : (bits & 0x7ff0_0000_0000_0000) == 0 && (bits & 0x000f_ffff_ffff_ffff) != 0;
+
+    private static double ToDouble(ulong bits, bool single) => single ? BitConverter.UInt32BitsToSingle((uint)bits) : BitConverter.UInt64BitsToDouble(bits);
+
+    /// <summary>Applies DAZ and records DE for a denormal input.</summary>
+    private static ulong Input(ulong bits, bool single, uint mxcsr, ref uint flags)
+    {
+        if (!IsDenormal(bits, single)) return bits;
+        if ((mxcsr & Daz) != 0) return single ? (uint)bits & 0x8000_0000 : bits & 0x8000_0000_0000_0000;
+        flags |= DE;
+        return bits;
+    }
+
+    /// <summary>dest op src (or op src for SQRT): the result's bits; flags gain what the operation raised.</summary>
+    public static ulong Arith(Op op, ulong dest, ulong src, bool single, uint mxcsr, ref uint flags)
+    {
+        if (op == Op.Sqrt) dest = src;
+        bool nanA = IsNaN(dest, single), nanB = IsNaN(src, single);
+        if (op is Op.Min or Op.Max)
+        {
+            // Any NaN, or two zeros, give the source; a NaN (quiet or signalling) is invalid.
+            if (nanA || nanB)
+            {
+                flags |= IE;
+                return src;
+            }
+            ulong ma = Input(dest, single, mxcsr, ref flags), mb = Input(src, single, mxcsr, ref flags);
+            double x = ToDouble(ma, single), y = ToDouble(mb, single);
+            if (op == Op.Min) return x < y ? ma : mb;
+            return x > y ? ma : mb;
+        }
+        if (nanA || nanB)
+        {
+            if (IsSNaN(dest, single) || IsSNaN(src, single)) flags |= IE;
+            return nanA && op != Op.Sqrt ? Quiet(dest, single) : Quiet(nanB ? src : dest, single);
+        }
+        ulong ba = Input(dest, single, mxcsr, ref flags), bb = Input(src, single, mxcsr, ref flags);
+        double a = ToDouble(ba, single), b = ToDouble(bb, single);
+        double r, err;
+        switch (op)
+        {
+            case Op.Add or Op.Sub:
+                {
+                    if (op == Op.Sub) b = -b;
+                    if (double.IsInfinity(a) && double.IsInfinity(b) && a != b) return Invalid(single, ref flags);
+                    r = a + b;
+                    double bv = r - a;
+                    err = double.IsInfinity(r) ? 0 : (a - (r - bv)) + (b - bv);
+                    break;
+                }
+            case Op.Mul:
+                if ((double.IsInfinity(a) && b == 0) || (double.IsInfinity(b) && a == 0)) return Invalid(single, ref flags);
+                r = a * b;
+                if (double.IsInfinity(r)) err = 0;
+                else if (r == 0 && a != 0 && b != 0) err = Math.Sign(a) * Math.Sign(b) * double.Epsilon; // underflowed to zero
+                else err = Math.FusedMultiplyAdd(a, b, -r);
+                break;
+            case Op.Div:
+                if ((a == 0 && b == 0) || (double.IsInfinity(a) && double.IsInfinity(b))) return Invalid(single, ref flags);
+                if (b == 0)
+                {
+                    flags |= ZE;
+                    return Pack(Math.Sign(a) * Math.Sign(1 / b) < 0 ? double.NegativeInfinity : double.PositiveInfinity, single);
+                }
+                r = a / b;
+                if (double.IsInfinity(r) || double.IsInfinity(a) || double.IsInfinity(b)) err = 0;
+                else if (r == 0 && a != 0) err = Math.Sign(a) * Math.Sign(b) * double.Epsilon;
+                else err = Math.FusedMultiplyAdd(-r, b, a) * Math.Sign(b);
+                break;
+            default: // Sqrt
+                if (a < 0) return Invalid(single, ref flags); // -0 is fine: sqrt(-0) = -0
+                r = Math.Sqrt(a);
+                err = double.IsInfinity(r) ? 0 : Math.FusedMultiplyAdd(-r, r, a);
+                break;
+        }
+        return Round(r, err, single, mxcsr, ref flags, fromFinite: !double.IsInfinity(a) && !double.IsInfinity(b));
+    }
+
+    private static ulong Invalid(bool single, ref uint flags)
+    {
+        flags |= IE;
+        return single ? DefaultNaN32 : DefaultNaN64;
+    }
+
+    private static ulong Pack(double v, bool single) => single ? BitConverter.SingleToUInt32Bits((float)v) : BitConverter.DoubleToUInt64Bits(v);
+
+    /// <summary>
+    /// Rounds the exact value r + err (r: the round-to-nearest double, err: the exact remainder's sign and size) to
+    /// the target precision in MXCSR's rounding mode, with OE, UE and PE.
+    /// </summary>
+    public static ulong Round(double r, double err, bool single, uint mxcsr, ref uint flags, bool fromFinite = true)
+    {
+        int rc = (int)(mxcsr >> 13) & 3;
+        if (double.IsInfinity(r))
+        {
+            if (!fromFinite) return Pack(r, single);
+            return Overflow(r > 0, single, rc, ref flags);
+        }
+        double t; // the result in the target format, as a double
+        int dir;  // sign of (exact - t)
+        if (single)
+        {
+            float f = (float)r;
+            double fd = f;
+            if (float.IsInfinity(f) && rc == 0) return Overflow(r > 0, true, rc, ref flags);
+            dir = fd != r ? Math.Sign(r - fd) : Math.Sign(err);
+            if (rc == 0 && fd != r && err != 0 && !float.IsInfinity(f))
+            {
+                // r may sit exactly halfway between two floats only because of the first rounding: err breaks the tie.
+                float g = r > fd ? MathF.BitIncrement(f) : MathF.BitDecrement(f);
+                if (r - fd == (double)g - r && Math.Sign(err) == Math.Sign(r - fd))
+                {
+                    f = g;
+                    fd = f;
+                    dir = -Math.Sign(err);
+                }
+            }
+            t = fd;
+            if (float.IsInfinity(f)) return Overflow(r > 0, true, rc, ref flags);
+        }
+        else
+        {
+            t = r;
+            dir = Math.Sign(err);
+        }
+        bool inexact = dir != 0;
+        if (rc != 0 && dir != 0)
+        {
+            // dir is the sign of (exact - t): round down (1), up (2) or toward zero (3) from there.
+            bool stepDown = (rc == 1 && dir < 0) || (rc == 3 && t > 0 && dir < 0);
+            bool stepUp = (rc == 2 && dir > 0) || (rc == 3 && t < 0 && dir > 0);
+            if (stepDown) t = single ? MathF.BitDecrement((float)t) : Math.BitDecrement(t);
+            else if (stepUp) t = single ? MathF.BitIncrement((float)t) : Math.BitIncrement(t);
+            if (double.IsInfinity(t) || (single && float.IsInfinity((float)t))) return Overflow(t > 0, single, rc, ref flags);
+        }
+        double minNormal = single ? 1.1754943508222875e-38 : 2.2250738585072014e-308;
+        // Tininess before rounding: the exact value below the smallest normal.
+        bool tiny = r != 0 && (Math.Abs(r) < minNormal || (Math.Abs(r) == minNormal && Math.Sign(err) == -Math.Sign(r)));
+        if (tiny && (mxcsr & Ftz) != 0 && (mxcsr & 0x800) != 0)
+        {
+            flags |= UE | PE;
+            return Pack(r < 0 ? -0.0 : 0.0, single);
+        }
+        if (tiny && (inexact || (mxcsr & 0x800) == 0)) flags |= UE;
+        if (inexact) flags |= PE;
+        return Pack(t, single);
+    }
+
+    private static ulong Overflow(bool positive, bool single, int rc, ref uint flags)
+    {
+        flags |= OE | PE;
+        bool toInfinity = rc == 0 || (rc == 1 && !positive) || (rc == 2 && positive);
+        double max = single ? float.MaxValue : double.MaxValue;
+        double v = toInfinity ? double.PositiveInfinity : max;
+        return Pack(positive ? v : -v, single);
+    }
+
+    /// <summary>CMPPS/CMPSS predicate 0-7 (EQ, LT, LE, UNORD, NEQ, NLT, NLE, ORD): all ones or zero.</summary>
+    public static bool Compare(int predicate, ulong a, ulong b, bool single, uint mxcsr, ref uint flags)
+    {
+        bool unordered = IsNaN(a, single) || IsNaN(b, single);
+        bool signalling = predicate is 1 or 2 or 5 or 6;
+        if (unordered)
+        {
+            if (signalling || IsSNaN(a, single) || IsSNaN(b, single)) flags |= IE;
+        }
+        else
+        {
+            a = Input(a, single, mxcsr, ref flags);
+            b = Input(b, single, mxcsr, ref flags);
+        }
+        double x = ToDouble(a, single), y = ToDouble(b, single);
+        return (predicate & 7) switch
+        {
+            0 => !unordered && x == y,
+            1 => !unordered && x < y,
+            2 => !unordered && x <= y,
+            3 => unordered,
+            4 => unordered || x != y,
+            5 => unordered || !(x < y),
+            6 => unordered || !(x <= y),
+            _ => !unordered,
+        };
+    }
+
+    /// <summary>COMIS*/UCOMIS*: ZF, PF, CF (unordered 111, greater 000, less 001, equal 100).</summary>
+    public static uint CompareFlags(ulong a, ulong b, bool single, bool signalQuiet, uint mxcsr, ref uint flags)
+    {
+        if (IsNaN(a, single) || IsNaN(b, single))
+        {
+            if (signalQuiet || IsSNaN(a, single) || IsSNaN(b, single)) flags |= IE;
+            return SoftCpu.ZF | SoftCpu.PF | SoftCpu.CF;
+        }
+        a = Input(a, single, mxcsr, ref flags);
+        b = Input(b, single, mxcsr, ref flags);
+        double x = ToDouble(a, single), y = ToDouble(b, single);
+        return x > y ? 0 : x < y ? SoftCpu.CF : SoftCpu.ZF;
+    }
+
+    /// <summary>Float to integer (CVT*2SI, CVT*2DQ): MXCSR rounding or truncation; NaN and out of range give the integer indefinite with IE.</summary>
+    public static ulong ToInt(ulong bits, bool single, bool truncate, int intBits, uint mxcsr, ref uint flags)
+    {
+        ulong indefinite = intBits == 64 ? 0x8000_0000_0000_0000UL : 0x8000_0000UL;
+        if (IsNaN(bits, single))
+        {
+            flags |= IE;
+            return indefinite;
+        }
+        bits = Input(bits, single, mxcsr, ref flags);
+        double v = ToDouble(bits, single);
+        int rc = truncate ? 3 : (int)(mxcsr >> 13) & 3;
+        double rounded = rc switch
+        {
+            0 => Math.Round(v, MidpointRounding.ToEven),
+            1 => Math.Floor(v),
+            2 => Math.Ceiling(v),
+            _ => Math.Truncate(v),
+        };
+        double lo = intBits == 64 ? -9223372036854775808.0 : int.MinValue, hiExclusive = intBits == 64 ? 9223372036854775808.0 : 2147483648.0;
+        if (double.IsInfinity(rounded) || rounded < lo || rounded >= hiExclusive)
+        {
+            flags |= IE;
+            return indefinite;
+        }
+        if (rounded != v) flags |= PE;
+        long n = (long)rounded;
+        return intBits == 64 ? (ulong)n : (uint)(int)n;
+    }
+
+    /// <summary>Integer to float (CVTSI2S*, CVTDQ2P*), rounded by MXCSR.</summary>
+    public static ulong FromInt(long value, bool single, uint mxcsr, ref uint flags)
+    {
+        double r = value;
+        // The exact error of the first rounding, as a sign: compare in 128-bit integers.
+        Int128 back = (Int128)r;
+        double err = back == value ? 0 : back < value ? 1 : -1;
+        if (Math.Abs(r) >= 9.2233720368547758e18 && back != value) err = (Int128)value > back ? 1 : -1;
+        uint dummy = 0;
+        ulong result = Round(r, err, single, mxcsr & ~Ftz, ref dummy);
+        flags |= dummy & PE;
+        return result;
+    }
+
+    /// <summary>Single to double (exact; a signalling NaN is quieted with IE).</summary>
+    public static ulong SingleToDouble(uint bits, uint mxcsr, ref uint flags)
+    {
+        if (IsNaN(bits, true))
+        {
+            if (IsSNaN(bits, true)) flags |= IE;
+            ulong sign = (ulong)(bits >> 31) << 63;
+            return sign | 0x7ff8_0000_0000_0000UL | ((ulong)(bits & 0x003f_ffff) << 29);
+        }
+        bits = (uint)Input(bits, true, mxcsr, ref flags);
+        return BitConverter.DoubleToUInt64Bits(BitConverter.UInt32BitsToSingle(bits));
+    }
+
+    /// <summary>Double to single, rounded by MXCSR.</summary>
+    public static uint DoubleToSingle(ulong bits, uint mxcsr, ref uint flags)
+    {
+        if (IsNaN(bits, false))
+        {
+            if (IsSNaN(bits, false)) flags |= IE;
+            uint sign = (uint)(bits >> 63) << 31;
+            return sign | 0x7fc0_0000 | (uint)((bits >> 29) & 0x003f_ffff);
+        }
+        bits = Input(bits, false, mxcsr, ref flags);
+        double v = BitConverter.UInt64BitsToDouble(bits);
+        if (double.IsInfinity(v)) return BitConverter.SingleToUInt32Bits((float)v);
+        return (uint)Round(v, 0, single: true, mxcsr, ref flags);
+    }
+
+    public static int LeadingZeros(ulong v) => BitOperations.LeadingZeroCount(v);
+}
