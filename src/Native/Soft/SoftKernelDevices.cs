@@ -3,8 +3,9 @@
 // thread, with no messages.
 // Present: the 8259A PIC pair (0x20, 0xa0, ELCR 0x4d0), the 8254 PIT (0x40-0x43, port 0x61), the MC146818
 // RTC/CMOS (0x70-0x73), the ACPI PM block (0x600: PM1 event/control, PM timer), the IOAPIC (MMIO 0xfec00000,
-// 24 pins), the HPET (MMIO 0xfed00000, 3 timers) and one local APIC per vCPU (its xAPIC page where the vCPU's
-// IA32_APIC_BASE puts it, default 0xfee00000; the x2APIC MSRs 0x800-0x8ff and IA32_TSC_DEADLINE 0x6e0).
+// 24 pins), the HPET (MMIO 0xfed00000, 3 timers, all periodic-capable and routable to IOAPIC input 2, as in
+// QEMU's pc machine) and one local APIC per vCPU (its xAPIC page where the vCPU's IA32_APIC_BASE puts it,
+// default 0xfee00000; the x2APIC MSRs 0x800-0x8ff and IA32_TSC_DEADLINE 0x6e0).
 // Their accesses never leave the vCPU thread; everything else goes on to the platform's exit handler.
 // Interrupt wiring, as on a PC and as QEMU's pc machine: ISA IRQ n (0-15) drives PIC input n and IOAPIC pin n,
 // except IRQ0, which reaches IOAPIC pin 2 (the ACPI interrupt source override every PC firmware reports);
@@ -37,6 +38,12 @@ public sealed class SoftKernelDevices : IMachineControl
     /// <summary>The IOAPIC pin ISA IRQ0 reaches (the interrupt source override of the ACPI MADT).</summary>
     public const int Irq0IoApicPin = 2;
 
+    /// <summary>
+    /// The HPET timers' Tn_INT_ROUTE_CAP on this machine: IOAPIC input 2 only, as QEMU's i440FX pc machine offers
+    /// (its q35 machine adds 8 and 16-23). Guests use legacy replacement or route 2.
+    /// </summary>
+    public const uint HpetRouteCapability = 1u << 2;
+
     private readonly Lock _lock = new();
     private readonly Action _wake;
     private readonly ApicRouter _router;
@@ -50,7 +57,8 @@ public sealed class SoftKernelDevices : IMachineControl
         _router = new ApicRouter(this);
         Pic = new Pic8259Pair(new PicIntr(this));
         IoApic = new IoApic(_router);
-        Hpet = new Hpet(clock, (pin, level) => IoApic.SetIrq(pin, level), (irq, level) => Pic.SetIrq(irq, level));
+        Hpet = new Hpet(clock, (pin, level) => IoApic.SetIrq(pin, level), (irq, level) => Pic.SetIrq(irq, level),
+            routeCapability: HpetRouteCapability, periodicTimers: Core.Devices.Hpet.TimerCount);
         Pit = new Pit8254(clock, new LegacyTimerLine(this, 0));
         Rtc = new Rtc146818(clock, new LegacyTimerLine(this, 8), rtcStart);
         Rtc.SetMemorySize(Math.Min(ramBytes, 0xC000_0000UL), ramBytes > 0xC000_0000UL ? ramBytes - 0xC000_0000UL : 0);

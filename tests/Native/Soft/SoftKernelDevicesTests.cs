@@ -152,12 +152,14 @@ public sealed class SoftKernelDevicesTests : IDisposable
     }
 
     [Fact]
-    public void An_hpet_comparator_routed_to_pin_20_interrupts_through_the_ioapic()
+    public void An_hpet_comparator_routed_to_pin_2_interrupts_through_the_ioapic()
     {
+        InitPic(mask: 0xff);
         EnableApic();
-        Redirect(20, 0x61);
+        Redirect(2, 0x61);
         var hpet = _k.Hpet;
-        W32(hpet, 0x100, (20u << 9) | 4);  // timer 0: route 20, interrupts enabled, edge, one-shot
+        Assert.Equal(SoftKernelDevices.HpetRouteCapability, R32(hpet, 0x104)); // Tn_INT_ROUTE_CAP, as QEMU's pc
+        W32(hpet, 0x100, (2u << 9) | 4);   // timer 0: route 2, interrupts enabled, edge, one-shot
         W32(hpet, 0x108, 100);             // comparator: 100 ticks (1 us at 100 MHz)
         W32(hpet, 0x10c, 0);
         W32(hpet, 0x010, 1);               // ENABLE_CNF
