@@ -276,7 +276,7 @@ public sealed class VmActor : ReceiveActor, IWithTimers
                 Context.Watch(actor);
                 deviceActors[device.Name] = actor;
                 return route == Route.Direct ? new DirectEndpoint(device, modelLock) : new MailboxEndpoint(device.Name, actor);
-            });
+            }, new PlatformOptions(BootTimerReport: (value, ns) => _log.Info("boot timer: guest wrote {0} at {1:F3} ms", value, ns / 1e6)));
             var vcpus = new IVcpu[_config.VcpuCount];
             var vcpuActors = new IActorRef[_config.VcpuCount];
             var dispatchers = new ExitDispatcher[_config.VcpuCount];

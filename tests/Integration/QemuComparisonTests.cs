@@ -18,6 +18,9 @@ public sealed class QemuComparisonTests
     [InlineData("poweroff.bin", "")]
     [InlineData("paging.bin", "")]
     [InlineData("longmode.bin", "")]
+    [InlineData("apic.bin", "")]
+    [InlineData("hpet.bin", "")]
+    [InlineData("rtcpm.bin", "")]
     public void Guest_prints_the_same_serial_output_and_status_as_qemu(string guest, string append)
     {
         string kernel = GuestArtifacts.Path(guest);
@@ -50,6 +53,21 @@ public sealed class QemuComparisonTests
         var ours = ActorVmmRunner.Run(kernel, "", 64, null, "--deterministic");
         Assert.Equal(qemu.Lines, ours.Lines);
         Assert.Equal(37, ours.ExitStatus);
+    }
+
+    [QemuTheory]
+    [InlineData("apic.bin", 39)]
+    [InlineData("hpet.bin", 41)]
+    [InlineData("rtcpm.bin", 43)]
+    public void Interrupt_controller_and_timer_guests_print_the_same_in_deterministic_mode(string guest, int status)
+    {
+        // The local APIC, IOAPIC, HPET, RTC and PM timer all run on the one VM clock, which in deterministic mode
+        // is instructions retired: when interrupts arrive changes, what the guests print must not.
+        string kernel = GuestArtifacts.Path(guest);
+        var qemu = QemuRunner.Run(kernel);
+        var ours = ActorVmmRunner.Run(kernel, "", 64, null, "--deterministic");
+        Assert.Equal(qemu.Lines, ours.Lines);
+        Assert.Equal(status, ours.ExitStatus);
     }
 
     [QemuFact]

@@ -7,7 +7,7 @@
 //   0x020 GINTR_STA   Tn_INT_STS for level-triggered timers, write 1 to clear
 //   0x0f0 MAIN_CNT    the main counter; writable while halted
 //   0x100 + 0x20*n    Tn_CONF_CAP: Tn_INT_TYPE_CNF (1 level), Tn_INT_ENB_CNF, Tn_TYPE_CNF (periodic),
-//                     Tn_PER_INT_CAP (timer 0 only), Tn_SIZE_CAP (64-bit), Tn_VAL_SET_CNF, Tn_32MODE_CNF,
+//                     Tn_PER_INT_CAP (timer 0, or the first periodicTimers), Tn_SIZE_CAP (64-bit), Tn_VAL_SET_CNF, Tn_32MODE_CNF,
 //                     Tn_INT_ROUTE_CNF (bits 13:9), Tn_INT_ROUTE_CAP (bits 63:32)
 //   0x108 + 0x20*n    Tn_COMPARATOR
 //   0x110 + 0x20*n    Tn_FSB_INT_ROUTE (FSB delivery is not offered: reads 0, writes ignored)
@@ -72,6 +72,7 @@ public sealed class Hpet : IBusDevice
     private readonly Action<int, bool>? _setPicInput;
     private readonly uint _periodFs;
     private readonly uint _routeCapability;
+    private readonly int _periodicTimers;
 
     private ulong _config;
     private ulong _status;
@@ -89,9 +90,14 @@ public sealed class Hpet : IBusDevice
     /// <param name="clock">Time for register accesses.</param>
     /// <param name="setIoApicInput">Drives an IOAPIC input (GSI): routed timers and legacy inputs 2 and 8.</param>
     /// <param name="setPicInput">Drives an 8259 input in legacy replacement mode (IRQ0, IRQ8); null without a PIC.</param>
+    /// <param name="routeCapability">Tn_INT_ROUTE_CAP: the IOAPIC inputs a timer may be routed to (bit n = input n).</param>
+    /// <param name="periodicTimers">How many timers, from timer 0, offer periodic mode (the specification requires
+    /// timer 0 only; QEMU offers it on all three).</param>
     public Hpet(IClock clock, Action<int, bool> setIoApicInput, Action<int, bool>? setPicInput = null,
-        uint periodFs = DefaultPeriodFs, uint routeCapability = DefaultRouteCapability)
+        uint periodFs = DefaultPeriodFs, uint routeCapability = DefaultRouteCapability, int periodicTimers = 1)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(periodicTimers, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(periodicTimers, TimerCount);
         if (periodFs == 0 || periodFs > 100_000_000)
             throw new ArgumentOutOfRangeException(nameof(periodFs), $"HPET period {periodFs} fs must be 1..100,000,000");
         _clock = clock;
@@ -99,6 +105,7 @@ public sealed class Hpet : IBusDevice
         _setPicInput = setPicInput;
         _periodFs = periodFs;
         _routeCapability = routeCapability;
+        _periodicTimers = periodicTimers;
         Array.Fill(_assertedInput, -1);
         Reset();
     }
@@ -258,9 +265,9 @@ public sealed class Hpet : IBusDevice
         => offset < MmioSize && (width == 4 || width == 8) && offset % (ulong)width == 0;
 
     private ulong TimerCaps(int n)
-        => ((ulong)_routeCapability << 32) | Tn_SIZE_CAP | (n == 0 ? Tn_PER_INT_CAP : 0);
+        => ((ulong)_routeCapability << 32) | Tn_SIZE_CAP | (n < _periodicTimers ? Tn_PER_INT_CAP : 0);
 
-    private static ulong WritableMask(int n) => n == 0 ? TimerWritable : TimerWritable & ~Tn_TYPE_CNF;
+    private ulong WritableMask(int n) => n < _periodicTimers ? TimerWritable : TimerWritable & ~Tn_TYPE_CNF;
 
     private ulong ReadRegister(ulong reg)
     {

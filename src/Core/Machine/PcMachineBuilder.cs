@@ -7,8 +7,12 @@
 //   isa-debug-exit at the configured iobase/iosize                                 (when configured)
 //   debugcon at 0xe9                                                               (when configured)
 //   i8042 keyboard controller 0x60 and 0x64, IRQ 1/12; port 0x92 (fast A20, reset); 0xcf9 reset control
-// The PIC, PIT, RTC and ACPI PM are not here: in kernel-irqchip=on they belong to the accelerator's kernel
-// side (SoftKernelDevices for the soft accelerator).
+//   PCI host 0xcf8 (CONFIG_ADDRESS, dword) and 0xcfc-0xcff (CONFIG_DATA): i440FX 00.0 and PIIX3 01.0
+//   fw_cfg 0x510 (selector), 0x511 (data), 0x514-0x51b (DMA): signature, ID, RAM size, CPU count, boot
+//     device, the command line, and the kernel and initrd blobs when the caller gives them
+//   boot timer 0x440 (byte writes report value and elapsed time to the host)
+// The PIC, PIT, RTC, ACPI PM, IOAPIC, HPET and local APICs are not here: in kernel-irqchip=on they belong to the
+// accelerator's kernel side (SoftKernelDevices for the soft accelerator).
 // Interrupt lines go to the kernel irqchip (IVm.SetIrqLine), the only placement this stage has (on).
 using ActorVmm.Core.Accel;
 using ActorVmm.Core.Bus;
@@ -29,6 +33,23 @@ public sealed record PlatformDevice(IBusDevice Model, PortRange Ports, Route Rou
 public sealed record Platform(Bus.Bus Bus, IReadOnlyList<PlatformDevice> Devices)
 {
     public PlatformDevice? Find(string name) => Devices.FirstOrDefault(d => d.Model.Name == name);
+}
+
+/// <summary>Blobs fw_cfg hands to firmware for a direct kernel boot (QEMU's -kernel/-initrd items).</summary>
+public sealed record FwCfgBootItems(uint KernelAddress, byte[] Kernel, uint InitrdAddress = 0, byte[]? Initrd = null);
+
+/// <summary>
+/// What the platform takes from its host beyond the configuration: the clock for platform timers (the boot
+/// timer; host time when null), where boot-timer writes are reported, and fw_cfg's kernel/initrd items.
+/// </summary>
+public sealed record PlatformOptions(IClock? Clock = null, Action<byte, long>? BootTimerReport = null, FwCfgBootItems? Boot = null);
+
+/// <summary>Host monotonic time since construction.</summary>
+public sealed class HostClock : IClock
+{
+    private readonly long _start = System.Diagnostics.Stopwatch.GetTimestamp();
+
+    public long NowNanoseconds => (long)((System.Diagnostics.Stopwatch.GetTimestamp() - _start) * (1e9 / System.Diagnostics.Stopwatch.Frequency));
 }
 
 /// <summary>An interrupt line wired to a kernel-irqchip input (GSI).</summary>
@@ -55,6 +76,15 @@ public static class PcMachineBuilder
     public const string ResetControlName = "reset-control";
     public const string DebugExitName = "isa-debug-exit";
     public const string DebugConName = "debugcon";
+    public const string PciHostName = "pci-host";
+    public const string FwCfgName = "fw_cfg";
+    public const string BootTimerName = "boot-timer";
+
+    /// <summary>The boot timer's port: free on a PC and under QEMU's pc machine.</summary>
+    public const ushort BootTimerPort = 0x440;
+
+    /// <summary>fw_cfg's boot device item: 'c', the first hard disk, QEMU's default boot order for a PC.</summary>
+    public const ushort FwCfgBootDeviceDisk = 'c';
 
     /// <summary>The names of the devices a configuration produces, in mapping order.</summary>
     public static IReadOnlyList<string> DeviceNames(MachineConfig config)
@@ -67,6 +97,9 @@ public static class PcMachineBuilder
         names.Add(KeyboardControllerName);
         names.Add(Port92Name);
         names.Add(ResetControlName);
+        names.Add(PciHostName);
+        names.Add(FwCfgName);
+        names.Add(BootTimerName);
         if (config.DebugExit is not null) names.Add(DebugExitName);
         if (config.DebugCon is not null) names.Add(DebugConName);
         return names;
@@ -82,7 +115,8 @@ public static class PcMachineBuilder
     /// <paramref name="vm"/>, and maps them on a frozen bus.
     /// </summary>
     /// <exception cref="MachineConfigException">The configuration is invalid or two devices overlap.</exception>
-    public static Platform Build(MachineConfig config, IVm vm, ByteSinkFactory sinks, IMachineControl control, EndpointFactory endpoints)
+    public static Platform Build(MachineConfig config, IVm vm, ByteSinkFactory sinks, IMachineControl control, EndpointFactory endpoints,
+        PlatformOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(vm);
@@ -90,6 +124,7 @@ public static class PcMachineBuilder
         ArgumentNullException.ThrowIfNull(control);
         ArgumentNullException.ThrowIfNull(endpoints);
         config.EnsureValid();
+        options ??= new PlatformOptions();
 
         var models = new List<(IBusDevice Model, PortRange Ports)>();
         // The keyboard controller is one model at 0x60 and 0x64 (the second range reaches it with offset 4).
@@ -97,6 +132,11 @@ public static class PcMachineBuilder
         models.Add((kbc.Ports, new PortRange(0x60, 1)));
         models.Add((new SystemControlPortA(control), new PortRange(0x92, 1)));
         models.Add((new ResetControlRegister(control), new PortRange(0xcf9, 1)));
+        // The PCI host is one model at 0xcf8 and 0xcfc-0xcff (the second range reaches it with offset 4).
+        var pci = PciHost.CreateI440fx();
+        models.Add((pci, new PortRange(PciHost.ConfigAddressPort, 1)));
+        models.Add((CreateFwCfg(config, vm, options.Boot), new PortRange(FwCfg.BasePort, FwCfg.PortCount)));
+        models.Add((new BootTimer(options.Clock ?? new HostClock(), options.BootTimerReport ?? ((_, _) => { })), new PortRange(BootTimerPort, 1)));
         for (int i = 0; i < config.SerialPorts.Count; i++)
         {
             if (config.SerialPorts[i] is not { } backend) continue;
@@ -134,8 +174,28 @@ public static class PcMachineBuilder
             devices.Add(new PlatformDevice(model, ports, route, endpoint));
             if (ReferenceEquals(model, kbc.Ports))
                 AddRange(builder, new PortRange(0x64, 1), new OffsetEndpoint(endpoint, 4));
+            if (ReferenceEquals(model, pci))
+                AddRange(builder, new PortRange(PciHost.ConfigDataPort, 4), new OffsetEndpoint(endpoint, 4));
         }
         return new Platform(builder.Build(), devices);
+    }
+
+    /// <summary>fw_cfg with what firmware asks a PC machine for (DMA through the VM's guest memory).</summary>
+    public static FwCfg CreateFwCfg(MachineConfig config, IVm vm, FwCfgBootItems? boot = null)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(vm);
+        var fw = new FwCfg(vm.Memory);
+        fw.SetRamSize(config.RamBytes);
+        fw.SetCpuCount((ushort)config.VcpuCount, (ushort)config.VcpuCount);
+        fw.SetU16(FwCfg.BOOT_DEVICE, FwCfgBootDeviceDisk);
+        if (config.Append.Length > 0) fw.SetCommandLine(0, config.Append);
+        if (boot is not null)
+        {
+            fw.SetKernel(boot.KernelAddress, boot.Kernel);
+            if (boot.Initrd is not null) fw.SetInitrd(boot.InitrdAddress, boot.Initrd);
+        }
+        return fw;
     }
 
     private static void AddRange(BusBuilder builder, PortRange ports, BusEndpoint endpoint)

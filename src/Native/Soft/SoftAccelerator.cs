@@ -1,8 +1,10 @@
 // The "soft" accelerator: the Core accelerator contract implemented with the software CPU, for hosts
 // without a hypervisor. Guest RAM is native memory (below 4 GiB in this stage, one region). In
-// kernel-irqchip=on the interrupt controller and timers run on the vCPU thread (SoftKernelDevices); the
-// irqchip entry points drive their inputs. Time: host time, or instruction-driven in deterministic mode.
+// kernel-irqchip=on the interrupt controllers (PIC, IOAPIC, one local APIC per vCPU) and the timers run on the
+// vCPU thread (SoftKernelDevices); the irqchip entry points drive their inputs (SetIrqLine: GSIs, SendMsi: the
+// APIC bus). Time: host time, or instruction-driven in deterministic mode.
 using ActorVmm.Core.Accel;
+using ActorVmm.Core.Devices;
 using ActorVmm.Core.Memory;
 
 namespace ActorVmm.Native.Soft;
@@ -59,6 +61,7 @@ public sealed unsafe class SoftVm : IVm
         {
             if (_vcpus.Any(v => v.Id == id)) throw new InvalidOperationException($"vCPU {id} already exists");
             var vcpu = new SoftVcpu(this, id);
+            vcpu.Apic = Kernel.AddLocalApic(id, new SoftVcpu.ApicSignals(vcpu));
             _vcpus.Add(vcpu);
             return vcpu;
         }
@@ -70,16 +73,8 @@ public sealed unsafe class SoftVm : IVm
         Kernel.SetIrq(gsi, level);
     }
 
-    public void SendMsi(ulong address, uint data)
-    {
-        // Fixed-delivery MSI to the vCPU named in the destination field (physical mode).
-        int dest = (int)((address >> 12) & 0xff);
-        byte vector = (byte)data;
-        lock (_lock)
-        {
-            foreach (var v in _vcpus.Where(v => v.Id == dest)) v.QueueInterrupt(vector);
-        }
-    }
+    /// <summary>An MSI: decoded and delivered through the in-kernel APIC bus, as a kernel irqchip does.</summary>
+    public void SendMsi(ulong address, uint data) => Kernel.SendMsi(address, data);
 
     public void InjectNmi(int vcpuId)
     {
@@ -123,6 +118,7 @@ public sealed class SoftVcpu : IVcpu
     private IExitHandler? _handler;
     private int _kick;
     private bool _nmi;
+    private long _unsupportedApicSignals;
     private CpuRegisters _pendingRegs;
     private SystemRegisters _pendingSregs = SystemRegisters.PowerOn();
 
@@ -134,6 +130,12 @@ public sealed class SoftVcpu : IVcpu
     }
 
     public int Id { get; }
+
+    /// <summary>This vCPU's local APIC (in the kernel devices).</summary>
+    public LocalApic Apic { get; internal set; } = null!;
+
+    /// <summary>INIT, start-up IPI and SMI signals the soft CPU cannot act on yet (one vCPU, no SMM); counted.</summary>
+    public long UnsupportedApicSignals => Interlocked.Read(ref _unsupportedApicSignals);
 
     public ulong InstructionsRetired => _cpu?.InstructionsRetired ?? 0;
 
@@ -148,6 +150,7 @@ public sealed class SoftVcpu : IVcpu
         while (budget > 0)
         {
             if (clock.Deterministic) clock.SetInstructions(cpu.InstructionsRetired);
+            kernel.SyncApicBase(Apic, cpu.ApicBase);
             if (clock.NowNanoseconds >= nextDeadline)
             {
                 kernel.Advance();
@@ -179,7 +182,9 @@ public sealed class SoftVcpu : IVcpu
         {
             var regs = _cpu?.GetRegisters() ?? _pendingRegs;
             var sregs = _cpu?.GetSystemRegisters() ?? _pendingSregs;
-            _cpu = new SoftCpu(_vm.Memory, new SoftKernelDevices.ExitFilter(_vm.Kernel, handler));
+            var filter = new SoftKernelDevices.ExitFilter(_vm.Kernel, handler, Apic, _vm.Clock);
+            _cpu = new SoftCpu(_vm.Memory, filter);
+            filter.Cpu = _cpu;
             _handler = handler;
             _cpu.SetSystemRegisters(sregs);
             _cpu.SetRegisters(regs);
@@ -210,8 +215,8 @@ public sealed class SoftVcpu : IVcpu
             if (_interrupts.Count > 0 && !cpu.HasPendingExternalInterrupt && cpu.InterruptWindowOpen)
                 cpu.RaiseExternalInterrupt(_interrupts.Dequeue());
         }
-        // The PIC is asked (INTA) only when the CPU can take the interrupt now.
-        if (!cpu.HasPendingExternalInterrupt && cpu.InterruptWindowOpen && kernel.TryAcknowledge(out byte vector))
+        // The local APIC (and through it the PIC) is asked only when the CPU can take the interrupt now.
+        if (!cpu.HasPendingExternalInterrupt && cpu.InterruptWindowOpen && kernel.TryAcknowledge(Apic, out byte vector))
             cpu.RaiseExternalInterrupt(vector);
     }
 
@@ -222,7 +227,7 @@ public sealed class SoftVcpu : IVcpu
         while (true)
         {
             if (Volatile.Read(ref _kick) != 0) return false;
-            if (HasQueuedEvents() || kernel.InterruptRequested) return true;
+            if (HasQueuedEvents() || kernel.InterruptPending(Apic)) return true;
             nextDeadline = kernel.NextDeadlineNs ?? long.MaxValue;
             long now = clock.NowNanoseconds;
             if (now >= nextDeadline) return true;
@@ -262,6 +267,23 @@ public sealed class SoftVcpu : IVcpu
     {
         lock (_eventLock) _nmi = true;
         _wake.Release();
+    }
+
+    /// <summary>
+    /// What the local APIC tells this vCPU. Called under the kernel devices' lock: it only wakes the vCPU or
+    /// queues an NMI (the vCPU's event lock is a leaf below the kernel lock).
+    /// </summary>
+    internal sealed class ApicSignals(SoftVcpu vcpu) : IApicCpu
+    {
+        public void SignalInterrupt() => vcpu.Wake();
+
+        public void SignalNmi() => vcpu.QueueNmi();
+
+        public void SignalSmi() => Interlocked.Increment(ref vcpu._unsupportedApicSignals);
+
+        public void SignalInit() => Interlocked.Increment(ref vcpu._unsupportedApicSignals);
+
+        public void SignalStartup(byte vector) => Interlocked.Increment(ref vcpu._unsupportedApicSignals);
     }
 
     public CpuRegisters GetRegisters() => _cpu?.GetRegisters() ?? _pendingRegs;

@@ -1,14 +1,32 @@
-// The "kernel" half of the soft accelerator in kernel-irqchip=on (DESIGN.md §3): the interrupt controller and
+// The "kernel" half of the soft accelerator in kernel-irqchip=on (DESIGN.md §3): the interrupt controllers and
 // timers a hypervisor keeps in the kernel, here the same Core device models run synchronously on the vCPU
-// thread, with no messages. Present: the 8259A PIC pair (0x20, 0xa0, ELCR 0x4d0), the 8254 PIT (0x40-0x43,
-// port 0x61), the MC146818 RTC/CMOS (0x70-0x73) and the ACPI PM block (0x600: PM1 event/control, PM timer).
-// Their port accesses never leave the vCPU thread; everything else goes on to the platform's exit handler.
-// Lines: PIT OUT0 -> IRQ0, RTC -> IRQ8, SCI -> IRQ9, and IVm.SetIrqLine for the platform's devices (GSI 0-15
-// are the PIC's inputs). The PIC's INTR is polled by the vCPU at instruction-batch boundaries and acknowledged
-// (INTA) when the CPU can take it. ACPI S5 and the PM reset become the vCPU exits PowerOff and Reset, as a
-// kernel reports them. Not yet here: LAPIC, IOAPIC and HPET (issue 4), which also belong to this placement.
-// Lock: one lock for all kernel devices (they call each other: PIT -> PIC); it is a leaf — nothing else is
-// taken while it is held, and the platform's exit handler is called only after it is released.
+// thread, with no messages.
+// Present: the 8259A PIC pair (0x20, 0xa0, ELCR 0x4d0), the 8254 PIT (0x40-0x43, port 0x61), the MC146818
+// RTC/CMOS (0x70-0x73), the ACPI PM block (0x600: PM1 event/control, PM timer), the IOAPIC (MMIO 0xfec00000,
+// 24 pins), the HPET (MMIO 0xfed00000, 3 timers, all periodic-capable and routable to IOAPIC input 2, as in
+// QEMU's pc machine) and one local APIC per vCPU (its xAPIC page where the vCPU's IA32_APIC_BASE puts it,
+// default 0xfee00000; the x2APIC MSRs 0x800-0x8ff and IA32_TSC_DEADLINE 0x6e0).
+// Their accesses never leave the vCPU thread; everything else goes on to the platform's exit handler.
+// Interrupt wiring, as on a PC and as QEMU's pc machine: ISA IRQ n (0-15) drives PIC input n and IOAPIC pin n,
+// except IRQ0, which reaches IOAPIC pin 2 (the ACPI interrupt source override every PC firmware reports);
+// GSI 16-23 are IOAPIC pins only. PIT OUT0 is IRQ0, the RTC IRQ8, SCI IRQ9; while the HPET's legacy
+// replacement is on, the PIT and RTC are cut off and HPET timers 0 and 1 drive IRQ0/IRQ8 (IOAPIC pins 2/8).
+// The PIC's INTR goes to LINT0 of every local APIC (virtual wire: the BSP's LINT0 is ExtINT at power-up);
+// IOAPIC messages, MSIs and IPIs go through one router to the local APICs whose destination matches
+// (lowest-priority messages to the matching APIC with the lowest processor priority). A level-triggered EOI
+// in a local APIC is broadcast to the IOAPIC.
+// The CPU side: at instruction-batch boundaries the vCPU advances the timers whose deadline has passed and,
+// when the CPU can take an interrupt, asks its local APIC: the highest deliverable IRR vector first (IRR to
+// ISR), else the PIC's vector through LINT0 in ExtINT mode (or straight from INTR while the APIC is
+// hardware-disabled). The soft CPU keeps IA32_APIC_BASE itself; the local APIC follows it (enable, disable,
+// relocation) before every access and at every batch boundary. ACPI S5 and the PM reset become the vCPU exits
+// PowerOff and Reset, as a kernel reports them.
+// Not here: INIT, start-up and SMI reaching the CPU (one vCPU, no SMM: they are counted, see ApicSignals),
+// x2APIC mode (the soft CPU does not let IA32_APIC_BASE.EXTD be set), the TSC offset a guest WRMSR to the TSC
+// makes (TSC-deadline compares with the VM clock's TSC).
+// Lock: one lock for all kernel devices (they call each other: PIT -> PIC -> LAPIC, IOAPIC -> LAPIC -> IOAPIC);
+// the only lock taken while it is held is a vCPU's event lock (NMI), which never waits for this one; the
+// platform's exit handler is called only after it is released.
 using ActorVmm.Core.Accel;
 using ActorVmm.Core.Bus;
 using ActorVmm.Core.Devices;
@@ -17,20 +35,35 @@ namespace ActorVmm.Native.Soft;
 
 public sealed class SoftKernelDevices : IMachineControl
 {
+    /// <summary>The IOAPIC pin ISA IRQ0 reaches (the interrupt source override of the ACPI MADT).</summary>
+    public const int Irq0IoApicPin = 2;
+
+    /// <summary>
+    /// The HPET timers' Tn_INT_ROUTE_CAP on this machine: IOAPIC input 2 only, as QEMU's i440FX pc machine offers
+    /// (its q35 machine adds 8 and 16-23). Guests use legacy replacement or route 2.
+    /// </summary>
+    public const uint HpetRouteCapability = 1u << 2;
+
     private readonly Lock _lock = new();
     private readonly Action _wake;
+    private readonly ApicRouter _router;
+    private LocalApic[] _apics = [];
     private int _pendingStop; // 0 none, 1 power-off, 2 reset
 
     internal SoftKernelDevices(IClock clock, ulong ramBytes, int cpuCount, DateTime rtcStart, Action wake)
     {
         Clock = clock;
         _wake = wake;
-        Pic = new Pic8259Pair(new WakeLine(this));
-        Pit = new Pit8254(clock, new PicInput(Pic, 0));
-        Rtc = new Rtc146818(clock, new PicInput(Pic, 8), rtcStart);
+        _router = new ApicRouter(this);
+        Pic = new Pic8259Pair(new PicIntr(this));
+        IoApic = new IoApic(_router);
+        Hpet = new Hpet(clock, (pin, level) => IoApic.SetIrq(pin, level), (irq, level) => Pic.SetIrq(irq, level),
+            routeCapability: HpetRouteCapability, periodicTimers: Core.Devices.Hpet.TimerCount);
+        Pit = new Pit8254(clock, new LegacyTimerLine(this, 0));
+        Rtc = new Rtc146818(clock, new LegacyTimerLine(this, 8), rtcStart);
         Rtc.SetMemorySize(Math.Min(ramBytes, 0xC000_0000UL), ramBytes > 0xC000_0000UL ? ramBytes - 0xC000_0000UL : 0);
         Rtc.SetCpuCount(cpuCount);
-        Pm = new AcpiPm(clock, new PicInput(Pic, 9), this);
+        Pm = new AcpiPm(clock, new IsaLine(this, 9), this);
         var b = new BusBuilder();
         b.AddPorts(new PortRange(0x20, 2), new DirectEndpoint(Pic.Master, _lock));
         b.AddPorts(new PortRange(0xa0, 2), new DirectEndpoint(Pic.Slave, _lock));
@@ -39,6 +72,8 @@ public sealed class SoftKernelDevices : IMachineControl
         b.AddPorts(new PortRange(0x61, 1), new DirectEndpoint(Pit.Port61, _lock));
         b.AddPorts(new PortRange(0x70, 4), new DirectEndpoint(Rtc, _lock));
         b.AddPorts(new PortRange(Pm.BasePort, 12), new DirectEndpoint(Pm, _lock));
+        b.AddMmio(new MmioRange(Core.Devices.IoApic.DefaultBase, Core.Devices.IoApic.MmioSize), new DirectEndpoint(IoApic, _lock));
+        b.AddMmio(new MmioRange(Core.Devices.Hpet.DefaultBase, Core.Devices.Hpet.MmioSize), new DirectEndpoint(Hpet, _lock));
         Bus = b.Build();
     }
 
@@ -52,15 +87,56 @@ public sealed class SoftKernelDevices : IMachineControl
 
     public AcpiPm Pm { get; }
 
-    /// <summary>The ports these devices answer (checked before the platform's bus).</summary>
+    public IoApic IoApic { get; }
+
+    public Hpet Hpet { get; }
+
+    /// <summary>The local APICs, one per vCPU, in creation order.</summary>
+    public IReadOnlyList<LocalApic> LocalApics => Volatile.Read(ref _apics);
+
+    /// <summary>The ports and fixed MMIO ranges these devices answer (checked before the platform's bus).</summary>
     public Bus Bus { get; }
 
-    /// <summary>Drives PIC input <paramref name="gsi"/> (0-15); other GSIs have no consumer until the IOAPIC exists.</summary>
+    /// <summary>MSIs whose address is outside the 0xfee00000 window (dropped).</summary>
+    public long BadMsis { get; private set; }
+
+    /// <summary>Creates the local APIC of vCPU <paramref name="id"/> (the BSP is vCPU 0).</summary>
+    internal LocalApic AddLocalApic(int id, IApicCpu cpu)
+    {
+        lock (_lock)
+        {
+            var apic = new LocalApic((uint)id, bsp: id == 0, (long)SoftCpu.TscFrequencyHz, Clock, cpu, _router, IoApic.Eoi);
+            if (Pic.IntrLevel) apic.SetLint(0, true);
+            _apics = [.. _apics, apic];
+            return apic;
+        }
+    }
+
+    /// <summary>
+    /// Drives GSI <paramref name="gsi"/>: 0-15 are ISA IRQs (PIC input and IOAPIC pin, IRQ0 on pin 2; IRQ2 is
+    /// the cascade and reaches only IOAPIC pin 2), 16-23 IOAPIC pins. False for a GSI that does not exist.
+    /// </summary>
     public bool SetIrq(int gsi, bool level)
     {
-        if ((uint)gsi >= 16 || gsi == 2) return false;
-        lock (_lock) Pic.SetIrq(gsi, level);
+        if ((uint)gsi >= Core.Devices.IoApic.PinCount) return false;
+        lock (_lock) DriveIsaOrGsi(gsi, level);
         return true;
+    }
+
+    private void DriveIsaOrGsi(int gsi, bool level)
+    {
+        if (gsi < 16 && gsi != 2) Pic.SetIrq(gsi, level);
+        IoApic.SetIrq(gsi == 0 ? Irq0IoApicPin : gsi, level);
+    }
+
+    /// <summary>An MSI write (address 0xfee0xxxx, data): routed to the local APICs like an IOAPIC message.</summary>
+    public void SendMsi(ulong address, uint data)
+    {
+        lock (_lock)
+        {
+            if (ApicMessage.TryFromMsi(address, data, out var message)) _router.Deliver(message);
+            else BadMsis++;
+        }
     }
 
     /// <summary>Runs the timers up to now.</summary>
@@ -72,6 +148,8 @@ public sealed class SoftKernelDevices : IMachineControl
             Pit.Advance(now);
             Rtc.Advance(now);
             Pm.Advance(now);
+            Hpet.Advance(now);
+            foreach (var apic in _apics) apic.Advance(now);
         }
     }
 
@@ -80,33 +158,60 @@ public sealed class SoftKernelDevices : IMachineControl
     {
         get
         {
-            lock (_lock) return Min(Min(Pit.NextDeadlineNs, Rtc.NextDeadlineNs), Pm.NextDeadlineNs);
+            lock (_lock)
+            {
+                long? next = Min(Min(Min(Pit.NextDeadlineNs, Rtc.NextDeadlineNs), Pm.NextDeadlineNs), Hpet.NextDeadlineNs);
+                foreach (var apic in _apics) next = Min(next, apic.NextDeadlineNs);
+                return next;
+            }
         }
     }
 
     private static long? Min(long? a, long? b) => a is null ? b : b is null ? a : Math.Min(a.Value, b.Value);
 
-    /// <summary>INTA: when the PIC has a request, returns its vector.</summary>
-    public bool TryAcknowledge(out byte vector)
+    /// <summary>
+    /// The interrupt acknowledge cycle of the CPU that owns <paramref name="apic"/>: the local APIC's highest
+    /// deliverable vector (IRR to ISR), else the PIC's vector through LINT0 (ExtINT) or the INTR pin of a
+    /// hardware-disabled APIC. False when nothing is pending.
+    /// </summary>
+    public bool TryAcknowledge(LocalApic apic, out byte vector)
     {
         lock (_lock)
         {
-            if (!Pic.IntrLevel)
+            if (apic.HasInterrupt(out _))
             {
-                vector = 0;
-                return false;
+                vector = apic.Acknowledge();
+                return true;
             }
-            vector = (byte)Pic.Acknowledge();
-            return true;
+            if (apic.ExtIntPending)
+            {
+                apic.AcknowledgeExtInt();
+                if (Pic.IntrLevel)
+                {
+                    vector = (byte)Pic.Acknowledge();
+                    return true;
+                }
+            }
+            vector = 0;
+            return false;
         }
     }
 
-    public bool InterruptRequested
+    /// <summary>True when the CPU that owns <paramref name="apic"/> has an interrupt to take (wakes it from HLT).</summary>
+    public bool InterruptPending(LocalApic apic)
     {
-        get
-        {
-            lock (_lock) return Pic.IntrLevel;
-        }
+        lock (_lock) return apic.HasInterrupt(out _) || (apic.ExtIntPending && Pic.IntrLevel);
+    }
+
+    /// <summary>
+    /// Makes <paramref name="apic"/> follow the CPU's IA32_APIC_BASE (enable, disable, base address). The soft CPU
+    /// has already refused the values the SDM makes #GP; a transition the APIC model refuses on top of that
+    /// (none for the values the soft CPU allows) leaves the APIC as it was.
+    /// </summary>
+    internal void SyncApicBase(LocalApic apic, ulong cpuApicBase)
+    {
+        if (apic.ApicBaseMsr == cpuApicBase) return;
+        lock (_lock) apic.WriteMsr(LocalApic.IA32_APIC_BASE, cpuApicBase);
     }
 
     /// <summary>ACPI S5 or reset from the in-kernel PM block: taken by the vCPU as a PowerOff or Reset exit.</summary>
@@ -124,45 +229,152 @@ public sealed class SoftKernelDevices : IMachineControl
         _ => null,
     };
 
-    private sealed class PicInput(Pic8259Pair pic, int irq) : IIrqLine
+    /// <summary>An ISA interrupt line of a kernel device (SCI): PIC input and IOAPIC pin.</summary>
+    private sealed class IsaLine(SoftKernelDevices owner, int irq) : IIrqLine
     {
-        public void Set(bool level) => pic.SetIrq(irq, level);
+        public void Set(bool level) => owner.DriveIsaOrGsi(irq, level);
     }
 
-    private sealed class WakeLine(SoftKernelDevices owner) : IIrqLine
+    /// <summary>
+    /// The PIT's IRQ0 or the RTC's IRQ8: cut off while the HPET's legacy replacement routes its timers 0 and 1
+    /// there instead (as the HPET specification says and QEMU's pc machine does).
+    /// </summary>
+    private sealed class LegacyTimerLine(SoftKernelDevices owner, int irq) : IIrqLine
     {
         public void Set(bool level)
         {
+            if (!owner.Hpet.LegacyReplacement) owner.DriveIsaOrGsi(irq, level);
+        }
+    }
+
+    /// <summary>The PIC's INTR output: LINT0 of every local APIC (wired together, as on a PC board).</summary>
+    private sealed class PicIntr(SoftKernelDevices owner) : IIrqLine
+    {
+        public void Set(bool level)
+        {
+            foreach (var apic in owner._apics) apic.SetLint(0, level);
             if (level) owner._wake();
         }
     }
 
-    /// <summary>Routes the kernel devices' ports here and everything else to the platform's handler.</summary>
-    internal sealed class ExitFilter(SoftKernelDevices kernel, IExitHandler platform) : IExitHandler
+    /// <summary>
+    /// The APIC bus: delivers an IOAPIC message, MSI or IPI to every local APIC its destination matches, or, for
+    /// lowest priority, to the matching one with the lowest processor priority (the first on a tie).
+    /// </summary>
+    private sealed class ApicRouter(SoftKernelDevices owner) : IInterruptSink
     {
+        public long Undelivered { get; private set; }
+
+        public void Deliver(in ApicMessage message)
+        {
+            LocalApic? lowest = null;
+            bool any = false;
+            foreach (var apic in owner._apics)
+            {
+                if (!apic.Matches(message)) continue;
+                any = true;
+                if (message.DeliveryMode == ApicDeliveryMode.LowestPriority)
+                {
+                    if (lowest is null || apic.ProcessorPriority < lowest.ProcessorPriority) lowest = apic;
+                }
+                else
+                {
+                    apic.AcceptMessage(message);
+                }
+            }
+            lowest?.AcceptMessage(message);
+            if (!any) Undelivered++;
+        }
+    }
+
+    /// <summary>
+    /// Routes one vCPU's accesses: the kernel devices' ports, the fixed MMIO ranges (IOAPIC, HPET), this vCPU's
+    /// local APIC page and MSRs here; everything else to the platform's handler. Before touching the local APIC it
+    /// brings the APIC base (and, in deterministic mode, the clock) up to date with the CPU.
+    /// </summary>
+    internal sealed class ExitFilter(SoftKernelDevices kernel, IExitHandler platform, LocalApic apic, SoftClock clock) : IExitHandler
+    {
+        private int _mmioHit = -1;
+
         public IExitHandler Platform { get; } = platform;
+
+        /// <summary>The CPU these exits come from (set once the CPU exists).</summary>
+        public SoftCpu? Cpu { get; set; }
+
+        private void Sync()
+        {
+            if (Cpu is not { } cpu) return;
+            if (clock.Deterministic) clock.SetInstructions(cpu.InstructionsRetired);
+            kernel.SyncApicBase(apic, cpu.ApicBase);
+        }
 
         public void PortRead(ushort port, Span<byte> data)
         {
             var e = kernel.Bus.Pio.Lookup(port, out ushort offset);
-            if (e is null) Platform.PortRead(port, data);
-            else e.Read(offset, data);
+            if (e is null)
+            {
+                Platform.PortRead(port, data);
+                return;
+            }
+            if (clock.Deterministic && Cpu is { } cpu) clock.SetInstructions(cpu.InstructionsRetired);
+            e.Read(offset, data);
         }
 
         public void PortWrite(ushort port, ReadOnlySpan<byte> data)
         {
             var e = kernel.Bus.Pio.Lookup(port, out ushort offset);
-            if (e is null) Platform.PortWrite(port, data);
+            if (e is null)
+            {
+                Platform.PortWrite(port, data);
+                return;
+            }
+            if (clock.Deterministic && Cpu is { } cpu) clock.SetInstructions(cpu.InstructionsRetired);
+            e.Write(offset, data);
+        }
+
+        private bool InApicPage(ulong gpa) => apic.MmioEnabled && gpa - apic.BaseAddress < LocalApic.MmioSize;
+
+        public void MmioRead(ulong gpa, Span<byte> data)
+        {
+            Sync();
+            if (InApicPage(gpa))
+            {
+                lock (kernel._lock) apic.Read(gpa - apic.BaseAddress, data);
+                return;
+            }
+            var e = kernel.Bus.Mmio.Lookup(gpa, ref _mmioHit, out ulong offset);
+            if (e is null) Platform.MmioRead(gpa, data);
+            else e.Read(offset, data);
+        }
+
+        public void MmioWrite(ulong gpa, ReadOnlySpan<byte> data)
+        {
+            Sync();
+            if (InApicPage(gpa))
+            {
+                lock (kernel._lock) apic.Write(gpa - apic.BaseAddress, data);
+                return;
+            }
+            var e = kernel.Bus.Mmio.Lookup(gpa, ref _mmioHit, out ulong offset);
+            if (e is null) Platform.MmioWrite(gpa, data);
             else e.Write(offset, data);
         }
 
-        public void MmioRead(ulong gpa, Span<byte> data) => Platform.MmioRead(gpa, data);
+        private static bool IsApicMsr(uint msr) => msr != LocalApic.IA32_APIC_BASE && LocalApic.HandlesMsr(msr);
 
-        public void MmioWrite(ulong gpa, ReadOnlySpan<byte> data) => Platform.MmioWrite(gpa, data);
+        public bool MsrRead(uint msr, out ulong value)
+        {
+            if (!IsApicMsr(msr)) return Platform.MsrRead(msr, out value);
+            Sync();
+            lock (kernel._lock) return apic.ReadMsr(msr, out value);
+        }
 
-        public bool MsrRead(uint msr, out ulong value) => Platform.MsrRead(msr, out value);
-
-        public bool MsrWrite(uint msr, ulong value) => Platform.MsrWrite(msr, value);
+        public bool MsrWrite(uint msr, ulong value)
+        {
+            if (!IsApicMsr(msr)) return Platform.MsrWrite(msr, value);
+            Sync();
+            lock (kernel._lock) return apic.WriteMsr(msr, value);
+        }
     }
 }
 

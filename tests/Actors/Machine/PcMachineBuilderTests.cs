@@ -98,7 +98,7 @@ public sealed class PcMachineBuilderTests
             seen.Add((device.Name, route));
             return route == Route.Direct ? new DirectEndpoint(device) : new TestMailboxEndpoint(device.Name);
         });
-        Assert.Equal([("i8042", Route.Direct), ("port92", Route.Direct), ("reset-control", Route.Direct), ("COM1", Route.Direct), ("debugcon", Route.Mailbox)], seen);
+        Assert.Equal([("i8042", Route.Direct), ("port92", Route.Direct), ("reset-control", Route.Direct), ("pci-host", Route.Direct), ("fw_cfg", Route.Direct), ("boot-timer", Route.Direct), ("COM1", Route.Direct), ("debugcon", Route.Mailbox)], seen);
         Assert.Equal(Route.Mailbox, platform.Find("debugcon")!.Endpoint.Route);
         Assert.Throws<MachineConfigException>(() => Build(config));
     }
@@ -128,12 +128,83 @@ public sealed class PcMachineBuilderTests
     public void Route_override_for_an_unknown_device_is_refused()
     {
         var config = Base with { RouteOverrides = new Dictionary<string, Route> { ["COM3"] = Route.Mailbox } };
-        Assert.Equal("route override for \"COM3\": no such device (devices: COM1, i8042, port92, reset-control)", Assert.Single(config.Validate()));
+        Assert.Equal("route override for \"COM3\": no such device (devices: COM1, i8042, port92, reset-control, pci-host, fw_cfg, boot-timer)", Assert.Single(config.Validate()));
     }
 
     private sealed class TestMailboxEndpoint(string name) : BusEndpoint(name, Route.Mailbox)
     {
         public override void Read(ulong offset, Span<byte> data) => data.Clear();
         public override void Write(ulong offset, ReadOnlySpan<byte> data) { }
+    }
+}
+
+public sealed class PcMachineBuilderFirmwareDeviceTests
+{
+    private static readonly MachineConfig Base = new() { KernelPath = "k", RamBytes = 2 * MachineConfig.MiB, Append = "console=ttyS0" };
+
+    private sealed class NoStop : IMachineControl
+    {
+        public void RequestStop(MachineStopRequest request)
+        {
+        }
+    }
+
+    private static ExitDispatcher Dispatcher(PlatformOptions? options = null)
+    {
+        var vm = new FakeVm(new VmSpec(Base.RamBytes, 1, IrqchipMode.On), (v, c, h) => VcpuExit.SliceEnd);
+        var platform = PcMachineBuilder.Build(Base, vm, (_, _) => new RecordingSink(), new NoStop(), PcMachineBuilder.DirectOnly, options);
+        return new ExitDispatcher(platform.Bus);
+    }
+
+    private static uint PciRead(ExitDispatcher d, int device, int fn, int register, int width = 4)
+    {
+        d.PortWrite(0xcf8, BitConverter.GetBytes(0x80000000u | (uint)(device << 11) | (uint)(fn << 8) | (uint)(register & 0xfc)));
+        var data = new byte[4];
+        d.PortRead((ushort)(0xcfc + (register & 3)), data.AsSpan(0, width));
+        return BitConverter.ToUInt32(data);
+    }
+
+    [Fact]
+    public void The_pci_host_answers_configuration_mechanism_1_with_the_i440fx_and_piix3()
+    {
+        var d = Dispatcher();
+        Assert.Equal(0x12378086u, PciRead(d, 0, 0, 0));
+        Assert.Equal(0x70008086u, PciRead(d, 1, 0, 0));
+        Assert.Equal(0x0600u, PciRead(d, 0, 0, 0x0a, 2)); // class: host bridge, through 0xcfe
+        Assert.Equal(0xffffffffu, PciRead(d, 5, 0, 0));    // empty slot: master abort
+        var address = new byte[4];
+        d.PortRead(0xcf8, address);
+        Assert.Equal(0x80002800u, BitConverter.ToUInt32(address));
+    }
+
+    [Fact]
+    public void Fw_cfg_reports_signature_id_ram_cpus_boot_device_and_command_line()
+    {
+        var d = Dispatcher();
+        byte[] Item(ushort key, int length)
+        {
+            d.PortWrite(0x510, BitConverter.GetBytes(key));
+            var bytes = new byte[length];
+            for (int i = 0; i < length; i++) d.PortRead(0x511, bytes.AsSpan(i, 1));
+            return bytes;
+        }
+        Assert.Equal("QEMU"u8.ToArray(), Item(FwCfg.SIGNATURE, 4));
+        Assert.Equal(3u, BitConverter.ToUInt32(Item(FwCfg.ID, 4)));
+        Assert.Equal(Base.RamBytes, BitConverter.ToUInt64(Item(FwCfg.RAM_SIZE, 8)));
+        Assert.Equal((ushort)1, BitConverter.ToUInt16(Item(FwCfg.NB_CPUS, 2)));
+        Assert.Equal((ushort)'c', BitConverter.ToUInt16(Item(FwCfg.BOOT_DEVICE, 2)));
+        Assert.Equal("console=ttyS0\0"u8.ToArray(), Item(FwCfg.CMDLINE_DATA, 14));
+        var dma = new byte[4];
+        d.PortRead(0x514, dma);
+        Assert.Equal("QEMU"u8.ToArray(), dma); // the DMA register's signature, big-endian "QEMU CFG"
+    }
+
+    [Fact]
+    public void The_boot_timer_reports_guest_writes_to_the_host()
+    {
+        var reports = new List<(byte, long)>();
+        var d = Dispatcher(new PlatformOptions(BootTimerReport: (v, ns) => reports.Add((v, ns))));
+        d.PortWrite(PcMachineBuilder.BootTimerPort, [BootTimer.BootCompleteMagic]);
+        Assert.Equal(BootTimer.BootCompleteMagic, Assert.Single(reports).Item1);
     }
 }

@@ -46,6 +46,16 @@ public sealed class HpetTests
     }
 
     [Fact]
+    public void A_qemu_pc_hpet_offers_periodic_mode_on_every_timer_and_only_route_2()
+    {
+        var hpet = new Hpet(_clock, _ioapic.Set, _pic.Set, routeCapability: 1u << 2, periodicTimers: Hpet.TimerCount);
+        for (int n = 0; n < Hpet.TimerCount; n++) Assert.Equal(0x0000_0004_0000_0030UL, hpet.Read64(Tn(n, 0)));
+        hpet.Write64(Tn(2, 0), Hpet.Tn_TYPE_CNF | (20UL << 9));
+        Assert.Equal(0x0000_0004_0000_0038UL, hpet.Read64(Tn(2, 0))); // periodic taken, route 20 refused
+        Assert.Throws<ArgumentOutOfRangeException>(() => new Hpet(_clock, _ioapic.Set, periodicTimers: 4));
+    }
+
+    [Fact]
     public void Main_counter_runs_only_while_enabled_and_is_writable_while_halted()
     {
         _clock.NowNanoseconds = 5000;
