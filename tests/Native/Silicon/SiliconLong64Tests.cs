@@ -546,7 +546,7 @@ public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
             ulong delta = (alignment - (ea % alignment)) % alignment;
             ins.MemoryDisplacement64 += delta;
             if (ins.MemoryBase.IsGPR32()) ins.MemoryDisplacement64 = (uint)ins.MemoryDisplacement64;
-            if (ins.MemoryDisplSize == 1 && (long)ins.MemoryDisplacement64 is < -128 or > 127) ins.MemoryDisplSize = 4;
+            if (ins.MemoryDisplSize == 1 && (long)ins.MemoryDisplacement64 is < -128 or > 127) ins.MemoryDisplSize = ins.MemoryBase.IsGPR32() ? 4 : 8;
         }
 
         private static int OperandBits(in Instruction ins)
