@@ -25,10 +25,10 @@ internal static unsafe partial class NativeLong64
 
     public const uint Size = 0x10000;
     public const uint CodeOffset = 0x1000, CodeSize = 0x2000, StateOffset = 0x3000, DataOffset = 0x4000, DataSize = 0x2000;
-    public const uint StackLow = 0x8000, StackTop = 0xC000, ExitOffset = 0x100;
+    public const uint StackLow = 0x8000, StackTop = 0xC000, ExitOffset = 0x100, SelectorsProbeOffset = 0x200, SelectorsOffset = 0x400;
 
     // State block layout (qwords): in RAX..R15 (0-15), in RFLAGS (16), out RAX..R15 (17-32), out RFLAGS (33),
-    // saved host RSP (34), epilogue marker (35).
+    // saved host RSP (34), epilogue marker (35); at +0x400 the host's six selectors.
     public const int InFlags = 16, OutRegs = 17, OutFlags = 33, SavedRsp = 34, Marker = 35;
 
     private static readonly Lazy<(nint Base, string? Error)> Mapping = new(Map);
@@ -100,7 +100,24 @@ internal static unsafe partial class NativeLong64
         e.ret();
         byte[] x = Assemble(e, (ulong)p + ExitOffset);
         x.CopyTo(new Span<byte>(p + ExitOffset, x.Length));
+
+        // Reads the process's selectors (ES, CS, SS, DS, FS, GS) into the state block, for the soft CPU to mirror.
+        var g = new Assembler(64);
+        g.mov(__word_ptr[s + SelectorsOffset + 0], es);
+        g.mov(__word_ptr[s + SelectorsOffset + 2], cs);
+        g.mov(__word_ptr[s + SelectorsOffset + 4], ss);
+        g.mov(__word_ptr[s + SelectorsOffset + 6], ds);
+        g.mov(__word_ptr[s + SelectorsOffset + 8], fs);
+        g.mov(__word_ptr[s + SelectorsOffset + 10], gs);
+        g.ret();
+        byte[] y = Assemble(g, (ulong)p + SelectorsProbeOffset);
+        y.CopyTo(new Span<byte>(p + SelectorsProbeOffset, y.Length));
+        // SAFETY: our own code, which only stores into the mapping and returns.
+        ((delegate* unmanaged<void>)(p + SelectorsProbeOffset))();
     }
+
+    /// <summary>The selectors this process runs with, in encoding order ES, CS, SS, DS, FS, GS.</summary>
+    public static ushort HostSelector(int segment) => ((ushort*)(Pointer + StateOffset + SelectorsOffset))[segment];
 
     private static readonly AssemblerRegister64[] Gprs = [rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi, r8, r9, r10, r11, r12, r13, r14, r15];
 
