@@ -92,6 +92,7 @@ public sealed partial class SoftCpu
                     int bits = OpBits(i);
                     ulong v = ReadOp(i, 1, bits); // the source is read (and may fault) whatever the condition
                     if (Condition((int)i.ConditionCode - 1)) WriteReg(i.Op0Register, v);
+                    else if (bits == 32) WriteReg(i.Op0Register, ReadReg(i.Op0Register)); // a 32-bit CMOVcc zero-extends even when it does not move (SDM: CMOVcc, 64-bit mode)
                     break;
                 }
 

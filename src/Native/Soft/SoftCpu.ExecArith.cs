@@ -18,7 +18,9 @@ public sealed partial class SoftCpu
         int count = raw & (bits == 64 ? 0x3f : 0x1f);
         if (count == 0)
         {
-            // No flags change; a memory destination is still read (and faults) like hardware.
+            // No flags change; a memory destination is still read (and faults) like hardware, and a 32-bit
+            // register is still written: in 64-bit mode its upper half is cleared, as silicon does.
+            if (bits == 32 && i.Op0Kind == OpKind.Register) WriteReg(i.Op0Register, v);
             return;
         }
         ulong r;
@@ -119,7 +121,12 @@ public sealed partial class SoftCpu
         ulong dest = ReadOp(i, 0, bits);
         ulong src = ReadReg(i.Op1Register);
         int count = (i.Op2Kind == OpKind.Register ? (int)(Gpr[1] & 0xff) : i.Immediate8) & (bits == 64 ? 0x3f : 0x1f);
-        if (count == 0) return;
+        if (count == 0)
+        {
+            // As for the single shifts: no flags change, but a 32-bit register destination is zero-extended.
+            if (bits == 32 && i.Op0Kind == OpKind.Register) WriteReg(i.Op0Register, dest);
+            return;
+        }
         ulong r;
         bool cf;
         if (bits == 16)

@@ -70,20 +70,20 @@ public sealed unsafe class SiliconTests(ITestOutputHelper output)
         report.AppendLine($"mismatches: {failures.Count}");
         foreach (var f in failures.Take(200)) report.AppendLine("  " + f);
         output.WriteLine(report.ToString());
-        WriteReport(report.ToString());
+        WriteReport("silicon-report.txt", report.ToString());
 
         Assert.True(failures.Count == 0, $"{failures.Count} mismatches against the host CPU:\n" + string.Join("\n", failures.Take(40)));
         Assert.Equal(SoftCpu.ImplementedForms.Count, verified.Count + notVerified.Values.Sum(l => l.Count));
     }
 
-    private static void WriteReport(string text)
+    internal static void WriteReport(string name, string text)
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
         {
             if (File.Exists(Path.Combine(dir.FullName, "ActorVmm.sln")))
             {
                 Directory.CreateDirectory(Path.Combine(dir.FullName, "artifacts"));
-                File.WriteAllText(Path.Combine(dir.FullName, "artifacts", "silicon-report.txt"), text);
+                File.WriteAllText(Path.Combine(dir.FullName, "artifacts", name), text);
                 return;
             }
         }
@@ -93,9 +93,31 @@ public sealed unsafe class SiliconTests(ITestOutputHelper output)
     internal static string? WhyNotVerifiable(Code code)
     {
         var info = code.ToOpCode();
-        var m = code.Mnemonic();
         if (!info.Mode32 && !info.Mode16)
-            return "64-bit mode only: this harness runs the host CPU in 32-bit compatibility mode (covered by the longmode guest against QEMU and by unit tests)";
+            return SiliconLong64Tests.WhyNotVerifiable64(code) is string why
+                ? "64-bit mode only, and not verifiable in 64-bit mode either: " + why
+                : "64-bit mode only: verified natively in 64-bit mode by SiliconLong64Tests (artifacts/silicon64-report.txt)";
+        if (WhyNotVerifiableInUserMode(code) is string reason) return reason;
+        var m = code.Mnemonic();
+        if (code is Code.Jmp_rm16 or Code.Call_rm16 or Code.Retnw or Code.Retnw_imm16
+            || (m is Mnemonic.Loop or Mnemonic.Loope or Mnemonic.Loopne or Mnemonic.Jcxz or Mnemonic.Jecxz && code.ToString().Contains("_16_", StringComparison.Ordinal)))
+            return "16-bit operand-size branches truncate EIP to 64 KiB, which Linux does not map (vm.mmap_min_addr)";
+        for (int n = 0; n < info.OpCount; n++)
+        {
+            if (info.GetOpKind(n) is OpCodeOperandKind.br16_1 or OpCodeOperandKind.br16_2)
+                return "16-bit operand-size branches truncate EIP to 64 KiB, which Linux does not map (vm.mmap_min_addr)";
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// Why a form cannot be compared with the host CPU from a user-mode process in any mode (privileged, reads
+    /// host system state, enters the kernel, or undefined); null when it can. Shared by the 32- and 64-bit harnesses.
+    /// </summary>
+    internal static string? WhyNotVerifiableInUserMode(Code code)
+    {
+        var info = code.ToOpCode();
+        var m = code.Mnemonic();
         for (int n = 0; n < info.OpCount; n++)
         {
             var k = info.GetOpKind(n);
@@ -104,32 +126,29 @@ public sealed unsafe class SiliconTests(ITestOutputHelper output)
                 or OpCodeOperandKind.ds or OpCodeOperandKind.fs or OpCodeOperandKind.gs)
                 return "segment registers: the host process's selectors and descriptors differ from the guest's by construction";
             if (k is OpCodeOperandKind.farbr2_2 or OpCodeOperandKind.farbr4_2) return "far transfers load CS from the host's descriptor tables";
-            if (k is OpCodeOperandKind.br16_1 or OpCodeOperandKind.br16_2) return "16-bit operand-size branches truncate EIP to 64 KiB, which Linux does not map (vm.mmap_min_addr)";
         }
         switch (m)
         {
             case Mnemonic.In or Mnemonic.Out or Mnemonic.Insb or Mnemonic.Insw or Mnemonic.Insd or Mnemonic.Outsb or Mnemonic.Outsw or Mnemonic.Outsd:
                 return "privileged: port I/O faults at CPL 3 with IOPL 0 (tested against QEMU by the guest programs)";
-            case Mnemonic.Sysenter or Mnemonic.Sysexit or Mnemonic.Syscall or Mnemonic.Sysret:
+            case Mnemonic.Sysenter or Mnemonic.Sysexit or Mnemonic.Sysexitq or Mnemonic.Syscall or Mnemonic.Sysret or Mnemonic.Sysretq:
                 return "system calls: enter the host kernel or need CPL 0 (tested by the longmode guest against QEMU and by unit tests)";
             case Mnemonic.Hlt or Mnemonic.Cli or Mnemonic.Sti or Mnemonic.Lgdt or Mnemonic.Lidt or Mnemonic.Lldt or Mnemonic.Ltr
-                or Mnemonic.Lmsw or Mnemonic.Clts or Mnemonic.Invd or Mnemonic.Wbinvd or Mnemonic.Invlpg or Mnemonic.Rdmsr or Mnemonic.Wrmsr:
+                or Mnemonic.Lmsw or Mnemonic.Clts or Mnemonic.Invd or Mnemonic.Wbinvd or Mnemonic.Invlpg or Mnemonic.Rdmsr or Mnemonic.Wrmsr
+                or Mnemonic.Swapgs:
                 return "privileged: needs CPL 0 (tested by unit tests and guest programs)";
             case Mnemonic.Int or Mnemonic.Int3 or Mnemonic.Int1 or Mnemonic.Into or Mnemonic.Ud0 or Mnemonic.Ud1 or Mnemonic.Ud2
-                or Mnemonic.Iret or Mnemonic.Iretd:
+                or Mnemonic.Iret or Mnemonic.Iretd or Mnemonic.Iretq:
                 return "raises an exception or returns from one: delivery goes to the host kernel (tested by unit tests and the faults guest)";
             case Mnemonic.Lds or Mnemonic.Les or Mnemonic.Lfs or Mnemonic.Lgs or Mnemonic.Lss or Mnemonic.Retf:
                 return "segment loads: the host process's selectors and descriptors differ from the guest's by construction";
-            case Mnemonic.Jmp or Mnemonic.Call when code is Code.Jmp_m1616 or Code.Jmp_m1632 or Code.Call_m1616 or Code.Call_m1632:
+            case Mnemonic.Jmp or Mnemonic.Call when code is Code.Jmp_m1616 or Code.Jmp_m1632 or Code.Jmp_m1664 or Code.Call_m1616 or Code.Call_m1632 or Code.Call_m1664:
                 return "far transfers load CS from the host's descriptor tables";
             case Mnemonic.Cpuid or Mnemonic.Rdtsc or Mnemonic.Rdtscp:
                 return "values differ by design (CPU model, clock)";
             case Mnemonic.Sgdt or Mnemonic.Sidt or Mnemonic.Sldt or Mnemonic.Str or Mnemonic.Smsw:
                 return "reads host system state (and faults under UMIP)";
         }
-        if (code is Code.Jmp_rm16 or Code.Call_rm16 or Code.Retnw or Code.Retnw_imm16
-            || (m is Mnemonic.Loop or Mnemonic.Loope or Mnemonic.Loopne or Mnemonic.Jcxz or Mnemonic.Jecxz && code.ToString().Contains("_16_", StringComparison.Ordinal)))
-            return "16-bit operand-size branches truncate EIP to 64 KiB, which Linux does not map (vm.mmap_min_addr)";
         if (code is Code.Bswap_r16)
             return "BSWAP of a 16-bit register is undefined in the SDM";
         return null;
@@ -625,7 +644,7 @@ public sealed unsafe class SiliconTests(ITestOutputHelper output)
         }
     }
 
-    private sealed class NoIo : IExitHandler
+    internal sealed class NoIo : IExitHandler
     {
         public void PortRead(ushort port, Span<byte> data) => data.Fill(0xff);
 

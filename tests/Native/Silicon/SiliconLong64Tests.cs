@@ -1,0 +1,761 @@
+// Differential testing of the software CPU in 64-bit mode against the host CPU. For every implemented instruction
+// form that is valid in 64-bit mode, random operands are generated (R8-R15, REX byte registers SPL/BPL/SIL/DIL,
+// 64-bit values, base+displacement, SIB, RIP-relative, absolute and 32-bit address-size memory operands), the
+// instruction is encoded once and executed twice: natively in the process's own 64-bit mode (NativeLong64) and on a
+// SoftCpu in IA-32e mode whose page tables identity-map the same bytes. Registers, RIP (which epilogue ran), the
+// flags the SDM defines for the case, the data buffer and the stack must agree. Forms that cannot run in user mode
+// or that the host decodes differently by design are listed with the reason; the test fails if any implemented
+// 64-bit-mode form is neither verified nor explained, and on any mismatch.
+using System.Runtime.InteropServices;
+using StringBuilder = System.Text.StringBuilder;
+using ActorVmm.Core.Accel;
+using ActorVmm.Core.Memory;
+using ActorVmm.Native.Soft;
+using Iced.Intel;
+using Xunit.Abstractions;
+
+namespace ActorVmm.Native.Tests.Silicon;
+
+[Collection(NativeLong64.Collection)]
+[Trait("Category", "Slow")]
+public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
+{
+    private const int IterationsPerForm = 96;
+
+    /// <summary>SILICON_TRACE=1 names each form on stderr before it runs (to find a form that crashes natively).</summary>
+    private static readonly bool Trace = Environment.GetEnvironmentVariable("SILICON_TRACE") == "1";
+
+    /// <summary>SILICON_FORMS=Add_,Shl_ limits the run to forms whose name starts with one of the prefixes (for debugging).</summary>
+    private static readonly string[]? Only = Environment.GetEnvironmentVariable("SILICON_FORMS")?.Split(',', StringSplitOptions.RemoveEmptyEntries);
+
+    private const ulong CF = 1, PF = 4, AF = 0x10, ZF = 0x40, SF = 0x80, DF = 0x400, OF = 0x800;
+    private const ulong Arith = CF | PF | AF | ZF | SF | OF;
+
+    private const string OtherForm =
+        "in 64-bit mode its encoding decodes as another form: the soft CPU decodes as Intel parts do (66h ignored on near branches, "
+        + "which stay 64-bit) while this AMD host would truncate RIP to 16 bits, where nothing is mapped";
+
+    [NativeLong64Fact]
+    public void Every_implemented_64_bit_mode_form_agrees_with_the_host_cpu_or_says_why_not()
+    {
+        var forms = SoftCpu.ImplementedForms.Where(c => c.ToOpCode().Mode64)
+            .Where(c => Only is null || Only.Any(o => c.ToString().StartsWith(o, StringComparison.Ordinal)))
+            .OrderBy(c => c.ToString(), StringComparer.Ordinal).ToList();
+        var notVerified = new SortedDictionary<string, List<Code>>(StringComparer.Ordinal);
+        var verified = new List<Code>();
+        var failures = new List<string>();
+        var rng = new Random(20261125);
+        long cases = 0;
+        using var harness = new Harness();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        foreach (var code in forms)
+        {
+            string? reason = WhyNotVerifiable64(code);
+            if (reason is null)
+            {
+                int before = failures.Count, compared = 0, otherForm = 0;
+                if (Trace) Console.Error.WriteLine($"silicon64: {code}");
+                for (int k = 0; k < IterationsPerForm && failures.Count - before < 3; k++)
+                {
+                    // A case is reported only if it mismatches twice with the same operands: a one-off difference
+                    // is host interference with the native run (a signal delivered mid-run), not the CPU model.
+                    int seed = rng.Next();
+                    var r = harness.RunOne(code, new Random(seed), k);
+                    if (r.Mismatch is not null) r = harness.RunOne(code, new Random(seed), k);
+                    if (r.Mismatch is not null) failures.Add($"{code}: {r.Mismatch}");
+                    if (r.Compared) compared++;
+                    if (r.OtherForm) otherForm++;
+                }
+                cases += compared;
+                if (compared > 0 || failures.Count > before)
+                {
+                    verified.Add(code);
+                    continue;
+                }
+                reason = otherForm > 0 ? OtherForm : "every random case was one the SDM leaves undefined";
+            }
+            if (!notVerified.TryGetValue(reason, out var list)) notVerified[reason] = list = [];
+            list.Add(code);
+        }
+
+        var report = new StringBuilder();
+        report.AppendLine($"Software CPU vs host CPU in 64-bit mode ({RuntimeInformation.OSDescription}), {IterationsPerForm} random cases per form");
+        report.AppendLine($"forms implemented: {SoftCpu.ImplementedForms.Count}");
+        report.AppendLine($"forms implemented and valid in 64-bit mode: {forms.Count}");
+        report.AppendLine($"forms verified natively in 64-bit mode: {verified.Count} ({cases} cases compared, {clock.Elapsed.TotalSeconds:F0} s)");
+        report.AppendLine($"forms not verified natively: {notVerified.Values.Sum(l => l.Count)}");
+        foreach (var (why, codes) in notVerified)
+        {
+            report.AppendLine($"  {codes.Count} — {why}:");
+            report.AppendLine("    " + string.Join(" ", codes));
+        }
+        report.AppendLine($"mismatches: {failures.Count}");
+        foreach (var f in failures.Take(200)) report.AppendLine("  " + f);
+        output.WriteLine(report.ToString());
+        if (Only is null) SiliconTests.WriteReport("silicon64-report.txt", report.ToString());
+
+        Assert.True(failures.Count == 0, $"{failures.Count} mismatches against the host CPU:\n" + string.Join("\n", failures.Take(40)));
+        Assert.Equal(forms.Count, verified.Count + notVerified.Values.Sum(l => l.Count));
+    }
+
+    /// <summary>Null when the 64-bit harness can run the form and compare it; otherwise why it cannot.</summary>
+    internal static string? WhyNotVerifiable64(Code code)
+    {
+        var info = code.ToOpCode();
+        if (!info.Mode64) return "not valid in 64-bit mode";
+        // Reading a segment register is comparable here: the soft CPU runs at CPL 3 with the host's selectors.
+        if (code is Code.Mov_rm16_Sreg or Code.Mov_r32m16_Sreg or Code.Mov_r64m16_Sreg or Code.Pushw_FS or Code.Pushq_FS
+            or Code.Pushw_GS or Code.Pushq_GS)
+            return null;
+        if (SiliconTests.WhyNotVerifiableInUserMode(code) is string reason) return reason;
+        // 16-bit near branches: Iced's codes for them exist in 64-bit mode only as AMD decodes 66h there.
+        var m = code.Mnemonic();
+        if (code is Code.Jmp_rm16 or Code.Call_rm16 or Code.Retnw or Code.Retnw_imm16
+            || (m is Mnemonic.Loop or Mnemonic.Loope or Mnemonic.Loopne or Mnemonic.Jcxz or Mnemonic.Jecxz or Mnemonic.Jrcxz
+                && code.ToString().Contains("_16_", StringComparison.Ordinal)))
+            return OtherForm;
+        for (int n = 0; n < info.OpCount; n++)
+        {
+            if (info.GetOpKind(n) is OpCodeOperandKind.br16_1 or OpCodeOperandKind.br16_2) return OtherForm;
+        }
+        return null;
+    }
+
+    /// <summary>The outcome of one random case.</summary>
+    private readonly record struct CaseResult(string? Mismatch, bool Compared, bool OtherForm);
+
+    private sealed class Harness : IDisposable
+    {
+        // The page tables live in a second guest region of their own at this guest-physical address.
+        private const ulong TablesGpa = 0x10_0000, TablesSize = 0x4000;
+
+        private readonly ulong _base = NativeLong64.Base;
+        private readonly byte* _p = NativeLong64.Pointer;
+        private readonly byte* _tables;
+        private readonly SoftCpu _cpu;
+        private readonly byte[] _initial = new byte[NativeLong64.StackTop - NativeLong64.DataOffset];
+        private readonly byte[] _native = new byte[NativeLong64.StackTop - NativeLong64.DataOffset]; // data buffer and test stack
+
+        public Harness()
+        {
+            _tables = (byte*)NativeMemory.AlignedAlloc((nuint)TablesSize, 0x1000);
+            new Span<byte>(_tables, (int)TablesSize).Clear();
+            BuildPageTables();
+            var memory = new GuestMemory([
+                new GuestRegion("tables", TablesGpa, TablesSize, _tables),
+                new GuestRegion("long64", _base, NativeLong64.Size, _p),
+            ]);
+            _cpu = new SoftCpu(memory, new SiliconTests.NoIo());
+        }
+
+        public void Dispose() => NativeMemory.AlignedFree(_tables);
+
+        /// <summary>PML4, PDPT, PD and one page table identity-mapping the native mapping with 4 KiB pages (read/write, user).</summary>
+        private void BuildPageTables()
+        {
+            ulong* pml4 = (ulong*)_tables, pdpt = (ulong*)(_tables + 0x1000), pd = (ulong*)(_tables + 0x2000), pt = (ulong*)(_tables + 0x3000);
+            const ulong PresentWritable = 7; // present, writable, user (the soft CPU runs at CPL 3 like the host process)
+            pml4[(_base >> 39) & 511] = (TablesGpa + 0x1000) | PresentWritable;
+            pdpt[(_base >> 30) & 511] = (TablesGpa + 0x2000) | PresentWritable;
+            pd[(_base >> 21) & 511] = (TablesGpa + 0x3000) | PresentWritable;
+            for (ulong page = 0; page < NativeLong64.Size / 0x1000; page++)
+                pt[((_base >> 12) & 511) + page] = (_base + page * 0x1000) | PresentWritable;
+        }
+
+        private ulong DataBase => _base + NativeLong64.DataOffset;
+        private ulong StackPointer => _base + NativeLong64.StackTop - 0x200;
+
+        public CaseResult RunOne(Code code, Random rng, int k)
+        {
+            var info = code.ToOpCode();
+            var regs = new ulong[16];
+            for (int r = 0; r < 16; r++) regs[r] = RandomValue(rng);
+            regs[4] = StackPointer;
+            ulong flags = ((ulong)rng.Next() & (Arith | DF)) | 0x202;
+            var data = new Span<byte>(_p + NativeLong64.DataOffset, _initial.Length);
+            rng.NextBytes(data);
+
+            ulong codeAt = _base + NativeLong64.CodeOffset;
+            byte[] prologue = NativeLong64.Prologue(codeAt);
+            ulong insnAt = codeAt + (ulong)prologue.Length;
+
+            // Half the cases may use AH-BH (no REX prefix at all); the others may use R8-R15 and SPL-DIL.
+            bool legacy = rng.Next(2) == 0;
+            var ins = BuildInstruction(code, info, rng, k, regs, legacy);
+            if (!TryEncode(ins, insnAt, out byte[] bytes, out string? error))
+            {
+                if (!legacy) throw new InvalidOperationException($"{code}: {error}");
+                ins = BuildInstruction(code, info, rng, k, regs, legacy: false);
+                if (!TryEncode(ins, insnAt, out bytes, out error)) throw new InvalidOperationException($"{code}: {error}");
+            }
+            // The soft CPU decodes as Intel does; a form that decodes as another is not what would be compared.
+            var decoder = Decoder.Create(64, bytes);
+            decoder.IP = insnAt;
+            decoder.Decode(out var decoded);
+            if (decoded.Code != code) return new CaseResult(null, false, true);
+
+            ulong epilogueA = insnAt + (ulong)bytes.Length;
+            byte[] epiA = NativeLong64.Epilogue(epilogueA, 0);
+            ulong epilogueB = epilogueA + (ulong)epiA.Length;
+            byte[] epiB = NativeLong64.Epilogue(epilogueB, 1);
+            if (ins.Op0Kind == OpKind.NearBranch64)
+            {
+                ins.NearBranch64 = epilogueB;
+                bytes = Encode(ins, insnAt);
+                if (insnAt + (ulong)bytes.Length != epilogueA) throw new InvalidOperationException($"{code}: branch re-encoding changed the length");
+            }
+
+            ulong undefined = Constrain(code, ins, rng, regs, epilogueB, out int? uncomparedReg);
+            if (undefined == ulong.MaxValue) return default; // operand set the SDM leaves wholly undefined; nothing to compare
+
+            var codeSpan = new Span<byte>(_p + NativeLong64.CodeOffset, (int)NativeLong64.CodeSize);
+            codeSpan.Clear();
+            prologue.CopyTo(codeSpan);
+            bytes.CopyTo(codeSpan[prologue.Length..]);
+            epiA.CopyTo(codeSpan[(prologue.Length + bytes.Length)..]);
+            epiB.CopyTo(codeSpan[(prologue.Length + bytes.Length + epiA.Length)..]);
+
+            // Snapshot memory, run natively.
+            new Span<byte>(_p + NativeLong64.DataOffset, _initial.Length).CopyTo(_initial);
+            ulong* s = NativeLong64.State;
+            for (int r = 0; r < 16; r++) s[r] = regs[r];
+            s[NativeLong64.InFlags] = flags;
+            s[NativeLong64.Marker] = 0xdead;
+            NativeLong64.Run(codeAt);
+            var nRegs = new ulong[16];
+            for (int r = 0; r < 16; r++) nRegs[r] = s[NativeLong64.OutRegs + r];
+            ulong nFlags = s[NativeLong64.OutFlags];
+            ulong nRip = s[NativeLong64.Marker] == 1 ? epilogueB : epilogueA;
+            new Span<byte>(_p + NativeLong64.DataOffset, _native.Length).CopyTo(_native);
+
+            // Restore memory, run on the soft CPU in 64-bit mode.
+            _initial.CopyTo(new Span<byte>(_p + NativeLong64.DataOffset, _initial.Length));
+            // CPL 3 with the process's own selectors (so reads of segment registers compare), flat segments.
+            static SegmentRegister Data(int segment) =>
+                SegmentRegister.Make(NativeLong64.HostSelector(segment), 0, 0xffff_ffff, type: 0x3, s: true, dpl: 3, l: false, db: true, g: true);
+            _cpu.SetSystemRegisters(new SystemRegisters
+            {
+                Cs = SegmentRegister.Make(NativeLong64.HostSelector(1), 0, 0xffff_ffff, type: 0xb, s: true, dpl: 3, l: true, db: false, g: true),
+                Es = Data(0), Ss = Data(2), Ds = Data(3), Fs = Data(4), Gs = Data(5),
+                Cr0 = 0x8000_0011, Cr3 = TablesGpa, Cr4 = 0x20, Efer = 0x500,
+            });
+            var cr = new CpuRegisters { Rip = insnAt, Rflags = flags };
+            for (int r = 0; r < 16; r++) cr[r] = regs[r];
+            _cpu.SetRegisters(cr);
+            _cpu.ClearLastException();
+            var outcome = _cpu.Step();
+            var sr = _cpu.GetRegisters();
+
+            string Inputs()
+            {
+                var t = new StringBuilder($"[{Format(bytes)}] {decoded}");
+                for (int r = 0; r < 16; r++)
+                    if (r != 4) t.Append($" {RegName(r)}={regs[r]:x}");
+                return t.Append($" flags={flags:x}").ToString();
+            }
+            CaseResult Fail(string what) => new($"{what}; {Inputs()}", true, false);
+            if (outcome != StepOutcome.Retired)
+                return Fail($"soft CPU {outcome} ({_cpu.LastException}) where the host retired it");
+            for (int r = 0; r < 16; r++)
+            {
+                if (uncomparedReg == r) continue;
+                if (sr[r] != nRegs[r]) return Fail($"{RegName(r)} host {nRegs[r]:x16} soft {sr[r]:x16}");
+            }
+            if (sr.Rip != nRip) return Fail($"RIP host {nRip:x} soft {sr.Rip:x}");
+            ulong compare = (Arith | DF) & ~undefined;
+            if ((sr.Rflags & compare) != (nFlags & compare))
+                return Fail($"flags host {nFlags & compare:x} soft {sr.Rflags & compare:x} (compared {compare:x})");
+            // Memory: the data buffer, and the stack from the lowest stack pointer of the run upward. Below that,
+            // the host kernel may have written a signal frame while the native code ran (the runtime signals
+            // threads for GC), which is not the instruction's doing.
+            ulong lowestSp = Math.Min(regs[4], Math.Min(nRegs[4], sr[4]));
+            int dataEnd = (int)(NativeLong64.StackLow - NativeLong64.DataOffset);
+            int stackFrom = (int)Math.Clamp((long)lowestSp - (long)DataBase, dataEnd, _native.Length);
+            var softMem = new ReadOnlySpan<byte>(_p + NativeLong64.DataOffset, _native.Length);
+            for (int at = 0; at < _native.Length; at++)
+            {
+                if (at >= dataEnd && at < stackFrom) continue;
+                if (softMem[at] != _native[at])
+                    return Fail($"memory at {DataBase + (ulong)at:x} host {_native[at]:x2} soft {softMem[at]:x2}");
+            }
+            return new CaseResult(null, true, false);
+        }
+
+        private static readonly string[] Names = ["rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"];
+
+        private static string RegName(int r) => Names[r];
+
+        private static string Format(byte[] b) => string.Join(" ", b.Select(x => x.ToString("x2", System.Globalization.CultureInfo.InvariantCulture)));
+
+        private static bool TryEncode(in Instruction ins, ulong at, out byte[] bytes, out string? error)
+        {
+            var w = new MemoryStream();
+            var e = Encoder.Create(64, new StreamCodeWriter(w));
+            bool ok = e.TryEncode(ins, at, out _, out error);
+            bytes = w.ToArray();
+            return ok;
+        }
+
+        private static byte[] Encode(in Instruction ins, ulong at)
+            => TryEncode(ins, at, out byte[] bytes, out string? error) ? bytes : throw new InvalidOperationException($"{ins.Code}: {error}");
+
+        private static ulong RandomValue(Random rng) => rng.Next(12) switch
+        {
+            0 => 0,
+            1 => 1,
+            2 => ulong.MaxValue,
+            3 => 0x8000_0000_0000_0000,
+            4 => 0x7fff_ffff_ffff_ffff,
+            5 => (ulong)rng.Next(256),
+            6 => 0xffff_ffff,
+            7 => 0x8000_0000,
+            8 => (ulong)rng.NextInt64(0, 1L << 32),
+            9 => (ulong)rng.NextInt64(0, 1L << 32) | 0xffff_ffff_0000_0000,
+            _ => (ulong)rng.NextInt64() ^ ((ulong)rng.Next(2) << 63),
+        };
+
+        private static readonly Register[] R8Legacy = [Register.AL, Register.CL, Register.DL, Register.BL, Register.AH, Register.CH, Register.DH, Register.BH];
+        private static readonly Register[] R8Rex =
+        [
+            Register.AL, Register.CL, Register.DL, Register.BL, Register.BPL, Register.SIL, Register.DIL,
+            Register.R8L, Register.R9L, Register.R10L, Register.R11L, Register.R12L, Register.R13L, Register.R14L, Register.R15L,
+        ];
+
+        // RSP/ESP/SP are never operands: the test stack pointer must stay where it is.
+        private static readonly int[] LegacyIndexes = [0, 1, 2, 3, 5, 6, 7];
+        private static readonly int[] AllIndexes = [0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
+        // Memory bases and indexes: never RAX/RDX (division and CMPXCHG steer them) nor RSP.
+        private static readonly int[] LegacyBases = [1, 3, 5, 6, 7];
+        private static readonly int[] AllBases = [1, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
+
+        private static Register Gpr(int bits, int index) => bits switch
+        {
+            64 => Register.RAX + index,
+            32 => Register.EAX + index,
+            16 => Register.AX + index,
+            _ => throw new ArgumentOutOfRangeException(nameof(bits)),
+        };
+
+        private static int RegisterIndex(Register r) => r.GetFullRegister() - Register.RAX;
+
+        private Instruction BuildInstruction(Code code, OpCodeInfo info, Random rng, int k, ulong[] regs, bool legacy)
+        {
+            var ins = Instruction.Create(code);
+            bool memoryChoice = (k & 1) == 1;
+            int[] indexes = legacy ? LegacyIndexes : AllIndexes;
+            var m = code.Mnemonic();
+            for (int n = 0; n < info.OpCount; n++)
+            {
+                var kind = info.GetOpKind(n);
+                switch (kind)
+                {
+                    case OpCodeOperandKind.r8_reg or OpCodeOperandKind.r8_opcode:
+                        SetReg(ref ins, n, Byte(rng, legacy, n, m));
+                        break;
+                    case OpCodeOperandKind.r16_reg or OpCodeOperandKind.r16_rm or OpCodeOperandKind.r16_opcode or OpCodeOperandKind.r16_reg_mem:
+                        SetReg(ref ins, n, Gpr(16, indexes[rng.Next(indexes.Length)]));
+                        break;
+                    case OpCodeOperandKind.r32_reg or OpCodeOperandKind.r32_rm or OpCodeOperandKind.r32_opcode or OpCodeOperandKind.r32_reg_mem:
+                        SetReg(ref ins, n, Gpr(32, indexes[rng.Next(indexes.Length)]));
+                        break;
+                    case OpCodeOperandKind.r64_reg or OpCodeOperandKind.r64_rm or OpCodeOperandKind.r64_opcode or OpCodeOperandKind.r64_reg_mem:
+                        SetReg(ref ins, n, Gpr(64, indexes[rng.Next(indexes.Length)]));
+                        break;
+                    case OpCodeOperandKind.r8_or_mem or OpCodeOperandKind.r16_or_mem or OpCodeOperandKind.r32_or_mem or OpCodeOperandKind.r64_or_mem:
+                        if (memoryChoice) SetMemory(ref ins, n, rng, regs, legacy);
+                        else if (kind == OpCodeOperandKind.r8_or_mem) SetReg(ref ins, n, Byte(rng, legacy, n, m));
+                        else
+                        {
+                            int bits = kind switch { OpCodeOperandKind.r16_or_mem => 16, OpCodeOperandKind.r32_or_mem => 32, _ => 64 };
+                            SetReg(ref ins, n, Gpr(bits, indexes[rng.Next(indexes.Length)]));
+                        }
+                        break;
+                    case OpCodeOperandKind.mem:
+                        SetMemory(ref ins, n, rng, regs, legacy);
+                        break;
+                    case OpCodeOperandKind.mem_offs:
+                        // MOV AL/AX/EAX/RAX <-> moffs: a 64-bit absolute address, or a 32-bit one with 67h.
+                        ins.SetOpKind(n, OpKind.Memory);
+                        ins.MemoryBase = Register.None;
+                        ins.MemoryIndex = Register.None;
+                        ins.MemoryDisplSize = rng.Next(2) == 0 ? 8 : 4;
+                        ins.MemoryDisplacement64 = DataBase + 0x400 + (ulong)rng.Next(0x100);
+                        break;
+                    case OpCodeOperandKind.al: SetReg(ref ins, n, Register.AL); break;
+                    case OpCodeOperandKind.cl: SetReg(ref ins, n, Register.CL); break;
+                    case OpCodeOperandKind.ax: SetReg(ref ins, n, Register.AX); break;
+                    case OpCodeOperandKind.dx: SetReg(ref ins, n, Register.DX); break;
+                    case OpCodeOperandKind.eax: SetReg(ref ins, n, Register.EAX); break;
+                    case OpCodeOperandKind.rax: SetReg(ref ins, n, Register.RAX); break;
+                    case OpCodeOperandKind.seg_reg: SetReg(ref ins, n, Register.ES + rng.Next(6)); break;
+                    case OpCodeOperandKind.fs: SetReg(ref ins, n, Register.FS); break;
+                    case OpCodeOperandKind.gs: SetReg(ref ins, n, Register.GS); break;
+                    case OpCodeOperandKind.imm8:
+                        if (n == 1 && info.OpCount == 2 && info.GetOpKind(0) == OpCodeOperandKind.imm16)
+                        {
+                            ins.SetOpKind(n, OpKind.Immediate8_2nd);
+                            ins.Immediate8_2nd = (byte)rng.Next(0, 4); // ENTER nesting level, kept small
+                        }
+                        else
+                        {
+                            ins.SetOpKind(n, OpKind.Immediate8);
+                            ins.Immediate8 = (byte)RandomValue(rng);
+                        }
+                        break;
+                    case OpCodeOperandKind.imm8_const_1:
+                        ins.SetOpKind(n, OpKind.Immediate8);
+                        ins.Immediate8 = 1;
+                        break;
+                    case OpCodeOperandKind.imm8sex16:
+                        ins.SetOpKind(n, OpKind.Immediate8to16);
+                        ins.Immediate8to16 = (sbyte)RandomValue(rng);
+                        break;
+                    case OpCodeOperandKind.imm8sex32:
+                        ins.SetOpKind(n, OpKind.Immediate8to32);
+                        ins.Immediate8to32 = (sbyte)RandomValue(rng);
+                        break;
+                    case OpCodeOperandKind.imm8sex64:
+                        ins.SetOpKind(n, OpKind.Immediate8to64);
+                        ins.Immediate8to64 = (sbyte)RandomValue(rng);
+                        break;
+                    case OpCodeOperandKind.imm16:
+                        ins.SetOpKind(n, OpKind.Immediate16);
+                        ins.Immediate16 = m == Mnemonic.Enter ? (ushort)rng.Next(0, 0x400) : (ushort)RandomValue(rng);
+                        break;
+                    case OpCodeOperandKind.imm32:
+                        ins.SetOpKind(n, OpKind.Immediate32);
+                        ins.Immediate32 = (uint)RandomValue(rng);
+                        break;
+                    case OpCodeOperandKind.imm32sex64:
+                        ins.SetOpKind(n, OpKind.Immediate32to64);
+                        ins.Immediate32to64 = (int)RandomValue(rng);
+                        break;
+                    case OpCodeOperandKind.imm64:
+                        ins.SetOpKind(n, OpKind.Immediate64);
+                        ins.Immediate64 = RandomValue(rng);
+                        break;
+                    case OpCodeOperandKind.br64_1 or OpCodeOperandKind.br64_4:
+                        ins.SetOpKind(n, OpKind.NearBranch64);
+                        ins.NearBranch64 = _base + NativeLong64.CodeOffset + 0x60; // placeholder; the real target is set after the first encoding
+                        break;
+                    case OpCodeOperandKind.seg_rSI or OpCodeOperandKind.es_rDI:
+                        // String operands: RSI/RDI, or ESI/EDI with 67h (the upper halves must then be ignored).
+                        break;
+                    case OpCodeOperandKind.seg_rBX_al:
+                        ins.SetOpKind(n, OpKind.Memory);
+                        ins.MemoryBase = Register.RBX;
+                        ins.MemoryIndex = Register.AL;
+                        ins.MemoryIndexScale = 1;
+                        regs[3] = DataBase + 0x100;
+                        break;
+                    default:
+                        throw new InvalidOperationException($"{code}: operand kind {kind} has no generator");
+                }
+            }
+            if (Enumerable.Range(0, info.OpCount).Any(n => info.GetOpKind(n) is OpCodeOperandKind.seg_rSI or OpCodeOperandKind.es_rDI))
+            {
+                bool address32 = rng.Next(4) == 0;
+                for (int n = 0; n < info.OpCount; n++)
+                {
+                    if (info.GetOpKind(n) == OpCodeOperandKind.seg_rSI) ins.SetOpKind(n, address32 ? OpKind.MemorySegESI : OpKind.MemorySegRSI);
+                    if (info.GetOpKind(n) == OpCodeOperandKind.es_rDI) ins.SetOpKind(n, address32 ? OpKind.MemoryESEDI : OpKind.MemoryESRDI);
+                }
+                switch (rng.Next(3))
+                {
+                    case 1: ins.HasRepePrefix = true; break;
+                    case 2: ins.HasRepnePrefix = true; break;
+                }
+                ulong high = address32 ? (ulong)rng.NextInt64() << 32 : 0;
+                regs[6] = high | (DataBase + 0x800 + (ulong)rng.Next(64));
+                regs[7] = high | (DataBase + 0x1000 + (ulong)rng.Next(64));
+                regs[1] = (address32 ? regs[1] & 0xffff_ffff_0000_0000UL : 0UL) | (uint)rng.Next(0, 17);
+            }
+            if (m == Mnemonic.Cmpxchg16b) AlignMemory(ref ins, regs, 16);
+            return ins;
+        }
+
+        /// <summary>A byte register for operand <paramref name="n"/>: AH-BH without REX, or SPL-DIL and R8L-R15L with it.</summary>
+        private static Register Byte(Random rng, bool legacy, int n, Mnemonic m)
+        {
+            if (legacy) return R8Legacy[rng.Next(R8Legacy.Length)];
+            // SPL only as a source: a second operand that the instruction does not write.
+            if (n > 0 && m is not (Mnemonic.Xchg or Mnemonic.Xadd) && rng.Next(R8Rex.Length + 1) == 0) return Register.SPL;
+            return R8Rex[rng.Next(R8Rex.Length)];
+        }
+
+        private static void SetReg(ref Instruction ins, int n, Register r)
+        {
+            ins.SetOpKind(n, OpKind.Register);
+            ins.SetOpRegister(n, r);
+        }
+
+        /// <summary>
+        /// A memory operand at the data buffer's middle (±1 KiB) through one of five addressings: base + displacement,
+        /// base + index × scale + displacement, RIP-relative, absolute disp32 (with or without 67h), or a 32-bit
+        /// address size (67h) whose registers carry random upper halves that must be ignored.
+        /// </summary>
+        private void SetMemory(ref Instruction ins, int n, Random rng, ulong[] regs, bool legacy)
+        {
+            int[] bases = legacy ? LegacyBases : AllBases;
+            ins.SetOpKind(n, OpKind.Memory);
+            ins.MemoryIndex = Register.None;
+            ins.MemoryIndexScale = 1;
+            int disp = rng.Next(-0x400, 0x3f0);
+            ulong target = DataBase + 0x1000 + (ulong)(long)disp;
+            int mode = rng.Next(5);
+            bool address32 = mode == 4;
+            int b = bases[rng.Next(bases.Length)];
+            ins.MemoryBase = Gpr(address32 ? 32 : 64, b);
+            // Iced's displacement sizes: 1 (the shortest that fits), 4 with 32-bit addressing, 8 with 64-bit addressing.
+            ins.MemoryDisplSize = disp is >= -128 and <= 127 ? 1 : address32 ? 4 : 8;
+            ins.MemoryDisplacement64 = address32 ? (uint)disp : (ulong)(long)disp;
+            ulong baseValue = DataBase + 0x1000;
+            switch (mode)
+            {
+                case 1 or 4 when rng.Next(2) == 0 || mode == 1:
+                    {
+                        int x;
+                        do x = bases[rng.Next(bases.Length)]; while (x == b);
+                        int scale = 1 << rng.Next(4);
+                        long index = rng.Next(-0x40, 0x40);
+                        ins.MemoryIndex = Gpr(address32 ? 32 : 64, x);
+                        ins.MemoryIndexScale = scale;
+                        baseValue -= (ulong)(index * scale);
+                        regs[x] = address32 ? ((ulong)rng.NextInt64() << 32) | (uint)index : (ulong)index;
+                        break;
+                    }
+                case 2:
+                    ins.MemoryBase = Register.RIP;
+                    ins.MemoryDisplSize = 8;
+                    ins.MemoryDisplacement64 = target;
+                    return;
+                case 3:
+                    ins.MemoryBase = Register.None;
+                    ins.MemoryDisplSize = rng.Next(2) == 0 ? 4 : 8; // [disp32] with 67h, or sign-extended without
+                    ins.MemoryDisplacement64 = target;
+                    return;
+            }
+            regs[b] = address32 ? ((ulong)rng.NextInt64() << 32) | (uint)baseValue : baseValue;
+        }
+
+        /// <summary>Effective address of the instruction's memory operand (RIP-relative operands hold their target).</summary>
+        private static ulong EffectiveAddress(in Instruction ins, ulong[] regs)
+        {
+            if (ins.MemoryBase == Register.RIP) return ins.MemoryDisplacement64;
+            ulong a = ins.MemoryDisplacement64;
+            if (ins.MemoryBase != Register.None) a += regs[RegisterIndex(ins.MemoryBase)];
+            if (ins.MemoryIndex != Register.None) a += regs[RegisterIndex(ins.MemoryIndex)] * (ulong)ins.MemoryIndexScale;
+            return ins.MemoryBase.IsGPR32() || ins.MemoryIndex.IsGPR32() ? (uint)a : a;
+        }
+
+        /// <summary>Moves the memory operand to the next multiple of <paramref name="alignment"/> (CMPXCHG16B faults otherwise).</summary>
+        private static void AlignMemory(ref Instruction ins, ulong[] regs, uint alignment)
+        {
+            ulong ea = EffectiveAddress(ins, regs);
+            ulong delta = (alignment - (ea % alignment)) % alignment;
+            ins.MemoryDisplacement64 += delta;
+            if (ins.MemoryBase.IsGPR32()) ins.MemoryDisplacement64 = (uint)ins.MemoryDisplacement64;
+            if (ins.MemoryDisplSize == 1 && (long)ins.MemoryDisplacement64 is < -128 or > 127) ins.MemoryDisplSize = ins.MemoryBase.IsGPR32() ? 4 : 8;
+        }
+
+        private static int OperandBits(in Instruction ins)
+        {
+            if (ins.OpCount == 0) return 64;
+            if (ins.Op0Kind == OpKind.Register) return ins.Op0Register.GetSize() * 8;
+            if (ins.Op0Kind == OpKind.Memory) return ins.MemorySize.GetSize() * 8 is var b && b > 0 ? Math.Min(b, 64) : 64;
+            return 64;
+        }
+
+        private static ulong Mask(int bits) => bits == 64 ? ulong.MaxValue : (1UL << bits) - 1;
+
+        /// <summary>The value of register operand <paramref name="r"/> as the instruction reads it.</summary>
+        private static ulong ReadRegister(Register r, ulong[] regs)
+        {
+            ulong v = regs[RegisterIndex(r)];
+            if (r is Register.AH or Register.CH or Register.DH or Register.BH) return (v >> 8) & 0xff;
+            return v & Mask(r.GetSize() * 8);
+        }
+
+        /// <summary>
+        /// Adjusts operands so the native run cannot fault and control stays in our code, and returns the flags the
+        /// SDM leaves undefined for this case (ulong.MaxValue: the whole result is undefined). A destination register
+        /// the SDM leaves undefined is named in <paramref name="uncomparedReg"/>.
+        /// </summary>
+        private ulong Constrain(Code code, Instruction ins, Random rng, ulong[] regs, ulong epilogueB, out int? uncomparedReg)
+        {
+            uncomparedReg = null;
+            var m = code.Mnemonic();
+            int bits = OperandBits(ins);
+            ulong count = ins.Op1Kind == OpKind.Register && ins.Op1Register == Register.CL || ins.Op2Kind == OpKind.Register && ins.Op2Register == Register.CL
+                ? regs[1] & 0xff
+                : ins.OpCount > 1 && ins.GetOpKind(ins.OpCount - 1) == OpKind.Immediate8 ? ins.Immediate8 : 1u;
+            ulong countMask = bits == 64 ? 0x3fUL : 0x1fUL;
+            switch (m)
+            {
+                case Mnemonic.Div or Mnemonic.Idiv:
+                    // A divisor register that is also part of the dividend cannot be steered clear of #DE here.
+                    if (ins.Op0Kind == OpKind.Register && RegisterIndex(ins.Op0Register) is 0 or 2) return ulong.MaxValue;
+                    MakeDivisionSafe(ins, regs, m == Mnemonic.Idiv, bits);
+                    return Arith;
+                case Mnemonic.Mul or Mnemonic.Imul:
+                    return SF | ZF | AF | PF;
+                case Mnemonic.And or Mnemonic.Or or Mnemonic.Xor or Mnemonic.Test:
+                    return AF;
+                case Mnemonic.Shl or Mnemonic.Sal or Mnemonic.Shr or Mnemonic.Sar:
+                    {
+                        ulong c = count & countMask;
+                        if (c == 0) return 0;
+                        ulong u = AF;
+                        if (c != 1) u |= OF;
+                        if (c >= (ulong)bits && m != Mnemonic.Sar) u |= CF;
+                        return u;
+                    }
+                case Mnemonic.Rol or Mnemonic.Ror or Mnemonic.Rcl or Mnemonic.Rcr:
+                    return (count & countMask) != 1 ? OF : 0;
+                case Mnemonic.Shld or Mnemonic.Shrd:
+                    {
+                        ulong c = count & countMask;
+                        if (c == 0) return 0;
+                        if (c > (ulong)bits)
+                        {
+                            if (ins.Op0Kind == OpKind.Register) uncomparedReg = RegisterIndex(ins.Op0Register);
+                            else return ulong.MaxValue; // an undefined memory destination
+                            return Arith;
+                        }
+                        return AF | (c != 1 ? OF : 0);
+                    }
+                case Mnemonic.Bt or Mnemonic.Bts or Mnemonic.Btr or Mnemonic.Btc:
+                    if (ins.Op0Kind == OpKind.Memory && ins.Op1Kind == OpKind.Register)
+                    {
+                        // A register bit offset reaches ±768 bytes around the operand (it is signed, of the operand size).
+                        int idx = RegisterIndex(ins.Op1Register);
+                        if (ins.MemoryBase != Register.RIP && ins.MemoryBase != Register.None && idx == RegisterIndex(ins.MemoryBase)) return ulong.MaxValue;
+                        if (ins.MemoryIndex != Register.None && idx == RegisterIndex(ins.MemoryIndex)) return ulong.MaxValue;
+                        long off = rng.Next(-8 * 0x300, 8 * 0x300);
+                        regs[idx] = (regs[idx] & ~Mask(bits)) | ((ulong)off & Mask(bits));
+                    }
+                    return OF | SF | AF | PF;
+                case Mnemonic.Bsf or Mnemonic.Bsr:
+                    {
+                        // A zero source leaves the destination undefined.
+                        ulong source = ins.Op1Kind == OpKind.Register ? ReadRegister(ins.Op1Register, regs) : ReadData(EffectiveAddress(ins, regs), bits / 8);
+                        if (source == 0) uncomparedReg = RegisterIndex(ins.Op0Register);
+                        return CF | OF | SF | AF | PF;
+                    }
+                case Mnemonic.Enter:
+                    // Silicon probes the final stack location, so the frame must stay inside the mapped stack.
+                    regs[5] = StackPointer + 0x40; // frame pointer inside the stack area
+                    return 0;
+                case Mnemonic.Leave:
+                    regs[5] = StackPointer + 0x20;
+                    return 0;
+                case Mnemonic.Ret:
+                    WriteData(StackPointer, epilogueB, 8);
+                    return 0;
+                case Mnemonic.Jmp or Mnemonic.Call when ins.Op0Kind is OpKind.Register or OpKind.Memory:
+                    if (ins.Op0Kind == OpKind.Register) regs[RegisterIndex(ins.Op0Register)] = epilogueB;
+                    else WriteData(EffectiveAddress(ins, regs), epilogueB, 8);
+                    return 0;
+                case Mnemonic.Popf or Mnemonic.Popfq:
+                    WriteData(StackPointer, ((ulong)rng.Next() & (Arith | DF)) | 0x202, m == Mnemonic.Popf ? 2 : 8);
+                    return 0;
+                case Mnemonic.Cmpxchg8b:
+                    if (rng.Next(2) == 0)
+                    {
+                        ulong addr = EffectiveAddress(ins, regs);
+                        WriteData(addr, regs[0], 4);
+                        WriteData(addr + 4, regs[2], 4);
+                    }
+                    return 0;
+                case Mnemonic.Cmpxchg16b:
+                    if (rng.Next(2) == 0)
+                    {
+                        ulong addr = EffectiveAddress(ins, regs);
+                        WriteData(addr, regs[0], 8);
+                        WriteData(addr + 8, regs[2], 8);
+                    }
+                    return 0;
+                case Mnemonic.Loop or Mnemonic.Loope or Mnemonic.Loopne or Mnemonic.Jecxz or Mnemonic.Jrcxz:
+                    if (rng.Next(3) == 0)
+                    {
+                        ulong small = (ulong)rng.Next(0, 3);
+                        regs[1] = code.ToString().Contains("ECX", StringComparison.Ordinal) || m == Mnemonic.Jecxz
+                            ? (regs[1] & 0xffff_ffff_0000_0000) | small
+                            : small;
+                    }
+                    return 0;
+            }
+            return 0;
+        }
+
+        private void MakeDivisionSafe(in Instruction ins, ulong[] regs, bool signed, int bits)
+        {
+            // Read the divisor as the instruction will, then move the dividend so the quotient fits. The upper
+            // parts of RAX and RDX that a narrower division ignores keep their random values.
+            ulong mask = Mask(bits);
+            ulong divisor;
+            if (ins.Op0Kind == OpKind.Register)
+            {
+                var r = ins.Op0Register;
+                int idx = RegisterIndex(r);
+                bool high8 = r is Register.AH or Register.CH or Register.DH or Register.BH;
+                if (ReadRegister(r, regs) == 0) regs[idx] |= high8 ? 0x300UL : 3UL;
+                divisor = ReadRegister(r, regs);
+            }
+            else
+            {
+                ulong addr = EffectiveAddress(ins, regs);
+                divisor = ReadData(addr, bits / 8);
+                if (divisor == 0)
+                {
+                    divisor = 7;
+                    WriteData(addr, divisor, bits / 8);
+                }
+            }
+            // Dividend: AX, DX:AX, EDX:EAX or RDX:RAX. Making the high part smaller than the divisor keeps an
+            // unsigned quotient in range; for signed division use the sign extension of the low part.
+            if (!signed)
+            {
+                if (bits == 8) regs[0] = (regs[0] & ~0xff00UL) | ((((regs[0] >> 8) & 0xff) % divisor) << 8);
+                else regs[2] = (regs[2] & ~mask) | ((regs[2] & mask) % divisor);
+            }
+            else
+            {
+                long low = bits switch
+                {
+                    8 => (sbyte)regs[0],
+                    16 => (short)regs[0],
+                    32 => (int)regs[0],
+                    _ => (long)regs[0],
+                };
+                if (bits == 8) regs[0] = (regs[0] & ~0xffffUL) | (ushort)(short)low;
+                else regs[2] = (regs[2] & ~mask) | (low < 0 ? mask : 0);
+                // MIN / -1 overflows: change the dividend.
+                long d = bits switch { 8 => (sbyte)divisor, 16 => (short)divisor, 32 => (int)divisor, _ => (long)divisor };
+                ulong min = 1UL << (bits - 1);
+                if (d == -1 && (regs[0] & mask) == min) regs[0] ^= 1UL << (bits - 2);
+            }
+        }
+
+        private ulong ReadData(ulong addr, int size)
+        {
+            ulong v = 0;
+            for (int i = 0; i < size; i++) v |= (ulong)_p[addr - _base + (ulong)i] << (8 * i);
+            return v;
+        }
+
+        private void WriteData(ulong addr, ulong v, int size)
+        {
+            for (int i = 0; i < size; i++) _p[addr - _base + (ulong)i] = (byte)(v >> (8 * i));
+        }
+    }
+}
+
+/// <summary>A fact that is skipped, with the reason, where the host cannot run 64-bit code natively from a fixed mapping.</summary>
+public sealed class NativeLong64FactAttribute : FactAttribute
+{
+    public NativeLong64FactAttribute()
+    {
+        if (!NativeLong64.Available) Skip = $"not run on this host: {NativeLong64.UnavailableReason}";
+    }
+}
