@@ -69,6 +69,10 @@ public sealed partial class SoftCpu
             var info = code.ToOpCode();
             if (!info.IsInstruction || info.Encoding != EncodingKind.Legacy) continue;
             if (!HandledMnemonics.Contains(code.Mnemonic()) && !simd.Contains(code.Mnemonic())) continue;
+            // SIMD mnemonics name forms from several extensions (PEXTRW to memory is SSE4.1): only SSE, SSE2, FXSR and CLFSH ones.
+            if (simd.Contains(code.Mnemonic()) && !HandledMnemonics.Contains(code.Mnemonic())
+                && !code.CpuidFeatures().All(f => f is CpuidFeature.SSE or CpuidFeature.SSE2 or CpuidFeature.FXSR or CpuidFeature.CLFSH))
+                continue;
             // Encodings only some early parts had (486 A-step CMPXCHG at 0F A6/A7, 8086 POP CS) are not part of
             // the Pentium-class ISA this CPU implements; the decoder never produces them in 32-bit mode.
             if (code.CpuidFeatures().Any(f => f is CpuidFeature.INTEL486_A_ONLY or CpuidFeature.INTEL8086_ONLY)) continue;

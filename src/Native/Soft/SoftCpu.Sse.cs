@@ -91,7 +91,7 @@ public sealed partial class SoftCpu
     {
         var m = i.Mnemonic;
         if ((uint)m >= (uint)SimdKinds.Length || SimdKinds[(int)m] == 0) return false;
-        if (!IsSseForm(i)) return false; // MMX forms (mm registers) are not implemented
+        if (!Implements(i.Code)) return false; // MMX forms and later extensions' forms (e.g. SSE4.1 PEXTRW to memory): #UD
         if (SimdKinds[(int)m] == 2) return CacheControl(i);
         CheckSse();
         switch (m)
@@ -356,16 +356,6 @@ public sealed partial class SoftCpu
                      Mnemonic.Fxsave64, Mnemonic.Fxrstor64])
             t[(int)m] = 2;
         return t;
-    }
-
-    /// <summary>True for the forms on XMM registers (or with no MMX operand): the MMX forms are not implemented.</summary>
-    private static bool IsSseForm(in Instruction i)
-    {
-        for (int k = 0; k < i.OpCount; k++)
-        {
-            if (i.GetOpKind(k) == OpKind.Register && i.GetOpRegister(k).IsMM()) return false;
-        }
-        return true;
     }
 
     /// <summary>Fences, prefetches, CLFLUSH, MOVNTI and FXSAVE/FXRSTOR: no SSE enable check beyond what each needs.</summary>
