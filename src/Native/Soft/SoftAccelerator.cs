@@ -131,6 +131,16 @@ public sealed class SoftVcpu : IVcpu
 
     public int Id { get; }
 
+    /// <summary>CR8 reads and writes go to the LAPIC's TPR, under the kernel devices' lock.</summary>
+    private sealed class ApicTaskPriority(SoftKernelDevices kernel, LocalApic apic) : ITaskPriority
+    {
+        public uint Tpr
+        {
+            get => kernel.ReadTpr(apic);
+            set => kernel.WriteTpr(apic, value);
+        }
+    }
+
     /// <summary>This vCPU's local APIC (in the kernel devices).</summary>
     public LocalApic Apic { get; internal set; } = null!;
 
@@ -188,6 +198,8 @@ public sealed class SoftVcpu : IVcpu
             _handler = handler;
             _cpu.SetSystemRegisters(sregs);
             _cpu.SetRegisters(regs);
+            _cpu.TaskPriority = new ApicTaskPriority(_vm.Kernel, Apic);
+            _cpu.ApicId = (uint)Id;
             var clock = _vm.Clock;
             var cpu = _cpu;
             // The TSC runs at 1 GHz on the VM clock; in deterministic mode it counts every retired instruction.

@@ -176,7 +176,8 @@ public sealed partial class SoftCpu
     /// CPUID: an Intel family 6 model that advertises exactly what this CPU implements, and a brand string saying
     /// what it is. Leaf 1 EDX: PSE, TSC, MSR, PAE, CX8, SEP, MTRR, PGE, CMOV, PAT, CLFSH, FXSR, SSE, SSE2; ECX: CX16. Leaf 0x80000001:
     /// SYSCALL, NX, RDTSCP, LM and LAHF/SAHF in 64-bit mode. Leaf 0x80000008: 40-bit physical and 48-bit linear
-    /// addresses. No FPU, MMX or APIC bit yet. Basic leaves above the maximum return the highest basic leaf, as Intel does.
+    /// addresses. APIC (leaf 1 EDX bit 9) and the initial APIC ID (EBX[31:24]) when a local APIC is wired to the CPU
+    /// (<see cref="TaskPriority"/>). No FPU or MMX yet. Basic leaves above the maximum return the highest basic leaf, as Intel does.
     /// </summary>
     private void Cpuid()
     {
@@ -192,8 +193,9 @@ public sealed partial class SoftCpu
                 break;
             case 1:
                 a = 0x0000_0663;               // family 6, model 6, stepping 3
-                b = 8 << 8;                    // APIC ID 0, CLFLUSH line size 8 x 8 = 64 bytes
-                d = (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) | (1u << 11) | (1u << 12) | (1u << 13) | (1u << 15)
+                b = (ApicId << 24) | (8 << 8); // initial APIC ID, CLFLUSH line size 8 x 8 = 64 bytes
+                if (TaskPriority is not null) d |= 1u << 9; // APIC: a local APIC is wired to this CPU
+                d |= (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) | (1u << 11) | (1u << 12) | (1u << 13) | (1u << 15)
                     | (1u << 16) | (1u << 19) | (1u << 24) | (1u << 25) | (1u << 26); // PSE, TSC, MSR, PAE, CX8, SEP, MTRR, PGE, CMOV, PAT, CLFSH, FXSR, SSE, SSE2
                 c = 1u << 13;                  // CMPXCHG16B
                 break;
@@ -354,6 +356,7 @@ public sealed partial class SoftCpu
                 case Register.CR8:
                     if ((v & ~0xfUL) != 0) throw new CpuFault(ExGP, 0);
                     Cr8 = v;
+                    if (TaskPriority is { } tpr) tpr.Tpr = (uint)v << 4;
                     break;
                 default: throw new CpuFault(ExUD, null);
             }
@@ -367,7 +370,7 @@ public sealed partial class SoftCpu
                 Register.CR2 => Cr2,
                 Register.CR3 => Cr3,
                 Register.CR4 => Cr4,
-                Register.CR8 => Cr8,
+                Register.CR8 => TaskPriority is { } tpr ? (tpr.Tpr >> 4) & 0xf : Cr8,
                 _ => throw new CpuFault(ExUD, null),
             };
             WriteReg(r0, v);

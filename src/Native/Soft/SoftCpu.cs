@@ -34,6 +34,12 @@ public enum StepOutcome
     Shutdown,
 }
 
+/// <summary>The local APIC's TPR, for MOV to and from CR8 (kernel-irqchip=on: the soft kernel's LAPIC).</summary>
+internal interface ITaskPriority
+{
+    uint Tpr { get; set; }
+}
+
 /// <summary>An architectural exception as raised, before delivery.</summary>
 public readonly record struct ExceptionRecord(byte Vector, uint? ErrorCode);
 
@@ -97,6 +103,12 @@ public sealed unsafe partial class SoftCpu
     public const ulong TscFrequencyHz = 1_000_000_000;
 
     public ulong InstructionsRetired => _retired;
+
+    /// <summary>The local APIC's task-priority register as CR8 sees it (TPR bits 7:4 = CR8 bits 3:0); null without a local APIC.</summary>
+    internal ITaskPriority? TaskPriority { get; set; }
+
+    /// <summary>The initial APIC ID CPUID reports (leaf 1 EBX bits 31:24).</summary>
+    internal uint ApicId { get; set; }
 
     public ExceptionRecord? LastException => _lastException;
 

@@ -208,6 +208,22 @@ public sealed class SoftKernelDevices : IMachineControl
     /// has already refused the values the SDM makes #GP; a transition the APIC model refuses on top of that
     /// (none for the values the soft CPU allows) leaves the APIC as it was.
     /// </summary>
+    /// <summary>The LAPIC's TPR (register 0x80), as MOV from CR8 reads it.</summary>
+    internal uint ReadTpr(LocalApic apic)
+    {
+        Span<byte> b = stackalloc byte[4];
+        lock (_lock) apic.Read(LocalApic.TPR << 4, b);
+        return BitConverter.ToUInt32(b);
+    }
+
+    /// <summary>MOV to CR8: the LAPIC's TPR; a lower priority may let a pending interrupt through at the next boundary.</summary>
+    internal void WriteTpr(LocalApic apic, uint value)
+    {
+        Span<byte> b = stackalloc byte[4];
+        BitConverter.TryWriteBytes(b, value);
+        lock (_lock) apic.Write(LocalApic.TPR << 4, b);
+    }
+
     internal void SyncApicBase(LocalApic apic, ulong cpuApicBase)
     {
         if (apic.ApicBaseMsr == cpuApicBase) return;

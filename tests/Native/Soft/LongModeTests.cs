@@ -265,6 +265,30 @@ public sealed class LongModeTests
         Assert.Equal(0x1000UL, other);
     }
 
+    private sealed class FakeTpr : ITaskPriority
+    {
+        public uint Tpr { get; set; }
+    }
+
+    [Fact]
+    public void Cr8_is_the_local_apic_tpr_and_cpuid_then_offers_the_apic()
+    {
+        using var h = LongHarness();
+        var tpr = new FakeTpr { Tpr = 0x50 };
+        h.Cpu.TaskPriority = tpr;
+        h.Cpu.ApicId = 3;
+        Load64(h, SoftCpuHarness.Code, a =>
+        {
+            a.mov(r12, cr8); a.mov(eax, 9); a.mov(cr8, rax);
+            a.mov(eax, 1); a.cpuid();
+        });
+        Assert.Equal(StepOutcome.Halted, h.RunToHalt());
+        Assert.Equal(5UL, h.Regs.R12);          // TPR 0x50: CR8 = TPR[7:4]
+        Assert.Equal(0x90u, tpr.Tpr);           // CR8 = 9: TPR = 0x90
+        Assert.Equal(1UL << 9, h.Regs.Rdx & (1UL << 9));
+        Assert.Equal(3UL, (h.Regs.Rbx >> 24) & 0xff);
+    }
+
     private static StepOutcome StepUntilEvent(SoftCpuHarness h)
     {
         for (int i = 0; i < 1000; i++)
