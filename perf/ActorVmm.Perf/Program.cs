@@ -1,4 +1,31 @@
 // ActorVmm benchmarks: `dotnet run -c Release --project perf/ActorVmm.Perf -- --filter '*'`.
+// `-- quick` runs each soft CPU loop for about two seconds of this thread's CPU time and prints MIPS: a rough
+// figure for development (CPU time, so other load on the machine matters less), without BenchmarkDotNet's
+// warm-up and statistics.
+using ActorVmm.Perf;
 using BenchmarkDotNet.Running;
+
+if (args is ["quick", ..])
+{
+    foreach (var loop in new[] { "alu", "memory", "branchy" })
+    {
+        var b = new SoftCpuBenchmarks { Loop = loop };
+        b.Setup();
+        b.Run(); // JIT warm-up
+        var start = System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime;
+        double seconds = 0;
+        int runs = 0;
+        while (seconds < 2)
+        {
+            b.Run();
+            runs++;
+            seconds = (System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime - start).TotalSeconds;
+        }
+        double mips = runs * (double)SoftCpuBenchmarks.InstructionsPerOp / seconds / 1e6;
+        Console.WriteLine($"{loop,-8} {mips,7:F1} MIPS");
+        b.Cleanup();
+    }
+    return;
+}
 
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);

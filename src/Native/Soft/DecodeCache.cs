@@ -14,10 +14,10 @@ internal sealed unsafe class DecodeCache
     private const int PageSize = 1 << PageShift;
     private const int MaxInstructionLength = 15;
 
-    private sealed class Page
+    internal sealed class Page
     {
         public readonly int[] Index = new int[PageSize]; // 0 = not decoded, else 1 + position in Items
-        public Instruction[] Items = new Instruction[64];
+        public DecodedInstruction[] Items = new DecodedInstruction[64];
         public int Count;
     }
 
@@ -27,11 +27,17 @@ internal sealed unsafe class DecodeCache
     private readonly byte[] _codePageBits = new byte[1 << 20 >> 3]; // first 4 GiB, one bit per page
     private readonly GuestMemoryReader _reader;
     private readonly Decoder[] _decoders = new Decoder[3];
-    private Instruction _invalid;
+    private DecodedInstruction _invalid;
 
     // One-entry lookup cache: the page the CPU is executing in.
     private ulong _lastKey = ulong.MaxValue;
     private Page? _lastPage;
+
+    /// <summary>Changes whenever cached code is dropped: a Page handed out earlier is stale once this moves.</summary>
+    public int Generation { get; private set; }
+
+    /// <summary>The page of the last successful <see cref="Get"/>.</summary>
+    public Page? LastPage => _lastPage;
 
     /// <param name="options">Decoder options: the 286 model decodes with NoInvalidCheck (it ignores a LOCK prefix
     /// that later processors reject with #UD).</param>
@@ -46,7 +52,7 @@ internal sealed unsafe class DecodeCache
 
     /// <summary>Decoded instruction at physical address <paramref name="pa"/>; ok = false when no RAM is there.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public ref readonly Instruction Get(ulong pa, int bitness, out bool ok)
+    public ref readonly DecodedInstruction Get(ulong pa, int bitness, out bool ok)
     {
         ulong key = (pa >> PageShift) << 2 | (uint)(bitness >> 5);
         Page? page = key == _lastKey ? _lastPage : null;
@@ -62,7 +68,7 @@ internal sealed unsafe class DecodeCache
         return ref GetSlow(pa, bitness, key, out ok);
     }
 
-    private ref readonly Instruction GetSlow(ulong pa, int bitness, ulong key, out bool ok)
+    private ref readonly DecodedInstruction GetSlow(ulong pa, int bitness, ulong key, out bool ok)
     {
         int b = bitness == 16 ? 0 : bitness == 32 ? 1 : 2;
         ulong pageNumber = pa >> PageShift;
@@ -89,7 +95,7 @@ internal sealed unsafe class DecodeCache
             if (_reader.Failed) insn = default; // ran into unbacked memory: Code.INVALID, #ExUD/#ExGP at execution
             if (offset + insn.Length > PageSize) MarkCode(pageNumber + 1);
             if (page.Count == page.Items.Length) Array.Resize(ref page.Items, page.Items.Length * 2);
-            page.Items[page.Count] = insn;
+            page.Items[page.Count] = new DecodedInstruction(insn);
             page.Index[offset] = ++page.Count;
         }
         ok = true;
@@ -143,6 +149,7 @@ internal sealed unsafe class DecodeCache
             if (p > 0 && p - 1 < (ulong)_codePageBits.Length * 8) _codePageBits[(p - 1) >> 3] &= (byte)~(1 << (int)((p - 1) & 7));
             _lastKey = ulong.MaxValue;
             _lastPage = null;
+            Generation++;
         }
     }
 
@@ -153,6 +160,7 @@ internal sealed unsafe class DecodeCache
         _codePages.Clear();
         _lastKey = ulong.MaxValue;
         _lastPage = null;
+        Generation++;
     }
 
     /// <summary>Feeds Iced bytes from guest physical memory (no paging in stage 1), at most 15 bytes past the start.</summary>

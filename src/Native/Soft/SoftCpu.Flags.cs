@@ -65,7 +65,8 @@ public sealed partial class SoftCpu
         _op = LazyOp.None;
     }
 
-    private static ulong SizeMask(int bits) => bits == 64 ? ulong.MaxValue : (1UL << bits) - 1;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong SizeMask(int bits) => ulong.MaxValue >> (64 - bits);
 
     private static bool Parity(ulong v) => (BitOperations.PopCount((uint)(v & 0xff)) & 1) == 0;
 

@@ -217,6 +217,7 @@ public sealed partial class SoftCpu
     /// <summary>Drops TLB entries: all of them, or all but global pages.</summary>
     private void FlushTlb(bool keepGlobal)
     {
+        _fetchValid = false;
         for (int i = 0; i < TlbSize; i++)
         {
             if (keepGlobal && (_tlbFlags[i] & TlbGlobal) != 0) continue;
@@ -226,6 +227,7 @@ public sealed partial class SoftCpu
 
     private void InvalidatePage(ulong linear)
     {
+        _fetchValid = false;
         ulong page = linear >> 12;
         int i = (int)(page & (TlbSize - 1));
         if (_tlbTag[i] == page + 1) _tlbTag[i] = 0;

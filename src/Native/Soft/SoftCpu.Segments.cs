@@ -100,12 +100,13 @@ public sealed partial class SoftCpu
         }
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private ref SegmentRegister Sreg(int sreg)
     {
         switch (sreg)
         {
             case 0: return ref Es;
-            case 1: return ref Cs;
+            case 1: return ref _cs; // read through (MemorySegment); writes go through SetSreg
             case 2: return ref Ss;
             case 3: return ref Ds;
             case 4: return ref Fs;

@@ -62,7 +62,19 @@ public sealed unsafe partial class SoftCpu
     // Architectural state.
     internal readonly ulong[] Gpr = new ulong[16];
     internal ulong Rip;
-    internal SegmentRegister Es, Cs, Ss, Ds, Fs, Gs, Ldtr, Tr;
+    internal SegmentRegister Es, Ss, Ds, Fs, Gs, Ldtr, Tr;
+    private SegmentRegister _cs;
+
+    /// <summary>CS. Setting it changes the mode the fetch cache was built for, so it drops that cache.</summary>
+    internal SegmentRegister Cs
+    {
+        get => _cs;
+        set
+        {
+            _cs = value;
+            _fetchValid = false;
+        }
+    }
     internal DescriptorTableRegister Gdtr, Idtr;
     internal ulong Cr0, Cr2, Cr3, Cr4, Cr8, Efer, ApicBase;
 
@@ -238,29 +250,65 @@ public sealed unsafe partial class SoftCpu
         _interruptShadow = false;
         try
         {
-            ref readonly var insn = ref Fetch();
-            _nextRip = (Rip + (ulong)insn.Length) & IpMask;
-            Execute(in insn);
+            ref readonly var d = ref Fetch();
+            _nextRip = (Rip + (ulong)d.Insn.Length) & _fetchIpMask;
+            ExecuteDecoded(in d);
             Rip = _nextRip;
             _retired++;
             return _halted ? StepOutcome.Halted : StepOutcome.Retired;
         }
         catch (CpuFault fault)
         {
-            // A real-mode 286 reports a segment-limit overrun (word at offset 0xFFFF) as #GP, SS included.
-            if (_model286 && !ProtectedMode && fault.Vector == ExSS) return DeliverEvent(ExGP, fault.ErrorCode, EventKind.Fault);
-            return DeliverEvent(fault.Vector, fault.ErrorCode, EventKind.Fault);
+            return DeliverFault(fault);
         }
     }
 
-    /// <summary>Runs until <paramref name="budget"/> instructions retired, HLT, shutdown, or <paramref name="stop"/> is set.</summary>
+    private StepOutcome DeliverFault(CpuFault fault)
+    {
+        // A real-mode 286 reports a segment-limit overrun (word at offset 0xFFFF) as #GP, SS included.
+        if (_model286 && !ProtectedMode && fault.Vector == ExSS) return DeliverEvent(ExGP, fault.ErrorCode, EventKind.Fault);
+        return DeliverEvent(fault.Vector, fault.ErrorCode, EventKind.Fault);
+    }
+
+    /// <summary>True when an event waits that the next instruction boundary must look at (Step's checks).</summary>
+    private bool EventDue => _pendingNmi || (_pendingVector >= 0 && (_flags & IF) != 0) || _halted || _shutdown;
+
+    /// <summary>
+    /// Runs until <paramref name="budget"/> instructions retired, HLT, shutdown, or <paramref name="stop"/> is set.
+    /// Instructions run in a tight loop while no event is due; boundaries with an event go through <see cref="Step"/>.
+    /// </summary>
     internal StepOutcome Run(long budget, ref int stop)
     {
-        while (budget-- > 0)
+        while (budget > 0)
         {
-            var outcome = Step();
-            if (outcome is StepOutcome.Halted or StepOutcome.Shutdown) return outcome;
-            if ((budget & 0x3ff) == 0 && Volatile.Read(ref stop) != 0) break;
+            if (EventDue)
+            {
+                var outcome = Step();
+                budget--;
+                if (outcome is StepOutcome.Halted or StepOutcome.Shutdown) return outcome;
+                if ((budget & 0x3ff) == 0 && Volatile.Read(ref stop) != 0) return StepOutcome.Retired;
+                continue;
+            }
+            try
+            {
+                do
+                {
+                    _interruptShadow = false;
+                    ref readonly var d = ref Fetch();
+                    _nextRip = (Rip + (ulong)d.Insn.Length) & _fetchIpMask;
+                    ExecuteDecoded(in d);
+                    Rip = _nextRip;
+                    _retired++;
+                    if (_halted) return StepOutcome.Halted;
+                    if ((--budget & 0x3ff) == 0 && Volatile.Read(ref stop) != 0) return StepOutcome.Retired;
+                }
+                while (budget > 0 && !EventDue);
+            }
+            catch (CpuFault fault)
+            {
+                budget--;
+                if (DeliverFault(fault) == StepOutcome.Shutdown) return StepOutcome.Shutdown;
+            }
         }
         return StepOutcome.Retired;
     }
@@ -272,11 +320,42 @@ public sealed unsafe partial class SoftCpu
         _ => 0xffffUL,
     };
 
+    // Fetch cache: the linear code page the last instruction came from, its decoded page, and the values of the
+    // mode they were checked under. Valid until CS changes, the TLB is flushed (CR0/CR3/CR4/EFER writes, INVLPG)
+    // or cached code is dropped (DecodeCache.Generation). Instructions in the last 14 bytes of a page, which may
+    // run into the next one, always take the full path.
+    private bool _fetchValid;
+    private ulong _fetchPageLinear, _fetchBase, _fetchLimit, _fetchLinearMask, _fetchIpMask = 0xffff;
+    private DecodeCache.Page? _fetchPage;
+    private int _fetchGeneration;
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private ref readonly Instruction Fetch()
+    private ref readonly DecodedInstruction Fetch()
     {
+        if (_fetchValid && Rip <= _fetchLimit)
+        {
+            ulong linear = (_fetchBase + Rip) & _fetchLinearMask;
+            int offset = (int)(linear & 0xfff);
+            if (linear - (ulong)offset == _fetchPageLinear && offset <= 0x1000 - 15 && _decodeCache.Generation == _fetchGeneration)
+            {
+                int index = _fetchPage!.Index[offset];
+                if (index != 0)
+                {
+                    ref readonly var cached = ref _fetchPage.Items[index - 1];
+                    if (cached.Insn.Code != Code.INVALID) return ref cached;
+                }
+            }
+        }
+        return ref FetchSlow();
+    }
+
+    private ref readonly DecodedInstruction FetchSlow()
+    {
+        bool mode64 = Mode64;
+        _fetchValid = false;
+        _fetchIpMask = IpMask;
         ulong linear;
-        if (Mode64)
+        if (mode64)
         {
             linear = Rip;
             if (!IsCanonical(linear)) throw new CpuFault(ExGP, 0);
@@ -297,14 +376,26 @@ public sealed unsafe partial class SoftCpu
         }
         ref readonly var insn = ref _decodeCache.Get(pa, CodeBitness, out bool ok);
         if (!ok) throw new CpuFault(ExGP, 0); // fetch from unbacked memory: no RAM behind CS:EIP
-        if (insn.Code == Code.INVALID) throw new CpuFault(ExUD, null);
-        if (_model286) Check286(in insn);
+        if (insn.Insn.Code == Code.INVALID) throw new CpuFault(ExUD, null);
+        if (_model286)
+        {
+            Check286(in insn.Insn);
+            return ref insn;
+        }
+        _fetchPage = _decodeCache.LastPage;
+        _fetchGeneration = _decodeCache.Generation;
+        _fetchPageLinear = linear & ~0xfffUL;
+        _fetchBase = mode64 ? 0 : Cs.Base;
+        _fetchLimit = mode64 ? ulong.MaxValue : Cs.Limit;
+        _fetchLinearMask = mode64 ? ulong.MaxValue : 0xffff_ffffUL;
+        _fetchValid = _fetchPage is not null;
         return ref insn;
     }
 
     private Instruction _crossPageInstruction;
+    private DecodedInstruction _crossPageDecoded;
 
-    private ref readonly Instruction FetchAcrossPages(ulong linear)
+    private ref readonly DecodedInstruction FetchAcrossPages(ulong linear)
     {
         Span<byte> bytes = stackalloc byte[15];
         int inFirst = (int)(0x1000 - (linear & 0xfff));
@@ -323,7 +414,8 @@ public sealed unsafe partial class SoftCpu
             both.Decode(out _crossPageInstruction);
         }
         if (_crossPageInstruction.Code == Code.INVALID) throw new CpuFault(ExUD, null);
-        return ref _crossPageInstruction;
+        _crossPageDecoded = new DecodedInstruction(_crossPageInstruction);
+        return ref _crossPageDecoded;
     }
 
     /// <summary>
