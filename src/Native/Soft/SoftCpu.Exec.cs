@@ -161,7 +161,7 @@ public sealed partial class SoftCpu
                 break;
 
             default:
-                if (!SystemInstruction(i)) throw new CpuFault(ExUD, null);
+                if (!SystemInstruction(i) && !X87Instruction(i)) throw new CpuFault(ExUD, null);
                 break;
         }
     }

@@ -228,6 +228,7 @@ public sealed unsafe partial class SoftCpu
         {
             ref readonly var insn = ref Fetch();
             _nextRip = (Rip + (ulong)insn.Length) & IpMask;
+            if (X87ErrorPending && insn.Mnemonic == Mnemonic.Wait) X87Wait(); // #MF for a pending x87 exception (SoftCpu.X87.cs)
             Execute(in insn);
             Rip = _nextRip;
             _retired++;
