@@ -50,11 +50,24 @@ public enum X87Precision : byte
     Extended = 3,
 }
 
+/// <summary>The format the basic arithmetic rounds its results to.</summary>
+public enum X87Format : byte
+{
+    /// <summary>The x87 register format: the precision control's significand width, the 15-bit exponent range.</summary>
+    Register,
+    /// <summary>IEEE binary32: 24 bits, exponents −126..127, gradual underflow (as SSE single arithmetic).</summary>
+    Single,
+    /// <summary>IEEE binary64: 53 bits, exponents −1022..1023, gradual underflow (as SSE double arithmetic).</summary>
+    Double,
+}
+
 /// <summary>What one operation runs under (rounding, precision, masks) and what it reports (flags, C1).</summary>
 public struct X87Env
 {
     public X87Rounding Rounding;
     public X87Precision Precision;
+    /// <summary>Where add, subtract, multiply, divide and square root round to (the x87 itself always uses Register).</summary>
+    public X87Format Format;
     /// <summary>Masked exceptions (a set bit masks, as in the control word).</summary>
     public X87Exceptions Masks;
     /// <summary>Exceptions the operation raised.</summary>
@@ -237,9 +250,13 @@ public readonly struct Float80 : IEquatable<Float80>
         return up ? kept + 1 : kept;
     }
 
-    /// <summary>Rounds sig × 2^(exp − 127) (sig with bit 127 set) to the extended format under the precision control.</summary>
-    private static Float80 RoundArith(bool sign, int exp, UInt128 sig, ref X87Env env)
-        => Round(sign, exp, sig, SignificandBits(env.Precision), ExtEmin, ExtEmax, register: true, ref env);
+    /// <summary>Rounds sig × 2^(exp − 127) (sig with bit 127 set) to the extended format under the precision control (or to the env's IEEE format).</summary>
+    private static Float80 RoundArith(bool sign, int exp, UInt128 sig, ref X87Env env) => env.Format switch
+    {
+        X87Format.Single => Round(sign, exp, sig, 24, -126, 127, register: false, ref env),
+        X87Format.Double => Round(sign, exp, sig, 53, -1022, 1023, register: false, ref env),
+        _ => Round(sign, exp, sig, SignificandBits(env.Precision), ExtEmin, ExtEmax, register: true, ref env),
+    };
 
     /// <summary>Rounds sig × 2^(exp − 127) to a 64-bit significand with the extended range (results PC does not affect).</summary>
     private static Float80 RoundExtended(bool sign, int exp, UInt128 sig, ref X87Env env)
@@ -910,6 +927,7 @@ public readonly struct Float80 : IEquatable<Float80>
         var (s, e, m) = Unpack(f);
         var inner = env;
         inner.Precision = X87Precision.Extended;
+        inner.Format = X87Format.Register;
         var r = RoundExtended(s, e + exp, (UInt128)m << 64, ref inner);
         env.Flags |= inner.Flags | X87Exceptions.Precision;
         env.RoundedUp = inner.RoundedUp;
@@ -990,6 +1008,7 @@ public readonly struct Float80 : IEquatable<Float80>
         var l = FromHost(log2, ref env);
         var inner = env;
         inner.Precision = X87Precision.Extended;
+        inner.Format = X87Format.Register;
         var r = Multiply(y, l, ref inner);
         env.Flags |= inner.Flags | X87Exceptions.Precision;
         env.RoundedUp = inner.RoundedUp;
@@ -1024,6 +1043,7 @@ public readonly struct Float80 : IEquatable<Float80>
         else l = FromHost(Log1p(Math.ScaleB(mant, e)) / Math.Log(2), ref env);
         var inner = env;
         inner.Precision = X87Precision.Extended;
+        inner.Format = X87Format.Register;
         var r = Multiply(y, l, ref inner);
         env.Flags |= inner.Flags | X87Exceptions.Precision;
         env.RoundedUp = inner.RoundedUp;
@@ -1051,6 +1071,7 @@ public readonly struct Float80 : IEquatable<Float80>
             // |y/x| far below double's range: atan(y/x) = y/x to well beyond 64 bits.
             var inner = env;
             inner.Precision = X87Precision.Extended;
+            inner.Format = X87Format.Register;
             var q = Divide(y, x, ref inner);
             env.Flags |= inner.Flags | X87Exceptions.Precision;
             env.RoundedUp = inner.RoundedUp;
