@@ -281,9 +281,17 @@ public readonly struct Float80 : IEquatable<Float80>
             bool tiny = !((unbounded >> bits) != 0 && exp + 1 >= emin);
             if (tiny && !env.IsMasked(X87Exceptions.Underflow))
             {
+                // Unmasked: a memory destination is not written (no PE, no C1); a register gets the exponent raised by
+                // 24,576, or zero with PE when even that is too small (as silicon does after FSCALE).
                 env.Flags |= X87Exceptions.Underflow;
-                if (register) exp += BiasAdjust;
-                // A memory destination is not written; round as usual so the value is at least well formed.
+                if (!register) return Make(sign, 0, 0);
+                exp += BiasAdjust;
+                if (exp < emin)
+                {
+                    env.Flags |= X87Exceptions.Precision;
+                    env.RoundedUp = false;
+                    return Make(sign, 0, 0);
+                }
             }
             else if (tiny)
             {
@@ -307,9 +315,17 @@ public readonly struct Float80 : IEquatable<Float80>
         {
             if (!env.IsMasked(X87Exceptions.Overflow))
             {
+                // Unmasked: as for underflow, nothing for memory; the exponent lowered by 24,576 for a register, or
+                // infinity with PE and C1 when even that is too large.
                 env.Flags |= X87Exceptions.Overflow;
-                if (register) exp -= BiasAdjust;
-                else exp = emax;
+                if (!register) return Make(sign, 0x7fff, IntBit);
+                exp -= BiasAdjust;
+                if (exp > emax)
+                {
+                    env.Flags |= X87Exceptions.Precision;
+                    env.RoundedUp = true;
+                    return Make(sign, 0x7fff, IntBit);
+                }
             }
             else
             {
@@ -487,8 +503,8 @@ public readonly struct Float80 : IEquatable<Float80>
         if (b.IsZero)
         {
             if (a.IsZero) return Invalid(ref env);
-            if (DenormalStops(a, b, ref env)) return default;
-            env.Flags |= X87Exceptions.ZeroDivide;
+            env.Flags |= X87Exceptions.ZeroDivide; // ranks above a denormal dividend: no DE
+
             return Make(sign, 0x7fff, IntBit);
         }
         if (DenormalStops(a, b, ref env)) return default;
@@ -603,7 +619,7 @@ public readonly struct Float80 : IEquatable<Float80>
     /// <summary>
     /// FPREM (<paramref name="ieee"/> false: quotient truncated) and FPREM1 (quotient rounded to nearest-even):
     /// the exact partial remainder of a / b. When the exponents differ by 64 or more only part of the reduction is
-    /// done (by 2^(D − <see cref="PartialRemainderBits"/>)), and <paramref name="complete"/> is false. The low three
+    /// done (by 2^(D − N), N from <see cref="PartialRemainderBits"/>), and <paramref name="complete"/> is false. The low three
     /// bits of the quotient of a complete reduction come back in <paramref name="quotient"/>.
     /// </summary>
     public static Float80 Remainder(Float80 a, Float80 b, bool ieee, ref X87Env env, out bool complete, out int quotient)
@@ -619,8 +635,9 @@ public readonly struct Float80 : IEquatable<Float80>
         int d = ea - eb;
         if (d < 0 && !(ieee && d == -1)) return RoundIfDenormal(a, ref env);
         bool partial = d >= 64;
-        int shift = partial ? PartialRemainderBits : Math.Max(d, 0);
-        int rexp = partial ? ea - PartialRemainderBits : eb; // exponent of b scaled to leave a quotient of 'shift' bits
+        int keep = PartialRemainderBits(d);
+        int shift = partial ? keep : Math.Max(d, 0);
+        int rexp = partial ? ea - keep : eb; // exponent of b scaled to leave a quotient of 'shift' bits
         UInt128 n = d < 0 ? ma : (UInt128)ma << shift;
         UInt128 den = d < 0 ? (UInt128)mb << 1 : mb;
         if (d < 0) rexp = eb - 1;
@@ -645,7 +662,11 @@ public readonly struct Float80 : IEquatable<Float80>
     }
 
     /// <summary>How many quotient bits one partial FPREM/FPREM1 step removes when the exponents are 64 or more apart.</summary>
-    public const int PartialRemainderBits = 63;
+    /// <summary>
+    /// How many quotient bits one partial FPREM/FPREM1 step keeps when the exponents differ by D ≥ 64: the SDM says
+    /// "an implementation-dependent number between 32 and 63"; Intel silicon uses 32 + (D mod 32), which this follows.
+    /// </summary>
+    public static int PartialRemainderBits(int d) => 32 + (d & 31);
 
     /// <summary>A value passed through unchanged by an operation, except that a denormal result raises underflow as silicon does.</summary>
     private static Float80 RoundIfDenormal(Float80 a, ref X87Env env)
@@ -774,6 +795,22 @@ public readonly struct Float80 : IEquatable<Float80>
             return Make(sign, 1 - bias - fracBits + (63 - lz) + Bias, frac << lz);
         }
         return Make(sign, e - bias + Bias, IntBit | (frac << (63 - fracBits)));
+    }
+
+    /// <summary>A double operand of an arithmetic instruction: exact, an SNaN kept signaling, no flags.</summary>
+    public static Float80 FromDoubleRaw(ulong bits)
+    {
+        var env = X87Env.Default;
+        var f = FromBinary(bits, 52, 11, ref env);
+        return (env.Flags & X87Exceptions.Invalid) != 0 ? new(f.SignExponent, f.Significand & ~QuietBit) : f;
+    }
+
+    /// <summary>A single operand of an arithmetic instruction: exact, an SNaN kept signaling, no flags.</summary>
+    public static Float80 FromSingleRaw(uint bits)
+    {
+        var env = X87Env.Default;
+        var f = FromBinary(bits, 23, 8, ref env);
+        return (env.Flags & X87Exceptions.Invalid) != 0 ? new(f.SignExponent, f.Significand & ~QuietBit) : f;
     }
 
     /// <summary>The host double of exactly this value (for tests and the transcendental paths); rounds to nearest.</summary>

@@ -308,7 +308,7 @@ public sealed partial class SoftCpu
             case Mnemonic.Fninit or Mnemonic.Finit: Fninit(); break;
             case Mnemonic.Fnclex or Mnemonic.Fclex: _fsw &= unchecked((ushort)~(0x3f | FswSf | FswEs | FswB)); break;
             case Mnemonic.Fldcw:
-                _fcw = (ushort)(ReadMem(i, 16) | 0x40); // bit 6 reads as 1 on every processor since the 387
+                _fcw = ControlWordFrom(ReadMem(i, 16));
                 UpdateErrorSummary();
                 break;
             case Mnemonic.Fnstcw or Mnemonic.Fstcw: WriteMem(i, _fcw, 16); break;
@@ -352,6 +352,9 @@ public sealed partial class SoftCpu
         _fcs = _fds = _fop = 0;
     }
 
+    /// <summary>The control word as loaded: bits 6 (reserved) reads as 1; bits 7 and 13-15 as 0; bit 12 (the 287's infinity control) is kept.</summary>
+    private static ushort ControlWordFrom(ulong v) => (ushort)((v & 0x1f3f) | 0x40);
+
     /// <summary>ES and B summarize the unmasked pending exceptions (after FLDCW, FLDENV, FRSTOR).</summary>
     private void UpdateErrorSummary()
     {
@@ -375,6 +378,38 @@ public sealed partial class SoftCpu
     {
         MemorySize.Float32 => Float80.FromSingle((uint)ReadMem(i, 32), ref env),
         MemorySize.Float64 => Float80.FromDouble(ReadMem(i, 64), ref env),
+        _ => ReadOperandRaw(i, out _),
+    };
+
+    /// <summary>
+    /// A memory source operand of an arithmetic or compare instruction, converted exactly with an SNaN left signaling
+    /// (the operation applies the NaN rules) and a denormal single or double reported in <paramref name="denormal"/>
+    /// (DE counts only if the other operand is not a NaN).
+    /// </summary>
+    private Float80 ReadOperandRaw(in Instruction i, out bool denormal)
+    {
+        denormal = false;
+        switch (i.MemorySize)
+        {
+            case MemorySize.Float32:
+                {
+                    uint bits = (uint)ReadMem(i, 32);
+                    denormal = (bits & 0x7f80_0000) == 0 && (bits & 0x007f_ffff) != 0;
+                    return Float80.FromSingleRaw(bits);
+                }
+            case MemorySize.Float64:
+                {
+                    ulong bits = ReadMem(i, 64);
+                    denormal = (bits & 0x7ff0_0000_0000_0000) == 0 && (bits & 0x000f_ffff_ffff_ffff) != 0;
+                    return Float80.FromDoubleRaw(bits);
+                }
+            default:
+                return ReadExactOperand(i);
+        }
+    }
+
+    private Float80 ReadExactOperand(in Instruction i) => i.MemorySize switch
+    {
         MemorySize.Float80 => ReadM80(i),
         MemorySize.Int16 => Float80.FromInt64((short)ReadMem(i, 16)),
         MemorySize.Int32 => Float80.FromInt64((int)ReadMem(i, 32)),
@@ -409,7 +444,12 @@ public sealed partial class SoftCpu
             if (X87StackFault(overflow: false)) X87Push(Float80.Indefinite);
             return;
         }
-        if (!X87Finish(env)) return;
+        if ((env.Unmasked & X87Exceptions.Invalid) != 0)
+        {
+            X87Finish(env);
+            return;
+        }
+        X87Finish(env); // an unmasked DE (denormal single or double) still loads, as on silicon
         X87Push(v);
     }
 
@@ -541,7 +581,7 @@ public sealed partial class SoftCpu
         int s = StIndex(i);
         if (X87Empty(0) || X87Empty(s))
         {
-            if (X87StackFault(overflow: false) && condition) SetSt(0, Float80.Indefinite);
+            if (X87StackFault(overflow: false)) SetSt(0, Float80.Indefinite); // whatever the condition
             return;
         }
         SetC1(false);
@@ -566,10 +606,11 @@ public sealed partial class SoftCpu
         int dst, src = -1;
         Float80 b = default;
         bool memory = i.OpCount == 1 && i.Op0Kind == OpKind.Memory;
+        bool denormalSource = false;
         if (memory)
         {
             dst = 0;
-            b = ReadFloatOperand(i, ref env);
+            b = ReadOperandRaw(i, out denormalSource);
         }
         else if (i.OpCount == 2)
         {
@@ -589,9 +630,13 @@ public sealed partial class SoftCpu
             if (pop) X87Pop();
             return;
         }
-        if (env.Unmasked != 0 && !X87Finish(env)) return; // the memory operand's conversion (SNaN, denormal) stops it
         var a = St(dst);
         if (src >= 0) b = St(src);
+        if (denormalSource && !a.IsNaN && !a.IsUnsupported)
+        {
+            env.Flags |= X87Exceptions.Denormal; // a denormal single or double, normal once converted
+            if (!X87Finish(env)) return;
+        }
         Float80 r = op switch
         {
             ArithOp.Add => Float80.Add(a, b, ref env),
@@ -740,8 +785,9 @@ public sealed partial class SoftCpu
         var env = CurrentEnv();
         Float80 b;
         int src = -1;
+        bool denormalSource = false;
         if (zero) b = Float80.Zero;
-        else if (i.OpCount >= 1 && i.GetOpKind(i.OpCount - 1) == OpKind.Memory) b = ReadFloatOperand(i, ref env);
+        else if (i.OpCount >= 1 && i.GetOpKind(i.OpCount - 1) == OpKind.Memory) b = ReadOperandRaw(i, out denormalSource);
         else
         {
             src = pops == 2 ? 1 : StIndex(i);
@@ -749,16 +795,18 @@ public sealed partial class SoftCpu
         }
         if (X87Empty(0) || (src >= 0 && X87Empty(src)))
         {
-            if (!X87StackFault(overflow: false)) return;
+            // The condition codes say unordered even when IE is unmasked (silicon); only the pops wait for a mask.
+            bool masked = X87StackFault(overflow: false);
             SetConditionCodes(true, true, false, true);
-            for (int k = 0; k < pops; k++) X87Pop();
+            if (masked) for (int k = 0; k < pops; k++) X87Pop();
             return;
         }
         if (src >= 0) b = St(src);
+        if (denormalSource && !St(0).IsNaN && !St(0).IsUnsupported && !b.IsNaN) env.Flags |= X87Exceptions.Denormal;
         var rel = Float80.Compare(St(0), b, unordered, ref env);
         X87Raise(env.Flags);
-        if ((env.Unmasked & (X87Exceptions.Invalid | X87Exceptions.Denormal)) != 0) return;
         SetConditionCodes(rel is X87Compare.Equal or X87Compare.Unordered, rel == X87Compare.Unordered, false, rel is X87Compare.Less or X87Compare.Unordered);
+        if ((env.Unmasked & (X87Exceptions.Invalid | X87Exceptions.Denormal)) != 0) return; // codes set, no pop
         for (int k = 0; k < pops; k++) X87Pop();
     }
 
@@ -767,16 +815,15 @@ public sealed partial class SoftCpu
         int s = StIndex(i);
         if (X87Empty(0) || X87Empty(s))
         {
-            if (!X87StackFault(overflow: false)) return;
-            SetArith(ZF | PF | CF);
-            if (pop) X87Pop();
+            bool masked = X87StackFault(overflow: false);
+            SetArith(ZF | PF | CF); // unordered, even when IE is unmasked
+            if (pop && masked) X87Pop();
             return;
         }
         var env = CurrentEnv();
         var rel = Float80.Compare(St(0), St(s), unordered, ref env);
         SetC1(false);
         X87Raise(env.Flags);
-        if ((env.Unmasked & (X87Exceptions.Invalid | X87Exceptions.Denormal)) != 0) return;
         uint f = rel switch
         {
             X87Compare.Greater => 0,
@@ -784,7 +831,8 @@ public sealed partial class SoftCpu
             X87Compare.Equal => ZF,
             _ => ZF | PF | CF,
         };
-        SetArith(f); // OF, SF and AF are cleared
+        SetArith(f); // OF, SF and AF are cleared; set even when the exception is unmasked
+        if ((env.Unmasked & (X87Exceptions.Invalid | X87Exceptions.Denormal)) != 0) return;
         if (pop) X87Pop();
     }
 
@@ -943,7 +991,7 @@ public sealed partial class SoftCpu
         {
             for (int r = 0; r < 8; r++) regs[r] = ReadM80(i, (ulong)(env + 10 * r));
         }
-        _fcw = (ushort)(fcw | 0x40);
+        _fcw = ControlWordFrom(fcw);
         _fsw = fsw;
         _ftop = (fsw >> 11) & 7;
         byte valid = 0;
@@ -1001,7 +1049,7 @@ public sealed partial class SoftCpu
     internal void LoadX87FromFxsave(ReadOnlySpan<byte> area, bool rexW)
     {
         if (area.Length < 160) throw new ArgumentException("an FXSAVE area is 512 bytes", nameof(area));
-        _fcw = (ushort)(System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(area) | 0x40);
+        _fcw = ControlWordFrom(System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(area));
         ushort fsw = System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(area[2..]);
         _fsw = fsw;
         _ftop = (fsw >> 11) & 7;
