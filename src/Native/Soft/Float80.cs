@@ -979,6 +979,7 @@ public readonly struct Float80 : IEquatable<Float80>
         if (x.IsZero) return x;
         if (x.IsInfinity) return x.IsNegative ? Make(true, Bias, IntBit) : x;
         if (DenormalStops(x, x, ref env)) return default;
+        if (x.BiasedExponent >= Bias && x.Abs() != One) return x; // |x| > 1: undefined by the SDM; silicon returns x
         var (e, mant) = Split(x);
         if (e < -1000) return FromHostScaled(mant * Math.Log(2), e, ref env); // 2^x − 1 ≈ x ln 2
         double v = Math.ScaleB(mant, e);
@@ -1120,7 +1121,7 @@ public readonly struct Float80 : IEquatable<Float80>
 
     /// <summary>
     /// FSIN/FCOS/FSINCOS/FPTAN's argument check: false (C2 = 1, nothing done) when |x| ≥ 2^63; else the argument as
-    /// a double (|x| below 2^-1000 is reported as tiny, for which sin x = tan x = x and cos x = 1).
+    /// a double (|x| below 2^-34 is reported as tiny: sin x, tan x and cos x are then x or 1 nudged by far less than an ulp).
     /// </summary>
     public static bool TrigArgument(Float80 x, out double value, out bool tiny)
     {
@@ -1129,7 +1130,7 @@ public readonly struct Float80 : IEquatable<Float80>
         if (x.IsZero) return true;
         var (e, mant) = Split(x);
         if (e >= 63) return false;
-        if (e < -1000)
+        if (e < -34)
         {
             tiny = true;
             return true;
@@ -1149,27 +1150,45 @@ public readonly struct Float80 : IEquatable<Float80>
         if (x.IsZero) return function == TrigCos ? One : x;
         if (tiny)
         {
-            if (function == TrigCos)
+            // |x| < 2^-34: sin x = x(1 − δ), tan x = x(1 + δ), cos x = 1 − δ with δ far below half an ulp, so the
+            // result is x (or 1) just nudged, rounded under the rounding control like any other inexact result.
+            if (function == TrigCos) return RoundExtended(false, -1, UInt128.MaxValue, ref env);
+            var (s, e, m) = Unpack(x);
+            if (function == TrigSin)
             {
-                env.Flags |= X87Exceptions.Precision;
-                return One;
+                if (m == IntBit) return RoundExtended(s, e - 1, UInt128.MaxValue, ref env);
+                return RoundExtended(s, e, ((UInt128)m << 64) - 1, ref env);
             }
-            return RoundIfTiny(x, ref env);
+            return RoundExtended(s, e, ((UInt128)m << 64) | 1, ref env);
         }
+        var (reduced, quadrant) = ReduceByHalfPi(x);
         double r = function switch
         {
-            TrigSin => Math.Sin(v),
-            TrigCos => Math.Cos(v),
-            _ => Math.Tan(v),
+            TrigSin => quadrant switch { 0 => Math.Sin(reduced), 1 => Math.Cos(reduced), 2 => -Math.Sin(reduced), _ => -Math.Cos(reduced) },
+            TrigCos => quadrant switch { 0 => Math.Cos(reduced), 1 => -Math.Sin(reduced), 2 => -Math.Cos(reduced), _ => Math.Sin(reduced) },
+            _ => (quadrant & 1) == 0 ? Math.Tan(reduced) : -1 / Math.Tan(reduced),
         };
+        if (x.IsNegative && function != TrigCos) r = -r;
         return FromHost(r, ref env);
+    }
+
+    /// <summary>π/2 to 66 bits (× 2^-65), the approximation the x87 reduces FSIN/FCOS/FSINCOS/FPTAN arguments with.</summary>
+    private static readonly BigInteger HalfPi66 = (new BigInteger(0xc90f_daa2_2168_c234UL) << 2) | 3;
+
+    /// <summary>
+    /// |x| reduced exactly modulo the x87's 66-bit π/2 (as silicon does, so large arguments agree with it), as a
+    /// double in [−π/4, π/4], and the quadrant (the quotient mod 4).
+    /// </summary>
+    private static (double Reduced, int Quadrant) ReduceByHalfPi(Float80 x)
+    {
+        var (_, e, m) = Unpack(x);
+        if (e + 2 < 0) return (Math.Abs(Split(x).Mantissa) * Math.Pow(2, e), 0); // below 1/4: nothing to reduce
+        BigInteger n = new BigInteger(m) << (e + 2); // |x| × 2^65
+        BigInteger k = (n + (HalfPi66 >> 1)) / HalfPi66;
+        BigInteger rem = n - k * HalfPi66;
+        return ((double)rem * Math.Pow(2, -65), (int)(k & 3));
     }
 
     public const int TrigSin = 0, TrigCos = 1, TrigTan = 2;
 
-    private static Float80 RoundIfTiny(Float80 x, ref X87Env env)
-    {
-        env.Flags |= X87Exceptions.Precision;
-        return RoundIfDenormal(x, ref env);
-    }
 }

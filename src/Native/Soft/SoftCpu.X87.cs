@@ -717,7 +717,7 @@ public sealed partial class SoftCpu
         _fsw &= unchecked((ushort)~FswC2);
         if (!X87Finish(env)) return;
         SetSt(0, r);
-        if (function == Float80.TrigTan) X87Push(Float80.One);
+        if (function == Float80.TrigTan) X87Push(r.IsNaN ? r : Float80.One); // a NaN operand leaves the NaN in both
     }
 
     private void Fsincos()

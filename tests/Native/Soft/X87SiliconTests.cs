@@ -333,9 +333,11 @@ public sealed class X87SiliconTests(ITestOutputHelper output)
     private static bool Close(Float80 n, Float80 s)
     {
         if (n.Classify() != s.Classify() && !(n.Classify() is X87Class.Normal or X87Class.Zero && s.Classify() is X87Class.Normal or X87Class.Zero)) return false;
-        if (n.IsNaN || n.IsInfinity) return n == s;
-        double dn = n.ToDoubleNearest(), ds = s.ToDoubleNearest();
-        return Math.Abs(dn - ds) <= Math.Max(Math.Abs(dn), 1e-300) * Math.Pow(2, -50);
+        if (n.IsNaN || n.IsInfinity || n.IsZero || s.IsZero) return n == s;
+        var env = X87Env.Default;
+        var diff = Float80.Subtract(n, s, ref env).Abs();
+        var bound = Float80.Multiply(n.Abs(), new Float80(0x3fff - 50, 1UL << 63), ref env); // |n| × 2^-50
+        return Float80.Compare(diff, bound, unordered: true, ref env) != X87Compare.Greater;
     }
 
     private static string Describe(Form form, int depth, ReadOnlySpan<byte> data)
@@ -406,7 +408,8 @@ public sealed class X87SiliconTests(ITestOutputHelper output)
                 _ => (rng.NextDouble() * 2 - 1) * Math.Pow(2, rng.Next(-30, 8)),
             };
             double y = (rng.NextDouble() * 2 - 1) * Math.Pow(2, rng.Next(-20, 20));
-            if (rng.Next(20) == 0) return (RandomFloat80(rng), RandomFloat80(rng)); // specials, with the same classes expected
+            // Specials, with the same classes expected (not for FYL2XP1, whose results outside its domain are undefined and differ).
+            if (rng.Next(20) == 0 && form.Name != "fyl2xp1") return (RandomFloat80(rng), RandomFloat80(rng));
             return (Float80.FromDouble(x), Float80.FromDouble(y));
         });
 }
