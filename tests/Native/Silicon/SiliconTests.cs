@@ -94,6 +94,8 @@ public sealed unsafe class SiliconTests(ITestOutputHelper output)
     {
         var info = code.ToOpCode();
         var m = code.Mnemonic();
+        if (code.CpuidFeatures().Any(f => f is CpuidFeature.FPU or CpuidFeature.FPU287 or CpuidFeature.FPU387))
+            return "x87: this harness compares general registers and memory, not x87 state (compared with the host FPU form by form in tests/Native/Soft/X87SiliconTests)";
         if (!info.Mode32 && !info.Mode16)
             return "64-bit mode only: this harness runs the host CPU in 32-bit compatibility mode (covered by the longmode guest against QEMU and by unit tests)";
         for (int n = 0; n < info.OpCount; n++)
