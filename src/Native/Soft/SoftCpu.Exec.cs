@@ -57,7 +57,10 @@ public sealed partial class SoftCpu
             case Mnemonic.Popa: PopAll(16); break;
             case Mnemonic.Popad: PopAll(32); break;
             case Mnemonic.Pushf: Push(Rflags & (_model286 && !ProtectedMode ? 0x0fffu : 0xffffu), 2); break; // 286: bits 12-15 read 0 in real mode
-            case Mnemonic.Wait: if ((Cr0 & 0xa) == 0xa) throw new CpuFault(ExNM, null); break; // no FPU exceptions pending to report
+            case Mnemonic.Wait:
+                if ((Cr0 & 0xa) == 0xa) throw new CpuFault(ExNM, null);
+                if (X87ErrorPending) X87Wait(); // #MF for a pending unmasked x87 exception (SoftCpu.X87.cs)
+                break;
             case Mnemonic.Pushfd: Push(Rflags & ~(ulong)(RF | VM), 4); break;
             case Mnemonic.Pushfq: Push(Rflags & ~(ulong)(RF | VM), 8); break;
             case Mnemonic.Popfq: WriteFlagsFromPop(Pop(8), 8, iret: false); break;
@@ -164,7 +167,7 @@ public sealed partial class SoftCpu
                 break;
 
             default:
-                if (!SystemInstruction(i)) throw new CpuFault(ExUD, null);
+                if (!SystemInstruction(i) && !X87Instruction(i)) throw new CpuFault(ExUD, null);
                 break;
         }
     }

@@ -1,5 +1,5 @@
 // The instruction forms this CPU executes, as Iced codes: legacy encodings (in any mode) whose mnemonic the interpreter dispatches and whose operands are general-purpose, segment, control or debug
-// registers, memory, immediates or branch targets. The differential tests verify each one against silicon.
+// registers, memory, immediates or branch targets, and the x87 forms (ST(0), ST(i), memory). The differential tests verify each one against silicon.
 using Iced.Intel;
 
 namespace ActorVmm.Native.Soft;
@@ -39,6 +39,20 @@ public sealed partial class SoftCpu
         Mnemonic.Jrcxz, Mnemonic.Movsq, Mnemonic.Cmpsq, Mnemonic.Scasq, Mnemonic.Lodsq, Mnemonic.Stosq, Mnemonic.Syscall,
         Mnemonic.Sysret, Mnemonic.Sysretq, Mnemonic.Swapgs, Mnemonic.Sysenter, Mnemonic.Sysexit, Mnemonic.Sysexitq,
         Mnemonic.Rdtscp,
+        // x87 (SoftCpu.X87.cs)
+        Mnemonic.Fld, Mnemonic.Fst, Mnemonic.Fstp, Mnemonic.Fstpnce, Mnemonic.Fild, Mnemonic.Fist, Mnemonic.Fistp, Mnemonic.Fisttp,
+        Mnemonic.Fbld, Mnemonic.Fbstp, Mnemonic.Fldz, Mnemonic.Fld1, Mnemonic.Fldpi, Mnemonic.Fldl2e, Mnemonic.Fldl2t, Mnemonic.Fldlg2,
+        Mnemonic.Fldln2, Mnemonic.Fxch, Mnemonic.Fadd, Mnemonic.Faddp, Mnemonic.Fiadd, Mnemonic.Fsub, Mnemonic.Fsubp, Mnemonic.Fisub,
+        Mnemonic.Fsubr, Mnemonic.Fsubrp, Mnemonic.Fisubr, Mnemonic.Fmul, Mnemonic.Fmulp, Mnemonic.Fimul, Mnemonic.Fdiv, Mnemonic.Fdivp,
+        Mnemonic.Fidiv, Mnemonic.Fdivr, Mnemonic.Fdivrp, Mnemonic.Fidivr, Mnemonic.Fcom, Mnemonic.Fcomp, Mnemonic.Fcompp, Mnemonic.Fucom,
+        Mnemonic.Fucomp, Mnemonic.Fucompp, Mnemonic.Ficom, Mnemonic.Ficomp, Mnemonic.Fcomi, Mnemonic.Fcomip, Mnemonic.Fucomi,
+        Mnemonic.Fucomip, Mnemonic.Ftst, Mnemonic.Fxam, Mnemonic.Fchs, Mnemonic.Fabs, Mnemonic.Fsqrt, Mnemonic.Frndint, Mnemonic.Fscale,
+        Mnemonic.Fxtract, Mnemonic.Fprem, Mnemonic.Fprem1, Mnemonic.F2xm1, Mnemonic.Fyl2x, Mnemonic.Fyl2xp1, Mnemonic.Fptan,
+        Mnemonic.Fpatan, Mnemonic.Fsin, Mnemonic.Fcos, Mnemonic.Fsincos, Mnemonic.Fcmovb, Mnemonic.Fcmove, Mnemonic.Fcmovbe,
+        Mnemonic.Fcmovu, Mnemonic.Fcmovnb, Mnemonic.Fcmovne, Mnemonic.Fcmovnbe, Mnemonic.Fcmovnu, Mnemonic.Ffree, Mnemonic.Ffreep,
+        Mnemonic.Fincstp, Mnemonic.Fdecstp, Mnemonic.Fnop, Mnemonic.Fneni, Mnemonic.Fndisi, Mnemonic.Fnsetpm, Mnemonic.Fninit,
+        Mnemonic.Finit, Mnemonic.Fnclex, Mnemonic.Fclex, Mnemonic.Fldcw, Mnemonic.Fnstcw, Mnemonic.Fstcw, Mnemonic.Fnstsw,
+        Mnemonic.Fstsw, Mnemonic.Fnstenv, Mnemonic.Fstenv, Mnemonic.Fldenv, Mnemonic.Fnsave, Mnemonic.Fsave, Mnemonic.Frstor,
     ];
 
     /// <summary>SSE/SSE2 (SoftCpu.Sse.cs) and the cache-control instructions, on XMM registers only (no MMX forms).
@@ -104,6 +118,7 @@ public sealed partial class SoftCpu
             or OpCodeOperandKind.br32_4 or OpCodeOperandKind.brdisp_2 or OpCodeOperandKind.brdisp_4 or OpCodeOperandKind.farbr2_2
             or OpCodeOperandKind.farbr4_2 or OpCodeOperandKind.br64_1 or OpCodeOperandKind.br64_4 => true,
         OpCodeOperandKind.seg_rSI or OpCodeOperandKind.es_rDI or OpCodeOperandKind.seg_rBX_al => true,
+        OpCodeOperandKind.st0 or OpCodeOperandKind.sti_opcode => true, // x87 registers
         _ => false,
     };
 }

@@ -387,7 +387,7 @@ public sealed partial class SoftCpu
         if ((OperandLinear(i) & 15) != 0) throw new CpuFault(ExGP, 0);
         Span<byte> area = stackalloc byte[512];
         area.Clear();
-        SaveX87State(area, rexW);
+        SaveX87ToFxsave(area, rexW); // bytes 0-23 and 32-159: the x87 unit's part
         BitConverter.TryWriteBytes(area[24..], Mxcsr);
         BitConverter.TryWriteBytes(area[28..], MxcsrMask);
         int count = Mode64 ? 16 : 8;
@@ -404,16 +404,11 @@ public sealed partial class SoftCpu
         for (int k = 0; k < 512; k += 8) BitConverter.TryWriteBytes(area[k..], ReadMem(i, 64, (ulong)k));
         uint mxcsr = BitConverter.ToUInt32(area[24..]);
         if ((mxcsr & ~MxcsrMask) != 0) throw new CpuFault(ExGP, 0);
-        LoadX87State(area, rexW);
+        LoadX87FromFxsave(area, rexW);
         Mxcsr = mxcsr;
         int count = Mode64 ? 16 : 8;
         for (int r = 0; r < count; r++) Xmm[r] = MemoryMarshal.Read<UInt128>(area[(160 + 16 * r)..]);
     }
-
-    /// <summary>The x87 unit's part of FXSAVE (bytes 0-23 and 32-159), where an x87 unit is built in.</summary>
-    partial void SaveX87State(Span<byte> area, bool rexW);
-
-    partial void LoadX87State(ReadOnlySpan<byte> area, bool rexW);
 
     /// <summary>Lane-wise f over two 128-bit values read as T lanes.</summary>
     private static UInt128 Lanes<T>(UInt128 a, UInt128 b, Func<T, T, T> f)
