@@ -37,6 +37,14 @@ internal enum FastKind : byte
     JmpRel,
     CallRel,
     Ret,
+    MovzxRR,
+    MovzxRM,
+    MovsxRR,
+    MovsxRM,
+    ShiftRI,
+    SetccR,
+    CmovRR,
+    CmovRM,
 }
 
 /// <summary>The operation of an ALU form: ADD, OR, ADC, SBB, AND, SUB, XOR, CMP (the opcode order), and TEST.</summary>
@@ -60,8 +68,14 @@ internal readonly struct FastForm
     public readonly FastKind Kind;
     public readonly FastAlu Op;
     public readonly byte Dst, Src, Bits, Cc;
-    /// <summary>Immediate (masked to the operand width) or branch displacement from the next instruction.</summary>
+    /// <summary>Immediate (masked to the operand width), branch displacement from the next instruction, or shift count.</summary>
     public readonly ulong Value;
+
+    // The memory operand, resolved: base and index register numbers (NoReg: none; RipBase: RIP-relative, whose
+    // displacement is then from the next instruction), index shift, address size, segment and its fault vector.
+    public const byte NoReg = 0xff, RipBase = 0x10;
+    public readonly byte MemBase, MemIndex, MemShift, MemAddrBits, MemSeg, MemFault;
+    public readonly ulong Disp;
 
     private FastForm(FastKind kind, FastAlu op, int dst, int src, int bits, ulong value, int cc = 0)
     {
@@ -72,7 +86,58 @@ internal readonly struct FastForm
         Bits = (byte)bits;
         Value = value;
         Cc = (byte)cc;
+        MemBase = MemIndex = NoReg;
     }
+
+    /// <summary>The same form with the memory operand of <paramref name="i"/> resolved; None when it cannot be.</summary>
+    private FastForm(in FastForm f, in Instruction i)
+    {
+        this = f;
+        var b = i.MemoryBase;
+        var x = i.MemoryIndex;
+        int addrBits;
+        if (b is Register.RIP or Register.EIP)
+        {
+            MemBase = RipBase;
+            Disp = i.MemoryDisplacement64 - i.NextIP;
+            addrBits = b == Register.RIP ? 64 : 32;
+        }
+        else
+        {
+            MemBase = NoReg;
+            Disp = i.MemoryDisplacement64;
+            addrBits = 0;
+            if (b != Register.None)
+            {
+                if (!Gpr(b, out int bi, out int bb) || bb == 8) { this = default; return; }
+                MemBase = (byte)bi;
+                addrBits = bb;
+            }
+            if (x != Register.None)
+            {
+                if (!Gpr(x, out int xi, out int xb) || xb == 8) { this = default; return; }
+                addrBits = xb;
+            }
+            if (addrBits == 0) addrBits = i.CodeSize == CodeSize.Code64 ? 64 : i.MemoryDisplSize == 2 ? 16 : 32;
+        }
+        if (x != Register.None)
+        {
+            Gpr(x, out int xi2, out _);
+            MemIndex = (byte)xi2;
+            MemShift = (byte)System.Numerics.BitOperations.Log2((uint)i.MemoryIndexScale);
+        }
+        else
+        {
+            MemIndex = NoReg;
+        }
+        MemAddrBits = (byte)addrBits;
+        var seg = i.MemorySegment;
+        MemSeg = (byte)(seg - Register.ES);
+        MemFault = seg == Register.SS ? SoftCpu.ExSS : SoftCpu.ExGP;
+        if (addrBits == 16) Disp &= 0xffff;
+    }
+
+    private static FastForm WithMemory(FastForm f, in Instruction i) => new(f, i);
 
     private static ulong Mask(int bits) => bits == 64 ? ulong.MaxValue : (1UL << bits) - 1;
 
@@ -128,15 +193,15 @@ internal readonly struct FastForm
                             return new FastForm(FastKind.MovRR, 0, d, s, bits, 0);
                         if (k1 is OpKind.Immediate8 or OpKind.Immediate16 or OpKind.Immediate32 or OpKind.Immediate64 or OpKind.Immediate32to64)
                             return new FastForm(FastKind.MovRI, 0, d, 0, bits, i.GetImmediate(1) & Mask(bits));
-                        if (k1 == OpKind.Memory && memBits == bits) return new FastForm(FastKind.Load, 0, d, 0, bits, 0);
+                        if (k1 == OpKind.Memory && memBits == bits) return WithMemory(new FastForm(FastKind.Load, 0, d, 0, bits, 0), i);
                         return default;
                     }
                     if (k0 == OpKind.Memory)
                     {
                         if (k1 == OpKind.Register && Gpr(i.Op1Register, out int s, out int sbits) && memBits == sbits)
-                            return new FastForm(FastKind.Store, 0, 0, s, sbits, 0);
+                            return WithMemory(new FastForm(FastKind.Store, 0, 0, s, sbits, 0), i);
                         if (k1 is OpKind.Immediate8 or OpKind.Immediate16 or OpKind.Immediate32 or OpKind.Immediate32to64)
-                            return new FastForm(FastKind.StoreImm, 0, 0, 0, memBits, i.GetImmediate(1) & Mask(memBits));
+                            return WithMemory(new FastForm(FastKind.StoreImm, 0, 0, 0, memBits, i.GetImmediate(1) & Mask(memBits)), i);
                     }
                     return default;
                 }
@@ -151,14 +216,14 @@ internal readonly struct FastForm
                         if (k1 == OpKind.Register && Gpr(i.Op1Register, out int s, out int sb) && sb == bits)
                             return new FastForm(FastKind.AluRR, op, d, s, bits, 0);
                         if (imm) return new FastForm(FastKind.AluRI, op, d, 0, bits, i.GetImmediate(1) & Mask(bits));
-                        if (k1 == OpKind.Memory && memBits == bits) return new FastForm(FastKind.AluRM, op, d, 0, bits, 0);
+                        if (k1 == OpKind.Memory && memBits == bits) return WithMemory(new FastForm(FastKind.AluRM, op, d, 0, bits, 0), i);
                         return default;
                     }
                     if (k0 == OpKind.Memory)
                     {
                         if (k1 == OpKind.Register && Gpr(i.Op1Register, out int s, out int sbits) && memBits == sbits)
-                            return new FastForm(FastKind.AluMR, op, 0, s, sbits, 0);
-                        if (imm) return new FastForm(FastKind.AluMI, op, 0, 0, memBits, i.GetImmediate(1) & Mask(memBits));
+                            return WithMemory(new FastForm(FastKind.AluMR, op, 0, s, sbits, 0), i);
+                        if (imm) return WithMemory(new FastForm(FastKind.AluMI, op, 0, 0, memBits, i.GetImmediate(1) & Mask(memBits)), i);
                     }
                     return default;
                 }
@@ -167,7 +232,35 @@ internal readonly struct FastForm
                     ? new FastForm(FastKind.IncDecR, m == Mnemonic.Inc ? FastAlu.Inc : FastAlu.Dec, r, 0, rb, 0)
                     : default;
             case Mnemonic.Lea:
-                return Gpr(i.Op0Register, out int lr, out int lb) && lb >= 16 ? new FastForm(FastKind.Lea, 0, lr, 0, lb, 0) : default;
+                return Gpr(i.Op0Register, out int lr, out int lb) && lb >= 16 ? WithMemory(new FastForm(FastKind.Lea, 0, lr, 0, lb, 0), i) : default;
+            case Mnemonic.Movzx or Mnemonic.Movsx when Gpr(i.Op0Register, out int zr, out int zb):
+                {
+                    bool sx = m == Mnemonic.Movsx;
+                    if (k1 == OpKind.Register && Gpr(i.Op1Register, out int zs, out int zsb))
+                        return new FastForm(sx ? FastKind.MovsxRR : FastKind.MovzxRR, 0, zr, zs, zb, (ulong)zsb);
+                    if (k1 == OpKind.Memory) return WithMemory(new FastForm(sx ? FastKind.MovsxRM : FastKind.MovzxRM, 0, zr, 0, zb, (ulong)memBits), i);
+                    return default;
+                }
+            case Mnemonic.Shl or Mnemonic.Sal or Mnemonic.Shr or Mnemonic.Sar when k0 == OpKind.Register && k1 == OpKind.Immediate8:
+                {
+                    if (!Gpr(i.Op0Register, out int sr, out int sb)) return default;
+                    var op = m == Mnemonic.Shr ? FastAlu.Sub : m == Mnemonic.Sar ? FastAlu.Sbb : FastAlu.Add; // left, logical right, arithmetic right
+                    return new FastForm(FastKind.ShiftRI, op, sr, 0, sb, (ulong)(i.Immediate8 & (sb == 64 ? 0x3f : 0x1f)));
+                }
+            case Mnemonic.Seto or Mnemonic.Setno or Mnemonic.Setb or Mnemonic.Setae or Mnemonic.Sete or Mnemonic.Setne or Mnemonic.Setbe
+                or Mnemonic.Seta or Mnemonic.Sets or Mnemonic.Setns or Mnemonic.Setp or Mnemonic.Setnp or Mnemonic.Setl or Mnemonic.Setge
+                or Mnemonic.Setle or Mnemonic.Setg when k0 == OpKind.Register:
+                return Gpr(i.Op0Register, out int cr, out _) ? new FastForm(FastKind.SetccR, 0, cr, 0, 8, 0, (int)i.ConditionCode - 1) : default;
+            case Mnemonic.Cmovo or Mnemonic.Cmovno or Mnemonic.Cmovb or Mnemonic.Cmovae or Mnemonic.Cmove or Mnemonic.Cmovne
+                or Mnemonic.Cmovbe or Mnemonic.Cmova or Mnemonic.Cmovs or Mnemonic.Cmovns or Mnemonic.Cmovp or Mnemonic.Cmovnp
+                or Mnemonic.Cmovl or Mnemonic.Cmovge or Mnemonic.Cmovle or Mnemonic.Cmovg:
+                {
+                    if (!Gpr(i.Op0Register, out int md, out int mb)) return default;
+                    if (k1 == OpKind.Register && Gpr(i.Op1Register, out int ms, out _))
+                        return new FastForm(FastKind.CmovRR, 0, md, ms, mb, 0, (int)i.ConditionCode - 1);
+                    if (k1 == OpKind.Memory) return WithMemory(new FastForm(FastKind.CmovRM, 0, md, 0, mb, 0, (int)i.ConditionCode - 1), i);
+                    return default;
+                }
             case Mnemonic.Push when k0 == OpKind.Register:
                 return Gpr(i.Op0Register, out int pr, out int pb) && pb >= 16 ? new FastForm(FastKind.PushR, 0, pr, 0, pb, 0) : default;
             case Mnemonic.Pop when k0 == OpKind.Register:
@@ -232,9 +325,9 @@ public sealed partial class SoftCpu
         {
             case FastKind.MovRR: SetGpr(f.Dst, bits, GetGpr(f.Src, bits)); return;
             case FastKind.MovRI: SetGpr(f.Dst, bits, f.Value); return;
-            case FastKind.Load: SetGpr(f.Dst, bits, ReadMem(i, bits)); return;
-            case FastKind.Store: WriteMem(i, GetGpr(f.Src, bits), bits); return;
-            case FastKind.StoreImm: WriteMem(i, f.Value, bits); return;
+            case FastKind.Load: SetGpr(f.Dst, bits, FastRead(f, bits)); return;
+            case FastKind.Store: FastWrite(f, GetGpr(f.Src, bits), bits); return;
+            case FastKind.StoreImm: FastWrite(f, f.Value, bits); return;
             case FastKind.AluRR:
                 {
                     ulong r = AluOp(f.Op, GetGpr(f.Dst, bits), GetGpr(f.Src, bits), bits);
@@ -249,20 +342,20 @@ public sealed partial class SoftCpu
                 }
             case FastKind.AluRM:
                 {
-                    ulong r = AluOp(f.Op, GetGpr(f.Dst, bits), ReadMem(i, bits), bits);
+                    ulong r = AluOp(f.Op, GetGpr(f.Dst, bits), FastRead(f, bits), bits);
                     if (f.Op is not (FastAlu.Cmp or FastAlu.Test)) SetGpr(f.Dst, bits, r);
                     return;
                 }
             case FastKind.AluMR:
                 {
-                    ulong r = AluOp(f.Op, ReadMem(i, bits), GetGpr(f.Src, bits), bits);
-                    if (f.Op is not (FastAlu.Cmp or FastAlu.Test)) WriteMem(i, r, bits);
+                    ulong r = AluOp(f.Op, FastRead(f, bits), GetGpr(f.Src, bits), bits);
+                    if (f.Op is not (FastAlu.Cmp or FastAlu.Test)) FastWrite(f, r, bits);
                     return;
                 }
             case FastKind.AluMI:
                 {
-                    ulong r = AluOp(f.Op, ReadMem(i, bits), f.Value, bits);
-                    if (f.Op is not (FastAlu.Cmp or FastAlu.Test)) WriteMem(i, r, bits);
+                    ulong r = AluOp(f.Op, FastRead(f, bits), f.Value, bits);
+                    if (f.Op is not (FastAlu.Cmp or FastAlu.Test)) FastWrite(f, r, bits);
                     return;
                 }
             case FastKind.IncDecR:
@@ -274,7 +367,55 @@ public sealed partial class SoftCpu
                     SetLazy(f.Op == FastAlu.Inc ? LazyOp.Inc : LazyOp.Dec, a, 1, r, bits);
                     return;
                 }
-            case FastKind.Lea: SetGpr(f.Dst, bits, EffectiveOffset(i)); return;
+            case FastKind.Lea: SetGpr(f.Dst, bits, FastOffset(f)); return;
+            case FastKind.MovzxRR: SetGpr(f.Dst, bits, GetGpr(f.Src, (int)f.Value)); return;
+            case FastKind.MovzxRM: SetGpr(f.Dst, bits, FastRead(f, (int)f.Value)); return;
+            case FastKind.MovsxRR: SetGpr(f.Dst, bits, SignExtend(GetGpr(f.Src, (int)f.Value), (int)f.Value)); return;
+            case FastKind.MovsxRM: SetGpr(f.Dst, bits, SignExtend(FastRead(f, (int)f.Value), (int)f.Value)); return;
+            case FastKind.SetccR: SetGpr(f.Dst, 8, Condition(f.Cc) ? 1UL : 0); return;
+            case FastKind.CmovRR or FastKind.CmovRM:
+                {
+                    ulong v = f.Kind == FastKind.CmovRR ? GetGpr(f.Src, bits) : FastRead(f, bits); // the source is read whatever the condition
+                    // A 32-bit CMOVcc writes (zero-extends) its destination even when it does not move.
+                    if (Condition(f.Cc)) SetGpr(f.Dst, bits, v);
+                    else if (bits == 32) SetGpr(f.Dst, 32, GetGpr(f.Dst, 32));
+                    return;
+                }
+            case FastKind.ShiftRI:
+                {
+                    int count = (int)f.Value;
+                    ulong v = GetGpr(f.Dst, bits);
+                    if (count == 0)
+                    {
+                        if (bits == 32) SetGpr(f.Dst, 32, v); // no flags change; a 32-bit register is still zero-extended
+                        return;
+                    }
+                    ulong mask = SizeMask(bits), sign = 1UL << (bits - 1), r;
+                    bool cf, of;
+                    if (f.Op == FastAlu.Add)
+                    {
+                        r = count >= 64 ? 0 : (v << count) & mask;
+                        cf = count <= bits && ((v >> (bits - count)) & 1) != 0;
+                        of = ((r & sign) != 0) ^ cf;
+                    }
+                    else if (f.Op == FastAlu.Sub)
+                    {
+                        r = count >= 64 ? 0 : v >> count;
+                        cf = count <= bits && ((v >> (count - 1)) & 1) != 0;
+                        of = (v & sign) != 0 && !(_model286 && count > 1);
+                    }
+                    else
+                    {
+                        long sv = (long)SignExtend(v, bits);
+                        int c = Math.Min(count, bits);
+                        r = (ulong)(sv >> Math.Min(c, 63)) & mask;
+                        cf = ((sv >> (c - 1)) & 1) != 0;
+                        of = false;
+                    }
+                    SetGpr(f.Dst, bits, r);
+                    SetArith(SzpFlags(r, bits) | (cf ? CF : 0) | (of ? OF_ : 0));
+                    return;
+                }
             case FastKind.PushR: Push(GetGpr(f.Dst, bits), bits / 8); return;
             case FastKind.PopR: SetGpr(f.Dst, bits, Pop(bits / 8)); return;
             case FastKind.Jcc:
@@ -301,6 +442,27 @@ public sealed partial class SoftCpu
                 return;
         }
     }
+
+    /// <summary>The memory operand's offset in its segment, from the resolved form.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ulong FastOffset(in FastForm f)
+    {
+        ulong ea = f.Disp;
+        if (f.MemBase != FastForm.NoReg) ea += f.MemBase == FastForm.RipBase ? _nextRip : Gpr[f.MemBase];
+        if (f.MemIndex != FastForm.NoReg) ea += Gpr[f.MemIndex] << f.MemShift;
+        return f.MemAddrBits switch
+        {
+            64 => ea,
+            32 => ea & 0xffff_ffff,
+            _ => ea & 0xffff,
+        };
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ulong FastRead(in FastForm f, int bits) => ReadSeg(ref Sreg(f.MemSeg), f.MemFault, FastOffset(f), bits >> 3);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void FastWrite(in FastForm f, ulong value, int bits) => WriteSeg(ref Sreg(f.MemSeg), f.MemFault, FastOffset(f), value, bits >> 3);
 
     /// <summary>A relative branch's target from the linear next IP, with the CS-limit or canonical check.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
