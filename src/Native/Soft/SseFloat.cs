@@ -57,11 +57,13 @@ internal static class SseFloat
         bool nanA = IsNaN(dest, single), nanB = IsNaN(src, single);
         if (op is Op.Min or Op.Max)
         {
-            // Any NaN, or two zeros, give the source; a NaN (quiet or signalling) is invalid.
+            // Any NaN, or two zeros, give the source (a denormal one as zero under DAZ); a NaN (quiet or signalling)
+            // is invalid.
             if (nanA || nanB)
             {
                 flags |= IE;
-                return src;
+                uint ignored = 0;
+                return Input(src, single, mxcsr, ref ignored);
             }
             ulong ma = Input(dest, single, mxcsr, ref flags), mb = Input(src, single, mxcsr, ref flags);
             double x = ToDouble(ma, single), y = ToDouble(mb, single);
@@ -73,7 +75,9 @@ internal static class SseFloat
             if (IsSNaN(dest, single) || IsSNaN(src, single)) flags |= IE;
             return nanA && op != Op.Sqrt ? Quiet(dest, single) : Quiet(nanB ? src : dest, single);
         }
-        ulong ba = Input(dest, single, mxcsr, ref flags), bb = Input(src, single, mxcsr, ref flags);
+        // A denormal operand's DE yields to invalid and divide-by-zero (SDM vol. 1 §11.5.2, exception precedence).
+        uint denormal = 0;
+        ulong ba = Input(dest, single, mxcsr, ref denormal), bb = Input(src, single, mxcsr, ref denormal);
         double a = ToDouble(ba, single), b = ToDouble(bb, single);
         double r, err;
         switch (op)
@@ -85,14 +89,17 @@ internal static class SseFloat
                     r = a + b;
                     double bv = r - a;
                     err = double.IsInfinity(r) ? 0 : (a - (r - bv)) + (b - bv);
+                    // An exact zero from operands of opposite signs is -0 when rounding down, +0 otherwise.
+                    if (r == 0 && err == 0 && (a != 0 || b != 0 || double.IsNegative(a) != double.IsNegative(b)))
+                        r = ((mxcsr >> 13) & 3) == 1 ? -0.0 : 0.0;
                     break;
                 }
             case Op.Mul:
                 if ((double.IsInfinity(a) && b == 0) || (double.IsInfinity(b) && a == 0)) return Invalid(single, ref flags);
                 r = a * b;
-                if (double.IsInfinity(r)) err = 0;
-                else if (r == 0 && a != 0 && b != 0) err = Math.Sign(a) * Math.Sign(b) * double.Epsilon; // underflowed to zero
-                else err = Math.FusedMultiplyAdd(a, b, -r);
+                if (double.IsInfinity(r) || double.IsInfinity(a) || double.IsInfinity(b) || a == 0 || b == 0) err = 0;
+                else if (!single) err = DoubleErrorSign(op, a, b, r);
+                else err = Math.FusedMultiplyAdd(a, b, -r); // exact: single operands' products are far from double underflow
                 break;
             case Op.Div:
                 if ((a == 0 && b == 0) || (double.IsInfinity(a) && double.IsInfinity(b))) return Invalid(single, ref flags);
@@ -102,17 +109,61 @@ internal static class SseFloat
                     return Pack(Math.Sign(a) * Math.Sign(1 / b) < 0 ? double.NegativeInfinity : double.PositiveInfinity, single);
                 }
                 r = a / b;
-                if (double.IsInfinity(r) || double.IsInfinity(a) || double.IsInfinity(b)) err = 0;
-                else if (r == 0 && a != 0) err = Math.Sign(a) * Math.Sign(b) * double.Epsilon;
+                if (double.IsInfinity(r) || double.IsInfinity(a) || double.IsInfinity(b) || a == 0) err = 0;
+                else if (!single) err = DoubleErrorSign(op, a, b, r);
                 else err = Math.FusedMultiplyAdd(-r, b, a) * Math.Sign(b);
                 break;
             default: // Sqrt
                 if (a < 0) return Invalid(single, ref flags); // -0 is fine: sqrt(-0) = -0
                 r = Math.Sqrt(a);
-                err = double.IsInfinity(r) ? 0 : Math.FusedMultiplyAdd(-r, r, a);
+                if (double.IsInfinity(r) || a == 0) err = 0;
+                else if (!single) err = DoubleErrorSign(op, a, b, r);
+                else err = Math.FusedMultiplyAdd(-r, r, a);
                 break;
         }
+        flags |= denormal;
         return Round(r, err, single, mxcsr, ref flags, fromFinite: !double.IsInfinity(a) && !double.IsInfinity(b));
+    }
+
+    /// <summary>
+    /// The sign of (exact result − <paramref name="r"/>) for a double multiply, divide or square root of finite,
+    /// nonzero operands, where r is the host's correctly rounded (to nearest) result. A fused multiply-add gives the
+    /// exact error only when it is representable, which fails near and in the subnormal range (a tiny product or
+    /// quotient, a tiny dividend, the square root of a tiny value); so the operation is repeated on the operands
+    /// scaled by powers of two into [1, 2) (for the square root, by an even power into [1, 4)), where the error is
+    /// exact, and compared with r scaled the same way (exact: r is a double on a grid at least that coarse).
+    /// </summary>
+    private static double DoubleErrorSign(Op op, double a, double b, double r)
+    {
+        double q, e; // the scaled result and the sign of (exact scaled result − q)
+        int scale;   // the exact result is (q + error) × 2^scale
+        if (op == Op.Sqrt)
+        {
+            int m = Math.ILogB(a) >> 1;
+            double x = Math.ScaleB(a, -2 * m);
+            q = Math.Sqrt(x);
+            e = Math.FusedMultiplyAdd(-q, q, x);
+            scale = m;
+        }
+        else
+        {
+            int ea = Math.ILogB(a), eb = Math.ILogB(b);
+            double x = Math.ScaleB(a, -ea), y = Math.ScaleB(b, -eb);
+            if (op == Op.Mul)
+            {
+                q = x * y;
+                e = Math.FusedMultiplyAdd(x, y, -q);
+                scale = ea + eb;
+            }
+            else
+            {
+                q = x / y;
+                e = Math.FusedMultiplyAdd(-q, y, x) * Math.Sign(y);
+                scale = ea - eb;
+            }
+        }
+        double d = q - Math.ScaleB(r, -scale); // a multiple of q's ulp, so it outweighs e unless it is zero
+        return d != 0 ? Math.Sign(d) : Math.Sign(e);
     }
 
     private static ulong Invalid(bool single, ref uint flags)
@@ -174,11 +225,12 @@ internal static class SseFloat
         }
         double minNormal = single ? 1.1754943508222875e-38 : 2.2250738585072014e-308;
         // Tininess before rounding: the exact value below the smallest normal.
-        bool tiny = r != 0 && (Math.Abs(r) < minNormal || (Math.Abs(r) == minNormal && Math.Sign(err) == -Math.Sign(r)));
+        // (r may be zero, rounded from a nonzero tiny value: err then says so.)
+        bool tiny = (r != 0 || err != 0) && (Math.Abs(r) < minNormal || (Math.Abs(r) == minNormal && Math.Sign(err) == -Math.Sign(r)));
         if (tiny && (mxcsr & Ftz) != 0 && (mxcsr & 0x800) != 0)
         {
             flags |= UE | PE;
-            return Pack(r < 0 ? -0.0 : 0.0, single);
+            return Pack(double.IsNegative(r) ? -0.0 : 0.0, single);
         }
         if (tiny && (inexact || (mxcsr & 0x800) == 0)) flags |= UE;
         if (inexact) flags |= PE;
@@ -245,7 +297,10 @@ internal static class SseFloat
             flags |= IE;
             return indefinite;
         }
-        bits = Input(bits, single, mxcsr, ref flags);
+        // Conversions to integer do not signal the denormal exception (SDM: their SIMD exceptions are only invalid and
+        // precision); DAZ still reads a denormal as zero.
+        uint noDenormalFlag = 0;
+        bits = Input(bits, single, mxcsr, ref noDenormalFlag);
         double v = ToDouble(bits, single);
         int rc = truncate ? 3 : (int)(mxcsr >> 13) & 3;
         double rounded = rc switch

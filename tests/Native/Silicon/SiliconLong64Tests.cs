@@ -282,6 +282,9 @@ public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
                 }
                 return t.ToString();
             }
+            UInt128 Source() => ins.Op1Kind == OpKind.Register
+                ? xmm[ins.Op1Register - Register.XMM0]
+                : MemoryMarshal.Read<UInt128>(_initial.AsSpan((int)(EffectiveAddress(ins, regs) - DataBase)));
             CaseResult Fail(string what) => new($"{what}; {Inputs()}", true, false);
             if (outcome != StepOutcome.Retired)
                 return Fail($"soft CPU {outcome} ({_cpu.LastException}) where the host retired it");
@@ -299,7 +302,8 @@ public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
                 if (soft == nXmm[r]) continue;
                 // RCP/RSQRT: silicon's approximations differ by design; the soft CPU's must be as close as the SDM
                 // allows silicon to be (1.5 × 2^-12 relative error), lane by lane, and every other bit must agree.
-                if (estimate && r == ins.Op0Register - Register.XMM0 && EstimatesAgree(nXmm[r], soft, code.Mnemonic() is Mnemonic.Rcpps or Mnemonic.Rsqrtps ? 4 : 1))
+                if (estimate && r == ins.Op0Register - Register.XMM0
+                    && EstimatesAgree(nXmm[r], soft, Source(), code.Mnemonic() is Mnemonic.Rcpps or Mnemonic.Rsqrtps ? 4 : 1))
                     continue;
                 return Fail($"XMM{r} host {nXmm[r]:x32} soft {soft:x32}");
             }
@@ -314,12 +318,14 @@ public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
             int stackFrom = (int)Math.Clamp((long)lowestSp - (long)DataBase, dataEnd, _native.Length);
             var softMem = new ReadOnlySpan<byte>(_p + NativeLong64.DataOffset, _native.Length);
             // FXSAVE's image: the x87 part is the host's own x87 state (and, on the soft CPU, its x87 unit's), which
-            // this harness neither loads nor compares; MXCSR (24-27), MXCSR_MASK (28-31) and XMM0-15 (160-415) are compared.
+            // this harness neither loads nor compares. MXCSR (24-27), MXCSR_MASK's low 16 bits (28-29) and XMM0-15
+            // (160-415) are compared. MXCSR_MASK's bit 17 is AMD's MM (misaligned SSE mode, CPUID misalignsse), which
+            // this AMD host reports (0002FFFFh) and the soft CPU, modelled on Intel parts without it, does not (0000FFFFh).
             int imageAt = code.Mnemonic() is Mnemonic.Fxsave or Mnemonic.Fxsave64 ? (int)(EffectiveAddress(ins, regs) - DataBase) : int.MinValue;
             for (int at = 0; at < _native.Length; at++)
             {
                 if (at >= dataEnd && at < stackFrom) continue;
-                if (at - imageAt is >= 0 and < 24 or >= 32 and < 160) continue;
+                if (at - imageAt is >= 0 and < 24 or >= 30 and < 160) continue;
                 if (softMem[at] != _native[at])
                     return Fail($"memory at {DataBase + (ulong)at:x} host {_native[at]:x2} soft {softMem[at]:x2}");
             }
@@ -443,15 +449,20 @@ public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
         /// <summary>
         /// RCPPS/RCPSS/RSQRTPS/RSQRTSS: lane by lane (the first <paramref name="lanes"/>; the others must be equal) the
         /// soft CPU's correctly rounded value and the host's approximation are each within the SDM's 1.5 × 2^-12
-        /// relative error of the exact value; zeros, infinities and NaNs must be identical.
+        /// relative error of the exact value; zeros, infinities and NaNs must be identical. The SDM leaves it to the
+        /// implementation whether RCP of |x| between 1.11111111110100000000000b × 2^125 and 1.00000000000110000000001b
+        /// × 2^126 is tiny (and flushed to zero): there one may be zero of the operand's sign where the other is not.
         /// </summary>
-        private static bool EstimatesAgree(UInt128 host, UInt128 soft, int lanes)
+        private static bool EstimatesAgree(UInt128 host, UInt128 soft, UInt128 source, int lanes)
         {
             for (int k = 0; k < 4; k++)
             {
-                uint h = (uint)(host >> (32 * k)), s = (uint)(soft >> (32 * k));
+                uint h = (uint)(host >> (32 * k)), s = (uint)(soft >> (32 * k)), x = (uint)(source >> (32 * k));
                 if (h == s) continue;
                 if (k >= lanes) return false;
+                if ((x & 0x7fff_ffff) is >= 0x7e7f_e800 and <= 0x7e80_0c01 && (h ^ x) >> 31 == 0 && (s ^ x) >> 31 == 0
+                    && ((h & 0x7fff_ffff) == 0 || (s & 0x7fff_ffff) == 0))
+                    continue;
                 float hf = BitConverter.UInt32BitsToSingle(h), sf = BitConverter.UInt32BitsToSingle(s);
                 if (!float.IsFinite(hf) || !float.IsFinite(sf) || hf == 0 || sf == 0 || (h ^ s) >> 31 != 0) return false;
                 if (Math.Abs((double)hf - sf) > (1.5 * Math.Pow(2, -12) + Math.Pow(2, -23)) * Math.Abs((double)sf)) return false;
@@ -597,7 +608,8 @@ public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
                         break;
                     case OpCodeOperandKind.br64_1 or OpCodeOperandKind.br64_4:
                         ins.SetOpKind(n, OpKind.NearBranch64);
-                        ins.NearBranch64 = _base + NativeLong64.CodeOffset + 0x60; // placeholder; the real target is set after the first encoding
+                        // A placeholder just after the instruction (the real target is set after the first encoding).
+                        ins.NearBranch64 = _base + NativeLong64.CodeOffset + (ulong)NativeLong64.Prologue(_base + NativeLong64.CodeOffset).Length + 0x20;
                         break;
                     case OpCodeOperandKind.seg_rSI or OpCodeOperandKind.es_rDI:
                         // String operands: RSI/RDI, or ESI/EDI with 67h (the upper halves must then be ignored).
