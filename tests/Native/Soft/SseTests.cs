@@ -216,6 +216,32 @@ public sealed class SseTests
     }
 
     [Fact]
+    public void Infinity_divided_by_zero_is_an_exact_infinity()
+    {
+        // Divide-by-zero is raised for finite dividends only; under DAZ a denormal divisor is that zero.
+        var r = Run(a => a.divss(xmm0, xmm1), 0xff80_0000, 0x8000_0001, Rn | Daz);
+        Assert.Equal(((UInt128)0x7f80_0000, Rn | Daz), (r.X0, r.Mxcsr));
+        r = Run(a => a.divsd(xmm0, xmm1), 0x7ff0_0000_0000_0000UL, 0, Rn);
+        Assert.Equal(((UInt128)0x7ff0_0000_0000_0000UL, Rn), (r.X0, r.Mxcsr));
+    }
+
+    [Theory]
+    // Just below the smallest normal single, rounding up to it: not tiny after rounding (x86), so no UE and no FTZ.
+    [InlineData(0x380f_ffff_f000_0000UL, Ru | 0x8000, 0x0080_0000u, PE)]
+    [InlineData(0x380f_ffff_f000_0000UL, Rn, 0x0080_0000u, PE)]
+    [InlineData(0x380f_ffff_f000_0000UL, Rz, 0x007f_ffffu, UE | PE)]
+    // The largest single plus half an ulp: rounding to nearest overflows, toward zero or down gives the largest single.
+    [InlineData(0x47ef_ffff_f000_0000UL, Rn, 0x7f80_0000u, 0x08 | PE)]
+    [InlineData(0x47ef_ffff_f000_0000UL, Rz, 0x7f7f_ffffu, PE)]
+    [InlineData(0x47ef_ffff_f000_0000UL, Rd, 0x7f7f_ffffu, PE)]
+    [InlineData(0x47ef_ffff_f000_0000UL, Ru, 0x7f80_0000u, 0x08 | PE)]
+    public void Overflow_and_tininess_are_detected_after_rounding(ulong source, uint mxcsr, uint expected, uint flags)
+    {
+        var r = Run(a => a.cvtsd2ss(xmm0, xmm1), 0, source, mxcsr);
+        Assert.Equal((expected, mxcsr | flags), ((uint)r.X0, r.Mxcsr));
+    }
+
+    [Fact]
     public void An_exact_zero_sum_of_opposite_signs_is_negative_when_rounding_down()
     {
         UInt128 onePointFive = 0x3ff8_0000_0000_0000UL;
