@@ -379,7 +379,8 @@ public sealed partial class SoftCpu
 
     /// <summary>
     /// FXSAVE: the 512-byte area (16-byte aligned, else #GP): x87 state in bytes 0-159 from the x87 unit, MXCSR at
-    /// 24, MXCSR_MASK at 28, XMM0-7 (XMM0-15 in 64-bit mode) from byte 160. CR0.EM or CR0.TS: #NM.
+    /// 24, MXCSR_MASK at 28, XMM0-7 (XMM0-15 in 64-bit mode) from byte 160. CR0.EM or CR0.TS: #NM. The bytes after
+    /// the last XMM register (reserved, and 464-511 which the SDM leaves to software) are not written, as on silicon.
     /// </summary>
     private void Fxsave(in Instruction i, bool rexW)
     {
@@ -393,7 +394,7 @@ public sealed partial class SoftCpu
         int count = Mode64 ? 16 : 8;
         for (int r = 0; r < count; r++) MemoryMarshal.Write(area[(160 + 16 * r)..], in Xmm[r]);
         ReadMem(i, 64, 504); // the whole area must be writable before any of it is written
-        for (int k = 0; k < 512; k += 8) WriteMem(i, BitConverter.ToUInt64(area[k..]), 64, (ulong)k);
+        for (int k = 0; k < 160 + 16 * count; k += 8) WriteMem(i, BitConverter.ToUInt64(area[k..]), 64, (ulong)k);
     }
 
     private void Fxrstor(in Instruction i, bool rexW)

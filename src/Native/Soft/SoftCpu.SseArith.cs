@@ -209,7 +209,9 @@ public sealed partial class SoftCpu
     /// <summary>
     /// RCP/RSQRT: silicon returns an approximation within 1.5 × 2^-12 relative error whose exact bits differ between
     /// processor generations; this CPU returns the correctly rounded single-precision value (as QEMU does), which is
-    /// within that bound. Denormal inputs count as zero; no MXCSR flags change.
+    /// within that bound. Denormal inputs count as zero; tiny reciprocals are flushed to zero of the operand's sign
+    /// (the SDM leaves inputs near 2^126 to the implementation: here, as on the AMD host it was checked against,
+    /// every |x| ≥ 2^126, whose reciprocal is at most the smallest normal); no MXCSR flags change.
     /// </summary>
     private static ulong Estimate(uint bits, bool sqrt)
     {
@@ -222,6 +224,7 @@ public sealed partial class SoftCpu
             if (x < 0) return 0xffc0_0000;                          // negative -> default NaN
             return BitConverter.SingleToUInt32Bits((float)(1.0 / Math.Sqrt(x)));
         }
+        if ((bits & 0x7fff_ffff) >= 0x7e80_0000) return bits & 0x8000_0000; // |x| ≥ 2^126 (or ∞): tiny, flushed to zero
         return BitConverter.SingleToUInt32Bits((float)(1.0 / x));
     }
 }

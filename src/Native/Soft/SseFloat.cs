@@ -57,11 +57,13 @@ internal static class SseFloat
         bool nanA = IsNaN(dest, single), nanB = IsNaN(src, single);
         if (op is Op.Min or Op.Max)
         {
-            // Any NaN, or two zeros, give the source; a NaN (quiet or signalling) is invalid.
+            // Any NaN, or two zeros, give the source (a denormal one as zero under DAZ); a NaN (quiet or signalling)
+            // is invalid.
             if (nanA || nanB)
             {
                 flags |= IE;
-                return src;
+                uint ignored = 0;
+                return Input(src, single, mxcsr, ref ignored);
             }
             ulong ma = Input(dest, single, mxcsr, ref flags), mb = Input(src, single, mxcsr, ref flags);
             double x = ToDouble(ma, single), y = ToDouble(mb, single);
@@ -73,9 +75,12 @@ internal static class SseFloat
             if (IsSNaN(dest, single) || IsSNaN(src, single)) flags |= IE;
             return nanA && op != Op.Sqrt ? Quiet(dest, single) : Quiet(nanB ? src : dest, single);
         }
-        ulong ba = Input(dest, single, mxcsr, ref flags), bb = Input(src, single, mxcsr, ref flags);
+        // A denormal operand's DE yields to invalid and divide-by-zero (SDM vol. 1 §11.5.2, exception precedence).
+        uint denormal = 0;
+        ulong ba = Input(dest, single, mxcsr, ref denormal), bb = Input(src, single, mxcsr, ref denormal);
         double a = ToDouble(ba, single), b = ToDouble(bb, single);
         double r, err;
+        bool? tinyAfter = null;
         switch (op)
         {
             case Op.Add or Op.Sub:
@@ -85,34 +90,123 @@ internal static class SseFloat
                     r = a + b;
                     double bv = r - a;
                     err = double.IsInfinity(r) ? 0 : (a - (r - bv)) + (b - bv);
+                    // An exact zero from operands of opposite signs is -0 when rounding down, +0 otherwise.
+                    if (r == 0 && err == 0 && (a != 0 || b != 0 || double.IsNegative(a) != double.IsNegative(b)))
+                        r = ((mxcsr >> 13) & 3) == 1 ? -0.0 : 0.0;
                     break;
                 }
             case Op.Mul:
                 if ((double.IsInfinity(a) && b == 0) || (double.IsInfinity(b) && a == 0)) return Invalid(single, ref flags);
                 r = a * b;
-                if (double.IsInfinity(r)) err = 0;
-                else if (r == 0 && a != 0 && b != 0) err = Math.Sign(a) * Math.Sign(b) * double.Epsilon; // underflowed to zero
-                else err = Math.FusedMultiplyAdd(a, b, -r);
+                if (double.IsInfinity(r) || double.IsInfinity(a) || double.IsInfinity(b) || a == 0 || b == 0) err = 0;
+                else if (!single) err = DoubleErrorSign(op, a, b, r, mxcsr, out tinyAfter);
+                else err = Math.FusedMultiplyAdd(a, b, -r); // exact: single operands' products are far from double underflow
                 break;
             case Op.Div:
                 if ((a == 0 && b == 0) || (double.IsInfinity(a) && double.IsInfinity(b))) return Invalid(single, ref flags);
                 if (b == 0)
                 {
-                    flags |= ZE;
+                    // ∞ / 0 is an exact ∞: divide-by-zero is for finite dividends.
+                    if (double.IsFinite(a)) flags |= ZE;
+                    else flags |= denormal;
                     return Pack(Math.Sign(a) * Math.Sign(1 / b) < 0 ? double.NegativeInfinity : double.PositiveInfinity, single);
                 }
                 r = a / b;
-                if (double.IsInfinity(r) || double.IsInfinity(a) || double.IsInfinity(b)) err = 0;
-                else if (r == 0 && a != 0) err = Math.Sign(a) * Math.Sign(b) * double.Epsilon;
+                if (double.IsInfinity(r) || double.IsInfinity(a) || double.IsInfinity(b) || a == 0) err = 0;
+                else if (!single) err = DoubleErrorSign(op, a, b, r, mxcsr, out tinyAfter);
                 else err = Math.FusedMultiplyAdd(-r, b, a) * Math.Sign(b);
                 break;
             default: // Sqrt
                 if (a < 0) return Invalid(single, ref flags); // -0 is fine: sqrt(-0) = -0
                 r = Math.Sqrt(a);
-                err = double.IsInfinity(r) ? 0 : Math.FusedMultiplyAdd(-r, r, a);
+                if (double.IsInfinity(r) || a == 0) err = 0;
+                else if (!single) err = DoubleErrorSign(op, a, b, r, mxcsr, out tinyAfter);
+                else err = Math.FusedMultiplyAdd(-r, r, a);
                 break;
         }
-        return Round(r, err, single, mxcsr, ref flags, fromFinite: !double.IsInfinity(a) && !double.IsInfinity(b));
+        flags |= denormal;
+        bool finite = !double.IsInfinity(a) && !double.IsInfinity(b);
+        if (!single && finite && double.IsInfinity(r) && ((mxcsr >> 13) & 3) != 0 && !ReachesTwoTo1024(op == Op.Sub ? Op.Add : op, a, b)) // b: negated for SUB
+        {
+            // Past the largest double but below 2^1024: a directed rounding may stay finite (Round decides).
+            err = Math.Sign(r);
+            r = Math.Sign(r) * double.MaxValue;
+        }
+        return Round(r, err, single, mxcsr, ref flags, fromFinite: finite, tinyAfterRounding: tinyAfter);
+    }
+
+    /// <summary>
+    /// The sign of (exact result − <paramref name="r"/>) for a double multiply, divide or square root of finite,
+    /// nonzero operands, where r is the host's correctly rounded (to nearest) result. A fused multiply-add gives the
+    /// exact error only when it is representable, which fails near and in the subnormal range (a tiny product or
+    /// quotient, a tiny dividend, the square root of a tiny value); so the operation is repeated on the operands
+    /// scaled by powers of two into [1, 2) (for the square root, by an even power into [1, 4)), where the error is
+    /// exact, and compared with r scaled the same way (exact: r is a double on a grid at least that coarse).
+    /// </summary>
+    private static double DoubleErrorSign(Op op, double a, double b, double r, uint mxcsr, out bool? tinyAfterRounding)
+    {
+        double q, e; // the scaled result and the sign of (exact scaled result − q)
+        int scale;   // the exact result is (q + error) × 2^scale
+        if (op == Op.Sqrt)
+        {
+            int m = Math.ILogB(a) >> 1;
+            double x = Math.ScaleB(a, -2 * m);
+            q = Math.Sqrt(x);
+            e = Math.FusedMultiplyAdd(-q, q, x);
+            scale = m;
+        }
+        else
+        {
+            int ea = Math.ILogB(a), eb = Math.ILogB(b);
+            double x = Math.ScaleB(a, -ea), y = Math.ScaleB(b, -eb);
+            if (op == Op.Mul)
+            {
+                q = x * y;
+                e = Math.FusedMultiplyAdd(x, y, -q);
+                scale = ea + eb;
+            }
+            else
+            {
+                q = x / y;
+                e = Math.FusedMultiplyAdd(-q, y, x) * Math.Sign(y);
+                scale = ea - eb;
+            }
+        }
+        double d = q - Math.ScaleB(r, -scale); // a multiple of q's ulp, so it outweighs e unless it is zero
+        // Tininess after rounding: q rounded in MXCSR's mode is the result with an unbounded exponent, scaled.
+        int rc = (int)(mxcsr >> 13) & 3, dir = Math.Sign(e);
+        if ((rc == 1 && dir < 0) || (rc == 3 && q > 0 && dir < 0)) q = Math.BitDecrement(q);
+        else if ((rc == 2 && dir > 0) || (rc == 3 && q < 0 && dir > 0)) q = Math.BitIncrement(q);
+        tinyAfterRounding = Math.Abs(q) < Math.ScaleB(1.0, -1022 - scale);
+        return d != 0 ? Math.Sign(d) : Math.Sign(e);
+    }
+
+    /// <summary>Whether the exact a op b (finite, and rounding to nearest to an infinity) is at least 2^1024 in magnitude.</summary>
+    private static bool ReachesTwoTo1024(Op op, double a, double b)
+    {
+        // Computed a quarter as large, where nothing overflows: the exact quarter reaches 2^1022 or not.
+        double q, e;
+        if (op is Op.Add or Op.Sub)
+        {
+            double x = a / 4, y = (op == Op.Sub ? -b : b) / 4;
+            q = x + y;
+            double bv = q - x;
+            e = (x - (q - bv)) + (y - bv);
+        }
+        else if (op == Op.Mul)
+        {
+            double x = a / 4;
+            q = x * b;
+            e = Math.FusedMultiplyAdd(x, b, -q);
+        }
+        else
+        {
+            double x = a / 4;
+            q = x / b;
+            e = Math.FusedMultiplyAdd(-q, b, x) * Math.Sign(b);
+        }
+        const double TwoTo1022 = 4.49423283715578976932e307;
+        return Math.Abs(q) > TwoTo1022 || (Math.Abs(q) == TwoTo1022 && Math.Sign(e) != -Math.Sign(q));
     }
 
     private static ulong Invalid(bool single, ref uint flags)
@@ -125,9 +219,13 @@ internal static class SseFloat
 
     /// <summary>
     /// Rounds the exact value r + err (r: the round-to-nearest double, err: the exact remainder's sign and size) to
-    /// the target precision in MXCSR's rounding mode, with OE, UE and PE.
+    /// the target precision in MXCSR's rounding mode, with OE, UE and PE. Overflow and tininess are decided, as on
+    /// x86, after rounding: on the value rounded to the target's precision with an unbounded exponent (SDM vol. 1
+    /// §4.9.1.4-5), so a result just below the smallest normal that rounds up to it is not tiny, and one just above
+    /// the largest finite value that rounds down to it does not overflow. <paramref name="tinyAfterRounding"/>
+    /// overrides the tininess test for a double result whose err gives only a sign (DoubleErrorSign).
     /// </summary>
-    public static ulong Round(double r, double err, bool single, uint mxcsr, ref uint flags, bool fromFinite = true)
+    public static ulong Round(double r, double err, bool single, uint mxcsr, ref uint flags, bool fromFinite = true, bool? tinyAfterRounding = null)
     {
         int rc = (int)(mxcsr >> 13) & 3;
         if (double.IsInfinity(r))
@@ -139,50 +237,90 @@ internal static class SseFloat
         int dir;  // sign of (exact - t)
         if (single)
         {
-            float f = (float)r;
-            double fd = f;
-            if (float.IsInfinity(f) && rc == 0) return Overflow(r > 0, true, rc, ref flags);
-            dir = fd != r ? Math.Sign(r - fd) : Math.Sign(err);
-            if (rc == 0 && fd != r && err != 0 && !float.IsInfinity(f))
+            if (float.IsInfinity((float)r))
             {
-                // r may sit exactly halfway between two floats only because of the first rounding: err breaks the tie.
-                float g = r > fd ? MathF.BitIncrement(f) : MathF.BitDecrement(f);
-                if (r - fd == (double)g - r && Math.Sign(err) == Math.Sign(r - fd))
-                {
-                    f = g;
-                    fd = f;
-                    dir = -Math.Sign(err);
-                }
+                // Past the largest single: overflow if the exact value rounds (unbounded) to 2^128 or more.
+                int sign = Math.Sign(r);
+                bool from2to128 = Math.Abs(r) > TwoTo128 || (Math.Abs(r) == TwoTo128 && Math.Sign(err) != -sign);
+                bool fromHalfway = Math.Abs(r) > MaxSinglePlusHalfUlp || (Math.Abs(r) == MaxSinglePlusHalfUlp && Math.Sign(err) != -sign);
+                bool up = rc == 0 ? fromHalfway : (rc == 2 && sign > 0) || (rc == 1 && sign < 0);
+                if (from2to128 || up) return Overflow(sign > 0, true, rc, ref flags);
+                flags |= PE;
+                return Pack(sign * (double)float.MaxValue, true);
             }
-            t = fd;
-            if (float.IsInfinity(f)) return Overflow(r > 0, true, rc, ref flags);
+            t = RoundToSingle(r, err, rc, out dir);
+            if (float.IsInfinity((float)t)) return Overflow(t > 0, true, rc, ref flags);
         }
         else
         {
             t = r;
             dir = Math.Sign(err);
+            if (rc != 0 && dir != 0)
+            {
+                bool stepDown = (rc == 1 && dir < 0) || (rc == 3 && t > 0 && dir < 0);
+                bool stepUp = (rc == 2 && dir > 0) || (rc == 3 && t < 0 && dir > 0);
+                if (stepDown) t = Math.BitDecrement(t);
+                else if (stepUp) t = Math.BitIncrement(t);
+                if (double.IsInfinity(t)) return Overflow(t > 0, false, rc, ref flags);
+            }
         }
         bool inexact = dir != 0;
-        if (rc != 0 && dir != 0)
+        bool tiny;
+        if (single)
         {
-            // dir is the sign of (exact - t): round down (1), up (2) or toward zero (3) from there.
-            bool stepDown = (rc == 1 && dir < 0) || (rc == 3 && t > 0 && dir < 0);
-            bool stepUp = (rc == 2 && dir > 0) || (rc == 3 && t < 0 && dir > 0);
-            if (stepDown) t = single ? MathF.BitDecrement((float)t) : Math.BitDecrement(t);
-            else if (stepUp) t = single ? MathF.BitIncrement((float)t) : Math.BitIncrement(t);
-            if (double.IsInfinity(t) || (single && float.IsInfinity((float)t))) return Overflow(t > 0, single, rc, ref flags);
+            // r and err scaled by 2^64 (exactly) round to single precision in the normal range: an unbounded exponent.
+            tiny = (r != 0 || err != 0) && Math.Abs(r) <= MinNormalSingle
+                && Math.Abs(RoundToSingle(r * TwoTo64, err * TwoTo64, rc, out _)) < MinNormalSingle * TwoTo64;
         }
-        double minNormal = single ? 1.1754943508222875e-38 : 2.2250738585072014e-308;
-        // Tininess before rounding: the exact value below the smallest normal.
-        bool tiny = r != 0 && (Math.Abs(r) < minNormal || (Math.Abs(r) == minNormal && Math.Sign(err) == -Math.Sign(r)));
+        else
+        {
+            // Exact results (err zero) need no rounding; for others the caller may know better (r may be zero,
+            // rounded from a nonzero tiny value: err then says so).
+            tiny = tinyAfterRounding ?? ((r != 0 || err != 0) && (Math.Abs(r) < MinNormalDouble
+                || (Math.Abs(r) == MinNormalDouble && Math.Sign(err) == -Math.Sign(r))));
+        }
         if (tiny && (mxcsr & Ftz) != 0 && (mxcsr & 0x800) != 0)
         {
             flags |= UE | PE;
-            return Pack(r < 0 ? -0.0 : 0.0, single);
+            return Pack(double.IsNegative(r) ? -0.0 : 0.0, single);
         }
         if (tiny && (inexact || (mxcsr & 0x800) == 0)) flags |= UE;
         if (inexact) flags |= PE;
         return Pack(t, single);
+    }
+
+    private const double MinNormalSingle = 1.1754943508222875e-38, MinNormalDouble = 2.2250738585072014e-308;
+    private const double TwoTo64 = 18446744073709551616.0, TwoTo128 = 3.4028236692093846e38, MaxSinglePlusHalfUlp = 3.4028235677973366e38;
+
+    /// <summary>
+    /// r + err rounded to single precision in mode rc (r finite; the subnormal range has the subnormal grid), as a
+    /// double; <paramref name="dir"/> is the sign of (exact − result). May be infinite only past the largest single.
+    /// </summary>
+    private static double RoundToSingle(double r, double err, int rc, out int dir)
+    {
+        float f = (float)r;
+        double fd = f;
+        dir = fd != r ? Math.Sign(r - fd) : Math.Sign(err);
+        if (rc == 0 && fd != r && err != 0 && !float.IsInfinity(f))
+        {
+            // r may sit exactly halfway between two floats only because of the first rounding: err breaks the tie.
+            float g = r > fd ? MathF.BitIncrement(f) : MathF.BitDecrement(f);
+            if (r - fd == (double)g - r && Math.Sign(err) == Math.Sign(r - fd))
+            {
+                f = g;
+                fd = f;
+                dir = -Math.Sign(err);
+            }
+        }
+        if (rc != 0 && dir != 0 && !float.IsInfinity(f))
+        {
+            // dir is the sign of (exact - f): round down (1), up (2) or toward zero (3) from there.
+            bool stepDown = (rc == 1 && dir < 0) || (rc == 3 && f > 0 && dir < 0);
+            bool stepUp = (rc == 2 && dir > 0) || (rc == 3 && f < 0 && dir > 0);
+            if (stepDown) f = MathF.BitDecrement(f);
+            else if (stepUp) f = MathF.BitIncrement(f);
+        }
+        return f;
     }
 
     private static ulong Overflow(bool positive, bool single, int rc, ref uint flags)
@@ -245,7 +383,10 @@ internal static class SseFloat
             flags |= IE;
             return indefinite;
         }
-        bits = Input(bits, single, mxcsr, ref flags);
+        // Conversions to integer do not signal the denormal exception (SDM: their SIMD exceptions are only invalid and
+        // precision); DAZ still reads a denormal as zero.
+        uint noDenormalFlag = 0;
+        bits = Input(bits, single, mxcsr, ref noDenormalFlag);
         double v = ToDouble(bits, single);
         int rc = truncate ? 3 : (int)(mxcsr >> 13) & 3;
         double rounded = rc switch

@@ -1,17 +1,22 @@
 // Runs 64-bit x86 code natively on the host CPU, in the process's own mode: no mode switch, so it works wherever
 // .NET runs on x86-64 Linux (also on hosts such as PVM-based VMs that cannot run compatibility-mode code).
 // One fixed mapping below 2 GiB (so absolute disp32 addresses reach it) holds everything:
-//   +0x0000  trampoline (called from C#): saves the callee-saved registers and RSP, jumps to the test code
-//   +0x0100  the common exit: stores registers and flags, switches back to the saved RSP and returns
-//   +0x1000  the test code: prologue (load all 16 registers and RFLAGS), the instruction, epilogues
-//   +0x3000  the state block: registers and flags in and out
+//   +0x0000  trampoline (called from C#): saves the callee-saved registers, RSP and the host's MXCSR, jumps to the test code
+//   +0x0100  the common exit: stores registers, XMM0-15, MXCSR and flags, restores the host's MXCSR, switches back
+//            to the saved RSP and returns
+//   +0x0800  reads the process's selectors once
+//   +0x1000  the test code: prologue (load XMM0-15, MXCSR, all 16 registers and RFLAGS), the instruction, epilogues
+//   +0x3000  the state block: registers, XMM registers, MXCSR and flags in and out
 //   +0x4000  data buffer (memory operands), 8 KiB
 //   +0x8000  stack for the instruction under test (grows down from +0xC000)
 // An epilogue only records which one ran (so a rel8 branch reaches the second) and jumps to the common exit.
 // The soft CPU under test sees the same bytes at the same addresses (a GuestRegion over this mapping, identity
 // mapped by 4-level page tables the test builds), so memory operands and stack addresses are identical in both runs.
 // The .NET runtime may deliver a signal while the native code runs on the test stack: the kernel then writes a
-// signal frame below RSP, so comparisons of the stack start at the lowest RSP of the run.
+// signal frame below RSP, so comparisons of the stack start at the lowest RSP of the run. (Linux gives a signal
+// handler a fresh FPU state and restores ours afterwards, so the test's MXCSR never reaches the runtime's handlers.)
+// XMM registers are caller-saved in the System V ABI; MXCSR's control bits are callee-saved, so the exit puts the
+// host's value back before returning to managed code.
 using System.Runtime.InteropServices;
 using Iced.Intel;
 using static Iced.Intel.AssemblerRegisters;
@@ -25,11 +30,13 @@ internal static unsafe partial class NativeLong64
 
     public const uint Size = 0x10000;
     public const uint CodeOffset = 0x1000, CodeSize = 0x2000, StateOffset = 0x3000, DataOffset = 0x4000, DataSize = 0x2000;
-    public const uint StackLow = 0x8000, StackTop = 0xC000, ExitOffset = 0x100, SelectorsProbeOffset = 0x200, SelectorsOffset = 0x400;
+    public const uint StackLow = 0x8000, StackTop = 0xC000, ExitOffset = 0x100, SelectorsProbeOffset = 0x800, SelectorsOffset = 0x400;
 
     // State block layout (qwords): in RAX..R15 (0-15), in RFLAGS (16), out RAX..R15 (17-32), out RFLAGS (33),
-    // saved host RSP (34), epilogue marker (35); at +0x400 the host's six selectors.
+    // saved host RSP (34), epilogue marker (35); at +0x400 the host's six selectors. Bytes: MXCSR in at +0x180, out at
+    // +0x184, the host's at +0x188; XMM0-15 in at +0x200, out at +0x300 (16 bytes each, low quadword first).
     public const int InFlags = 16, OutRegs = 17, OutFlags = 33, SavedRsp = 34, Marker = 35;
+    public const uint XmmInOffset = 0x200, XmmOutOffset = 0x300, MxcsrInOffset = 0x180, MxcsrOutOffset = 0x184, HostMxcsrOffset = 0x188;
 
     private static readonly Lazy<(nint Base, string? Error)> Mapping = new(Map);
 
@@ -45,6 +52,21 @@ internal static unsafe partial class NativeLong64
     public static byte* Pointer => (byte*)Mapping.Value.Base;
 
     public static ulong* State => (ulong*)(Pointer + StateOffset);
+
+    /// <summary>XMM0-15 for the prologue to load.</summary>
+    public static UInt128* XmmIn => (UInt128*)(Pointer + StateOffset + XmmInOffset);
+
+    /// <summary>XMM0-15 as the common exit stored them.</summary>
+    public static UInt128* XmmOut => (UInt128*)(Pointer + StateOffset + XmmOutOffset);
+
+    /// <summary>MXCSR for the prologue to load (its six exception masks must be set: an unmasked exception is SIGFPE).</summary>
+    public static ref uint MxcsrIn => ref *(uint*)(Pointer + StateOffset + MxcsrInOffset);
+
+    /// <summary>MXCSR after the instruction.</summary>
+    public static uint MxcsrOut => *(uint*)(Pointer + StateOffset + MxcsrOutOffset);
+
+    /// <summary>The MXCSR the runtime had when the last run started (restored by the exit).</summary>
+    public static uint HostMxcsr => *(uint*)(Pointer + StateOffset + HostMxcsrOffset);
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial nint mmap(nint addr, nuint length, int prot, int flags, int fd, nint offset);
@@ -62,6 +84,7 @@ internal static unsafe partial class NativeLong64
             if (p == candidate)
             {
                 WriteTrampoline((byte*)p);
+                *(uint*)((byte*)p + StateOffset + MxcsrInOffset) = 0x1f80; // the power-on MXCSR until a test sets one
                 return (p, null);
             }
         }
@@ -79,6 +102,7 @@ internal static unsafe partial class NativeLong64
         a.push(r14);
         a.push(r15);
         a.mov(__qword_ptr[s + SavedRsp * 8], rsp);
+        a.stmxcsr(__dword_ptr[s + HostMxcsrOffset]);
         a.jmp(rdi);
         byte[] t = Assemble(a, (ulong)p);
         // SAFETY: p is the start of our own RWX mapping, which is larger than the trampoline and the exit.
@@ -87,6 +111,9 @@ internal static unsafe partial class NativeLong64
         // The common exit: the epilogue has written the marker; RFLAGS and the registers are the instruction's.
         var e = new Assembler(64);
         for (int r = 0; r < 16; r++) e.mov(__qword_ptr[s + (ulong)(OutRegs + r) * 8], Gprs[r]);
+        for (int r = 0; r < 16; r++) e.movdqu(__xmmword_ptr[s + XmmOutOffset + (ulong)r * 16], Xmms[r]);
+        e.stmxcsr(__dword_ptr[s + MxcsrOutOffset]);
+        e.ldmxcsr(__dword_ptr[s + HostMxcsrOffset]);
         e.mov(rsp, __qword_ptr[s + SavedRsp * 8]);
         e.pushfq();
         e.pop(__qword_ptr[s + OutFlags * 8]);
@@ -99,6 +126,7 @@ internal static unsafe partial class NativeLong64
         e.cld(); // the ABI expects DF clear
         e.ret();
         byte[] x = Assemble(e, (ulong)p + ExitOffset);
+        if (x.Length > SelectorsProbeOffset - ExitOffset) throw new InvalidOperationException($"the exit ({x.Length} bytes) overlaps the selectors probe");
         x.CopyTo(new Span<byte>(p + ExitOffset, x.Length));
 
         // Reads the process's selectors (ES, CS, SS, DS, FS, GS) into the state block, for the soft CPU to mirror.
@@ -121,11 +149,16 @@ internal static unsafe partial class NativeLong64
 
     private static readonly AssemblerRegister64[] Gprs = [rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi, r8, r9, r10, r11, r12, r13, r14, r15];
 
-    /// <summary>Assembles the prologue that loads RFLAGS and the 16 registers from the state block.</summary>
+    private static readonly AssemblerRegisterXMM[] Xmms =
+        [xmm0, xmm1, xmm2, xmm3, xmm4, xmm5, xmm6, xmm7, xmm8, xmm9, xmm10, xmm11, xmm12, xmm13, xmm14, xmm15];
+
+    /// <summary>Assembles the prologue that loads XMM0-15, MXCSR, RFLAGS and the 16 registers from the state block.</summary>
     public static byte[] Prologue(ulong at)
     {
         ulong s = Base + StateOffset;
         var a = new Assembler(64);
+        for (int r = 0; r < 16; r++) a.movdqu(Xmms[r], __xmmword_ptr[s + XmmInOffset + (ulong)r * 16]);
+        a.ldmxcsr(__dword_ptr[s + MxcsrInOffset]);
         a.push(__qword_ptr[s + InFlags * 8]);
         a.popfq();
         for (int r = 0; r < 16; r++) a.mov(Gprs[r], __qword_ptr[s + (ulong)r * 8]);
@@ -155,6 +188,8 @@ internal static unsafe partial class NativeLong64
     /// <summary>Runs the code at <paramref name="entry"/> (absolute): it must start with <see cref="Prologue"/> and end in an <see cref="Epilogue"/>.</summary>
     public static void Run(ulong entry)
     {
+        // The state block must hold a loadable MXCSR with every exception masked (a fresh mapping holds zero).
+        if ((MxcsrIn & 0x1f80) != 0x1f80 || (MxcsrIn & ~0xffffu) != 0) throw new ArgumentException($"MXCSR {MxcsrIn:x} would unmask an exception or fault");
         var trampoline = (delegate* unmanaged<ulong, void>)Pointer;
         // SAFETY: the trampoline and the code it jumps to are ours; the epilogue returns to this frame.
         trampoline(entry);

@@ -3,7 +3,10 @@
 // 64-bit values, base+displacement, SIB, RIP-relative, absolute and 32-bit address-size memory operands), the
 // instruction is encoded once and executed twice: natively in the process's own 64-bit mode (NativeLong64) and on a
 // SoftCpu in IA-32e mode whose page tables identity-map the same bytes. Registers, RIP (which epilogue ran), the
-// flags the SDM defines for the case, the data buffer and the stack must agree. Forms that cannot run in user mode
+// flags the SDM defines for the case, the data buffer and the stack must agree. Every case also loads XMM0-15 (random
+// bits and special single and double values: zeros, infinities, NaNs with payloads, denormals, extremes, ties) and a
+// random MXCSR (rounding control, DAZ, FTZ and sticky flags; the exception masks stay set, an unmasked exception would
+// be SIGFPE), and XMM0-15 and MXCSR must agree afterwards. Forms that cannot run in user mode
 // or that the host decodes differently by design are listed with the reason; the test fails if any implemented
 // 64-bit-mode form is neither verified nor explained, and on any mismatch.
 using System.Runtime.InteropServices;
@@ -20,7 +23,11 @@ namespace ActorVmm.Native.Tests.Silicon;
 [Trait("Category", "Slow")]
 public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
 {
-    private const int IterationsPerForm = 96;
+    /// <summary>SILICON_ITERATIONS=n runs n random cases per form instead of 96 (for a deeper search).</summary>
+    private static readonly int IterationsPerForm = int.TryParse(Environment.GetEnvironmentVariable("SILICON_ITERATIONS"), out int n) && n > 0 ? n : 96;
+
+    /// <summary>SILICON_SEED=n draws other random cases (the report is then not written).</summary>
+    private static readonly int? Seed = int.TryParse(Environment.GetEnvironmentVariable("SILICON_SEED"), out int seed) ? seed : null;
 
     /// <summary>SILICON_TRACE=1 names each form on stderr before it runs (to find a form that crashes natively).</summary>
     private static readonly bool Trace = Environment.GetEnvironmentVariable("SILICON_TRACE") == "1";
@@ -44,7 +51,7 @@ public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
         var notVerified = new SortedDictionary<string, List<Code>>(StringComparer.Ordinal);
         var verified = new List<Code>();
         var failures = new List<string>();
-        var rng = new Random(20261125);
+        var rng = new Random(Seed ?? 20261125);
         long cases = 0;
         using var harness = new Harness();
         var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -92,7 +99,7 @@ public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
         report.AppendLine($"mismatches: {failures.Count}");
         foreach (var f in failures.Take(200)) report.AppendLine("  " + f);
         output.WriteLine(report.ToString());
-        if (Only is null) SiliconTests.WriteReport("silicon64-report.txt", report.ToString());
+        if (Only is null && Seed is null && IterationsPerForm == 96) SiliconTests.WriteReport("silicon64-report.txt", report.ToString());
 
         Assert.True(failures.Count == 0, $"{failures.Count} mismatches against the host CPU:\n" + string.Join("\n", failures.Take(40)));
         Assert.Equal(forms.Count, verified.Count + notVerified.Values.Sum(l => l.Count));
@@ -174,6 +181,14 @@ public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
             ulong flags = ((ulong)rng.Next() & (Arith | DF)) | 0x202;
             var data = new Span<byte>(_p + NativeLong64.DataOffset, _initial.Length);
             rng.NextBytes(data);
+            var xmm = new UInt128[16];
+            for (int r = 0; r < 16; r++) xmm[r] = RandomXmm(rng);
+            uint mxcsr = RandomMxcsr(rng);
+            // Memory operands of SSE forms hold SSE-like data too (floats of every class), not only random bytes.
+            for (int at = 0; at < (int)(NativeLong64.StackLow - NativeLong64.DataOffset); at += 16)
+            {
+                if (rng.Next(2) == 0) MemoryMarshal.Write(data[at..], RandomXmm(rng));
+            }
 
             ulong codeAt = _base + NativeLong64.CodeOffset;
             byte[] prologue = NativeLong64.Prologue(codeAt);
@@ -221,9 +236,14 @@ public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
             for (int r = 0; r < 16; r++) s[r] = regs[r];
             s[NativeLong64.InFlags] = flags;
             s[NativeLong64.Marker] = 0xdead;
+            for (int r = 0; r < 16; r++) NativeLong64.XmmIn[r] = xmm[r];
+            NativeLong64.MxcsrIn = mxcsr;
             NativeLong64.Run(codeAt);
             var nRegs = new ulong[16];
             for (int r = 0; r < 16; r++) nRegs[r] = s[NativeLong64.OutRegs + r];
+            var nXmm = new UInt128[16];
+            for (int r = 0; r < 16; r++) nXmm[r] = NativeLong64.XmmOut[r];
+            uint nMxcsr = NativeLong64.MxcsrOut;
             ulong nFlags = s[NativeLong64.OutFlags];
             ulong nRip = s[NativeLong64.Marker] == 1 ? epilogueB : epilogueA;
             new Span<byte>(_p + NativeLong64.DataOffset, _native.Length).CopyTo(_native);
@@ -237,11 +257,13 @@ public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
             {
                 Cs = SegmentRegister.Make(NativeLong64.HostSelector(1), 0, 0xffff_ffff, type: 0xb, s: true, dpl: 3, l: true, db: false, g: true),
                 Es = Data(0), Ss = Data(2), Ds = Data(3), Fs = Data(4), Gs = Data(5),
-                Cr0 = 0x8000_0011, Cr3 = TablesGpa, Cr4 = 0x20, Efer = 0x500,
+                Cr0 = 0x8000_0011, Cr3 = TablesGpa, Cr4 = 0x620, Efer = 0x500, // CR4: PAE, OSFXSR, OSXMMEXCPT
             });
             var cr = new CpuRegisters { Rip = insnAt, Rflags = flags };
             for (int r = 0; r < 16; r++) cr[r] = regs[r];
             _cpu.SetRegisters(cr);
+            xmm.CopyTo(_cpu.Xmm, 0);
+            _cpu.Mxcsr = mxcsr;
             _cpu.ClearLastException();
             var outcome = _cpu.Step();
             var sr = _cpu.GetRegisters();
@@ -251,8 +273,22 @@ public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
                 var t = new StringBuilder($"[{Format(bytes)}] {decoded}");
                 for (int r = 0; r < 16; r++)
                     if (r != 4) t.Append($" {RegName(r)}={regs[r]:x}");
-                return t.Append($" flags={flags:x}").ToString();
+                t.Append($" flags={flags:x} mxcsr={mxcsr:x}");
+                for (int n = 0; n < ins.OpCount; n++)
+                {
+                    if (ins.GetOpKind(n) == OpKind.Register && ins.GetOpRegister(n).IsXMM())
+                        t.Append($" {ins.GetOpRegister(n).ToString().ToLowerInvariant()}={xmm[ins.GetOpRegister(n) - Register.XMM0]:x32}");
+                    if (ins.GetOpKind(n) == OpKind.Memory && ins.MemorySize.GetSize() is > 0 and <= 16 and var size)
+                    {
+                        t.Append(" m=");
+                        for (int b = size - 1; b >= 0; b--) t.Append(_initial[(int)(EffectiveAddress(ins, regs) - DataBase) + b].ToString("x2", System.Globalization.CultureInfo.InvariantCulture));
+                    }
+                }
+                return t.ToString();
             }
+            UInt128 Source() => ins.Op1Kind == OpKind.Register
+                ? xmm[ins.Op1Register - Register.XMM0]
+                : MemoryMarshal.Read<UInt128>(_initial.AsSpan((int)(EffectiveAddress(ins, regs) - DataBase)));
             CaseResult Fail(string what) => new($"{what}; {Inputs()}", true, false);
             if (outcome != StepOutcome.Retired)
                 return Fail($"soft CPU {outcome} ({_cpu.LastException}) where the host retired it");
@@ -262,6 +298,19 @@ public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
                 if (sr[r] != nRegs[r]) return Fail($"{RegName(r)} host {nRegs[r]:x16} soft {sr[r]:x16}");
             }
             if (sr.Rip != nRip) return Fail($"RIP host {nRip:x} soft {sr.Rip:x}");
+            if (_cpu.Mxcsr != nMxcsr) return Fail($"MXCSR host {nMxcsr:x} soft {_cpu.Mxcsr:x}");
+            bool estimate = code.Mnemonic() is Mnemonic.Rcpps or Mnemonic.Rcpss or Mnemonic.Rsqrtps or Mnemonic.Rsqrtss;
+            for (int r = 0; r < 16; r++)
+            {
+                UInt128 soft = _cpu.Xmm[r];
+                if (soft == nXmm[r]) continue;
+                // RCP/RSQRT: silicon's approximations differ by design; the soft CPU's must be as close as the SDM
+                // allows silicon to be (1.5 × 2^-12 relative error), lane by lane, and every other bit must agree.
+                if (estimate && r == ins.Op0Register - Register.XMM0
+                    && EstimatesAgree(nXmm[r], soft, Source(), code.Mnemonic() is Mnemonic.Rcpps or Mnemonic.Rsqrtps ? 4 : 1))
+                    continue;
+                return Fail($"XMM{r} host {nXmm[r]:x32} soft {soft:x32}");
+            }
             ulong compare = (Arith | DF) & ~undefined;
             if ((sr.Rflags & compare) != (nFlags & compare))
                 return Fail($"flags host {nFlags & compare:x} soft {sr.Rflags & compare:x} (compared {compare:x})");
@@ -272,9 +321,15 @@ public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
             int dataEnd = (int)(NativeLong64.StackLow - NativeLong64.DataOffset);
             int stackFrom = (int)Math.Clamp((long)lowestSp - (long)DataBase, dataEnd, _native.Length);
             var softMem = new ReadOnlySpan<byte>(_p + NativeLong64.DataOffset, _native.Length);
+            // FXSAVE's image: the x87 part is the host's own x87 state (and, on the soft CPU, its x87 unit's), which
+            // this harness neither loads nor compares. MXCSR (24-27), MXCSR_MASK's low 16 bits (28-29) and XMM0-15
+            // (160-415) are compared. MXCSR_MASK's bit 17 is AMD's MM (misaligned SSE mode, CPUID misalignsse), which
+            // this AMD host reports (0002FFFFh) and the soft CPU, modelled on Intel parts without it, does not (0000FFFFh).
+            int imageAt = code.Mnemonic() is Mnemonic.Fxsave or Mnemonic.Fxsave64 ? (int)(EffectiveAddress(ins, regs) - DataBase) : int.MinValue;
             for (int at = 0; at < _native.Length; at++)
             {
                 if (at >= dataEnd && at < stackFrom) continue;
+                if (at - imageAt is >= 0 and < 24 or >= 30 and < 160) continue;
                 if (softMem[at] != _native[at])
                     return Fail($"memory at {DataBase + (ulong)at:x} host {_native[at]:x2} soft {softMem[at]:x2}");
             }
@@ -313,6 +368,111 @@ public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
             9 => (ulong)rng.NextInt64(0, 1L << 32) | 0xffff_ffff_0000_0000,
             _ => (ulong)rng.NextInt64() ^ ((ulong)rng.Next(2) << 63),
         };
+
+        /// <summary>
+        /// A random MXCSR the host can run with: all six exception masks set (an unmasked exception is SIGFPE),
+        /// random rounding control, DAZ, FTZ and sticky exception flags.
+        /// </summary>
+        private static uint RandomMxcsr(Random rng)
+        {
+            uint v = 0x1f80 | ((uint)rng.Next(4) << 13);
+            if (rng.Next(3) == 0) v |= SseFloat.Daz;
+            if (rng.Next(3) == 0) v |= SseFloat.Ftz;
+            if (rng.Next(2) == 0) v |= (uint)rng.Next(64);
+            return v;
+        }
+
+        // Single-precision values of every class: zeros, ±1, infinities, default and payload QNaNs, SNaNs, denormals
+        // (smallest, largest, middle), min and max normal, 2^23 and 2^31/2^63 neighbours for the conversions, 0.5/1.5/2.5
+        // ties for rounding to integers, 2^-24 (half an ulp of 1), 1/3, and values near the overflow/underflow edges.
+        private static readonly uint[] SpecialSingles =
+        [
+            0, 0x8000_0000, 0x3f80_0000, 0xbf80_0000, 0x7f80_0000, 0xff80_0000, 0x7fc0_0000, 0xffc0_0000, 0x7fc0_1234, 0xffe0_0001,
+            0x7f80_0001, 0xffa0_5a5a, 0x7fbf_ffff, 0x0000_0001, 0x8000_0001, 0x007f_ffff, 0x807f_ffff, 0x0040_0000, 0x0080_0000,
+            0x8080_0000, 0x0080_0001, 0x7f7f_ffff, 0xff7f_ffff, 0x7f00_0000, 0x4b00_0000, 0x4aff_ffff, 0x4f00_0000, 0xcf00_0000,
+            0x4eff_ffff, 0x5f00_0000, 0xdf00_0000, 0x5eff_ffff, 0x3f00_0000, 0x3fc0_0000, 0x4020_0000, 0xc020_0000, 0x3380_0000,
+            0x33c0_0000, 0x3eaa_aaab, 0x3f80_0001, 0x0c00_0000, 0x1f80_0000, 0x5f80_0000, 0x7e80_0000, 0x0100_0000, 0x3400_0000,
+        ];
+
+        private static readonly ulong[] SpecialDoubles =
+        [
+            0, 0x8000_0000_0000_0000, 0x3ff0_0000_0000_0000, 0xbff0_0000_0000_0000, 0x7ff0_0000_0000_0000, 0xfff0_0000_0000_0000,
+            0x7ff8_0000_0000_0000, 0xfff8_0000_0000_0000, 0x7ff8_0000_1234_5678, 0xfffc_0000_0000_0001, 0x7ff0_0000_0000_0001,
+            0xfff4_5a5a_5a5a_5a5a, 0x7ff7_ffff_ffff_ffff, 1, 0x8000_0000_0000_0001, 0x000f_ffff_ffff_ffff, 0x800f_ffff_ffff_ffff,
+            0x0008_0000_0000_0000, 0x0010_0000_0000_0000, 0x8010_0000_0000_0000, 0x0010_0000_0000_0001, 0x7fef_ffff_ffff_ffff,
+            0xffef_ffff_ffff_ffff, 0x7fe0_0000_0000_0000, 0x4330_0000_0000_0000, 0x432f_ffff_ffff_ffff, 0x41e0_0000_0000_0000,
+            0xc1e0_0000_0000_0000, 0x41df_ffff_ffff_ffff, 0xc1e0_0000_0020_0000, 0x43e0_0000_0000_0000, 0xc3e0_0000_0000_0000,
+            0x43df_ffff_ffff_ffff, 0x3fe0_0000_0000_0000, 0x3ff8_0000_0000_0000, 0x4004_0000_0000_0000, 0xc004_0000_0000_0000,
+            0x3ca0_0000_0000_0000, 0x3cb0_0000_0000_0000, 0x3fd5_5555_5555_5555, 0x3ff0_0000_0000_0001,
+            // Single-precision edges as doubles (CVTSD2SS): max single, past it, half-ulp ties, min normal and denormal singles.
+            0x47ef_ffff_e000_0000, 0x47ef_ffff_f000_0000, 0x47f0_0000_0000_0000, 0x3ff0_0000_1000_0000, 0x3ff0_0000_3000_0000,
+            0x3810_0000_0000_0000, 0x380f_ffff_f000_0000, 0x36a0_0000_0000_0000, 0x3690_0000_0000_0000, 0x0000_0000_0000_0100,
+        ];
+
+        /// <summary>A random single lane: a special value, random bits, or a random value near an interesting exponent.</summary>
+        private static uint RandomSingle(Random rng) => rng.Next(4) switch
+        {
+            0 or 1 => SpecialSingles[rng.Next(SpecialSingles.Length)],
+            2 => (uint)rng.NextInt64(0, 1L << 32),
+            _ => ((uint)rng.Next(2) << 31) | ((uint)(new[] { 0, 1, 0x67, 0x68, 0x7e, 0x7f, 0x80, 0x96, 0x9d, 0xbe, 0xfd, 0xfe }[rng.Next(12)]) << 23)
+                 | ((uint)rng.Next(1 << 23) & (rng.Next(2) == 0 ? 0x7f_ffffu : 0x7f_f000u)),
+        };
+
+        private static ulong RandomDouble(Random rng) => rng.Next(4) switch
+        {
+            0 or 1 => SpecialDoubles[rng.Next(SpecialDoubles.Length)],
+            2 => (ulong)rng.NextInt64() ^ ((ulong)rng.Next(2) << 63),
+            _ => ((ulong)rng.Next(2) << 63) | ((ulong)new[] { 0, 1, 0x369, 0x36a, 0x380, 0x381, 0x3fe, 0x3ff, 0x400, 0x41d, 0x41e, 0x43e, 0x47e, 0x47f, 0x7fe }[rng.Next(15)] << 52)
+                 | ((ulong)rng.NextInt64(0, 1L << 52) & (rng.Next(2) == 0 ? 0xf_ffff_ffff_ffffUL : 0xf_ffff_e000_0000UL)),
+        };
+
+        /// <summary>An XMM value: random bits, four single lanes, two double lanes, or small integers (shift counts, conversions).</summary>
+        private static UInt128 RandomXmm(Random rng)
+        {
+            switch (rng.Next(8))
+            {
+                case 0 or 1:
+                    return new UInt128((ulong)rng.NextInt64() ^ ((ulong)rng.Next(2) << 63), (ulong)rng.NextInt64() ^ ((ulong)rng.Next(2) << 63));
+                case 2 or 3 or 4:
+                    {
+                        UInt128 v = 0;
+                        for (int k = 0; k < 4; k++) v |= (UInt128)RandomSingle(rng) << (32 * k);
+                        return v;
+                    }
+                case 5 or 6:
+                    return new UInt128(RandomDouble(rng), RandomDouble(rng));
+                default:
+                    {
+                        UInt128 v = 0;
+                        for (int k = 0; k < 4; k++) v |= (UInt128)(uint)rng.Next(-70, 70) << (32 * k);
+                        return rng.Next(2) == 0 ? v : (ulong)rng.Next(0, 130);
+                    }
+            }
+        }
+
+        /// <summary>
+        /// RCPPS/RCPSS/RSQRTPS/RSQRTSS: lane by lane (the first <paramref name="lanes"/>; the others must be equal) the
+        /// soft CPU's correctly rounded value and the host's approximation are each within the SDM's 1.5 × 2^-12
+        /// relative error of the exact value; zeros, infinities and NaNs must be identical. The SDM leaves it to the
+        /// implementation whether RCP of |x| between 1.11111111110100000000000b × 2^125 and 1.00000000000110000000001b
+        /// × 2^126 is tiny (and flushed to zero): there one may be zero of the operand's sign where the other is not.
+        /// </summary>
+        private static bool EstimatesAgree(UInt128 host, UInt128 soft, UInt128 source, int lanes)
+        {
+            for (int k = 0; k < 4; k++)
+            {
+                uint h = (uint)(host >> (32 * k)), s = (uint)(soft >> (32 * k)), x = (uint)(source >> (32 * k));
+                if (h == s) continue;
+                if (k >= lanes) return false;
+                if ((x & 0x7fff_ffff) is >= 0x7e7f_e800 and <= 0x7e80_0c01 && (h ^ x) >> 31 == 0 && (s ^ x) >> 31 == 0
+                    && ((h & 0x7fff_ffff) == 0 || (s & 0x7fff_ffff) == 0))
+                    continue;
+                float hf = BitConverter.UInt32BitsToSingle(h), sf = BitConverter.UInt32BitsToSingle(s);
+                if (!float.IsFinite(hf) || !float.IsFinite(sf) || hf == 0 || sf == 0 || (h ^ s) >> 31 != 0) return false;
+                if (Math.Abs((double)hf - sf) > (1.5 * Math.Pow(2, -12) + Math.Pow(2, -23)) * Math.Abs((double)sf)) return false;
+            }
+            return true;
+        }
 
         private static readonly Register[] R8Legacy = [Register.AL, Register.CL, Register.DL, Register.BL, Register.AH, Register.CH, Register.DH, Register.BH];
         private static readonly Register[] R8Rex =
@@ -373,6 +533,22 @@ public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
                     case OpCodeOperandKind.mem:
                         SetMemory(ref ins, n, rng, regs, legacy);
                         break;
+                    case OpCodeOperandKind.xmm_reg or OpCodeOperandKind.xmm_rm:
+                        SetReg(ref ins, n, Register.XMM0 + rng.Next(legacy ? 8 : 16));
+                        break;
+                    case OpCodeOperandKind.xmm_or_mem:
+                        if (memoryChoice) SetMemory(ref ins, n, rng, regs, legacy);
+                        else SetReg(ref ins, n, Register.XMM0 + rng.Next(legacy ? 8 : 16));
+                        break;
+                    case OpCodeOperandKind.seg_rDI:
+                        {
+                            // MASKMOVDQU stores through DS:RDI (EDI with 67h, whose upper half must then be ignored).
+                            bool address32 = rng.Next(4) == 0;
+                            ins.SetOpKind(n, address32 ? OpKind.MemorySegEDI : OpKind.MemorySegRDI);
+                            ulong high = address32 ? (ulong)rng.NextInt64() << 32 : 0;
+                            regs[7] = high | (DataBase + 0x800 + (ulong)rng.Next(0x400));
+                            break;
+                        }
                     case OpCodeOperandKind.mem_offs:
                         // MOV AL/AX/EAX/RAX <-> moffs: a 64-bit absolute address, or a 32-bit one with 67h.
                         ins.SetOpKind(n, OpKind.Memory);
@@ -436,7 +612,8 @@ public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
                         break;
                     case OpCodeOperandKind.br64_1 or OpCodeOperandKind.br64_4:
                         ins.SetOpKind(n, OpKind.NearBranch64);
-                        ins.NearBranch64 = _base + NativeLong64.CodeOffset + 0x60; // placeholder; the real target is set after the first encoding
+                        // A placeholder just after the instruction (the real target is set after the first encoding).
+                        ins.NearBranch64 = _base + NativeLong64.CodeOffset + (ulong)NativeLong64.Prologue(_base + NativeLong64.CodeOffset).Length + 0x20;
                         break;
                     case OpCodeOperandKind.seg_rSI or OpCodeOperandKind.es_rDI:
                         // String operands: RSI/RDI, or ESI/EDI with 67h (the upper halves must then be ignored).
@@ -471,6 +648,12 @@ public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
                 regs[1] = (address32 ? regs[1] & 0xffff_ffff_0000_0000UL : 0UL) | (uint)rng.Next(0, 17);
             }
             if (m == Mnemonic.Cmpxchg16b) AlignMemory(ref ins, regs, 16);
+            // 128-bit SSE operands and the FXSAVE image must be 16-byte aligned (#GP, SIGSEGV natively), except for
+            // the unaligned moves, which keep a random alignment half the time.
+            if (ins.OpCount > 0 && Enumerable.Range(0, ins.OpCount).Any(n => ins.GetOpKind(n) == OpKind.Memory)
+                && (ins.MemorySize.GetSize() is 16 or 512)
+                && !(m is Mnemonic.Movups or Mnemonic.Movupd or Mnemonic.Movdqu && rng.Next(2) == 0))
+                AlignMemory(ref ins, regs, 16);
             return ins;
         }
 
@@ -675,6 +858,27 @@ public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
                         WriteData(addr + 8, regs[2], 8);
                     }
                     return 0;
+                case Mnemonic.Ldmxcsr:
+                    // A reserved bit would be #GP (SIGSEGV natively) and a clear mask SIGFPE at the next SSE instruction.
+                    WriteData(EffectiveAddress(ins, regs), RandomMxcsr(rng), 4);
+                    return 0;
+                case Mnemonic.Fxrstor or Mnemonic.Fxrstor64:
+                    {
+                        // The image: a valid MXCSR with every exception masked, random XMM0-15, and the x87 part of a
+                        // freshly initialised unit (FCW 037Fh, every register empty), which the process may keep
+                        // afterwards. The MXCSR_MASK field and bytes 416-511 are not loaded and stay random.
+                        ulong addr = EffectiveAddress(ins, regs);
+                        for (int b = 0; b < 160; b += 8) WriteData(addr + (ulong)b, 0, 8);
+                        WriteData(addr, 0x037f, 2);
+                        WriteData(addr + 24, RandomMxcsr(rng), 4);
+                        for (int r = 0; r < 16; r++)
+                        {
+                            UInt128 v = RandomXmm(rng);
+                            WriteData(addr + 160 + (ulong)r * 16, (ulong)v, 8);
+                            WriteData(addr + 168 + (ulong)r * 16, (ulong)(v >> 64), 8);
+                        }
+                        return 0;
+                    }
                 case Mnemonic.Loop or Mnemonic.Loope or Mnemonic.Loopne or Mnemonic.Jecxz or Mnemonic.Jrcxz:
                     if (rng.Next(3) == 0)
                     {

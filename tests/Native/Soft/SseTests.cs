@@ -133,4 +133,159 @@ public sealed class SseTests
             Assert.True(expected == h.Cpu.Xmm[0], $"{name}: a={a:x32} b={b:x32} host={expected:x32} soft={h.Cpu.Xmm[0]:x32}");
         }
     }
+
+    // Found by the 64-bit silicon harness (SiliconLong64Tests), each checked against the host CPU and the SDM.
+
+    /// <summary>Runs one instruction on XMM0/XMM1 (and EAX) under <paramref name="mxcsr"/>: XMM0, MXCSR and EAX after.</summary>
+    private static (UInt128 X0, uint Mxcsr, uint Eax) Run(Action<Assembler> emit, UInt128 x0, UInt128 x1, uint mxcsr)
+    {
+        using var h = SseHarness();
+        h.Program(emit);
+        h.Cpu.Xmm[0] = x0;
+        h.Cpu.Xmm[1] = x1;
+        h.Cpu.Mxcsr = mxcsr;
+        Assert.Equal(StepOutcome.Halted, h.RunToHalt());
+        return (h.Cpu.Xmm[0], h.Cpu.Mxcsr, (uint)h.Regs.Rax);
+    }
+
+    private const uint Rn = 0x1f80, Rd = 0x3f80, Ru = 0x5f80, Rz = 0x7f80, Daz = 0x40;
+    private const uint IE = 1, DE = 2, ZE = 4, UE = 0x10, PE = 0x20;
+
+    [Fact]
+    public void Conversions_to_integer_do_not_signal_the_denormal_exception()
+    {
+        // SDM: CVT(T)SS2SI, CVT(T)SD2SI, CVT(T)PS2DQ and CVT(T)PD2DQ raise only invalid and precision.
+        var r = Run(a => a.cvttss2si(eax, xmm1), 0, 0x8000_0001, Rn);
+        Assert.Equal((0u, Rn | PE), (r.Eax, r.Mxcsr));
+        r = Run(a => a.cvtsd2si(eax, xmm1), 0, 0x000f_ffff_ffff_ffffUL, Ru);
+        Assert.Equal((1u, Ru | PE), (r.Eax, r.Mxcsr));
+        r = Run(a => a.cvtps2dq(xmm0, xmm1), 0, 0x0000_0001, Rn);
+        Assert.Equal(Rn | PE, r.Mxcsr);
+    }
+
+    [Theory]
+    [InlineData(0x7f00_0000u, 0x0000_0000u)] // 2^127: 2^-127 is tiny
+    [InlineData(0xff7f_ffffu, 0x8000_0000u)] // -max: -0
+    [InlineData(0x7e80_0000u, 0x0000_0000u)] // 2^126: the SDM leaves it to the part; silicon here (AMD) flushes
+    [InlineData(0x7e00_0000u, 0x0100_0000u)] // 2^125: 2^-125 is normal
+    public void Rcp_flushes_tiny_results_to_zero_of_the_operands_sign(uint x, uint expected)
+    {
+        var r = Run(a => a.rcpss(xmm0, xmm1), 0x1234_5678_0000_0000UL, x, Rn);
+        Assert.Equal(expected, (uint)r.X0);
+        Assert.Equal(0x1234_5678u, (uint)(r.X0 >> 32)); // the upper lanes are kept
+        Assert.Equal(Rn, r.Mxcsr);
+    }
+
+    [Fact]
+    public void Fxsave_writes_nothing_past_the_xmm_registers()
+    {
+        // Bytes 464-511 are software's (the SDM: the processor does not write them), and silicon leaves the reserved
+        // bytes 416-463 alone too; outside 64-bit mode the XMM8-15 area (288-415) is reserved as well.
+        using var h = SseHarness();
+        for (uint k = 0; k < 512; k += 4) h.Memory.WriteObject(SoftCpuHarness.Data + k, 0xaaaa_aaaau);
+        h.Program(a => a.fxsave(__[SoftCpuHarness.Data]));
+        h.Cpu.Xmm[7] = new UInt128(0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210);
+        h.Cpu.Mxcsr = Rz | PE;
+        Assert.Equal(StepOutcome.Halted, h.RunToHalt());
+        Assert.Equal(Rz | PE, h.Read32(SoftCpuHarness.Data + 24));
+        Assert.Equal(0x7654_3210u, h.Read32(SoftCpuHarness.Data + 160 + 7 * 16));
+        for (uint k = 288; k < 512; k += 4) Assert.Equal(0xaaaa_aaaau, h.Read32(SoftCpuHarness.Data + k));
+    }
+
+    [Fact]
+    public void Min_and_max_with_a_nan_return_the_source_as_daz_reads_it()
+    {
+        var r = Run(a => a.minss(xmm0, xmm1), 0x7fc0_0000, 0x0000_0005, Rn | Daz);
+        Assert.Equal((UInt128)0, r.X0);
+        Assert.Equal(Rn | Daz | IE, r.Mxcsr);
+        r = Run(a => a.maxsd(xmm0, xmm1), 0xfff8_0000_0000_0000UL, 0x8000_0000_0000_0005UL, Rn | Daz);
+        Assert.Equal((UInt128)0x8000_0000_0000_0000UL, r.X0);
+        r = Run(a => a.minss(xmm0, xmm1), 0x7fc0_0000, 0x0000_0005, Rn);
+        Assert.Equal((UInt128)5, r.X0);
+    }
+
+    [Fact]
+    public void The_denormal_exception_yields_to_divide_by_zero_and_invalid()
+    {
+        var r = Run(a => a.divss(xmm0, xmm1), 0x0000_0001, 0, Rn);
+        Assert.Equal(((UInt128)0x7f80_0000, Rn | ZE), (r.X0, r.Mxcsr));
+        r = Run(a => a.sqrtsd(xmm0, xmm1), 0, 0x8000_0000_0000_0001UL, Rn);
+        Assert.Equal(((UInt128)0xfff8_0000_0000_0000UL, Rn | IE), (r.X0, r.Mxcsr));
+        r = Run(a => a.mulss(xmm0, xmm1), 0x0000_0001, 0x7f80_0000, Rn); // no higher exception: DE stays
+        Assert.Equal(((UInt128)0x7f80_0000, Rn | DE), (r.X0, r.Mxcsr));
+    }
+
+    [Fact]
+    public void Infinity_divided_by_zero_is_an_exact_infinity()
+    {
+        // Divide-by-zero is raised for finite dividends only; under DAZ a denormal divisor is that zero.
+        var r = Run(a => a.divss(xmm0, xmm1), 0xff80_0000, 0x8000_0001, Rn | Daz);
+        Assert.Equal(((UInt128)0x7f80_0000, Rn | Daz), (r.X0, r.Mxcsr));
+        r = Run(a => a.divsd(xmm0, xmm1), 0x7ff0_0000_0000_0000UL, 0, Rn);
+        Assert.Equal(((UInt128)0x7ff0_0000_0000_0000UL, Rn), (r.X0, r.Mxcsr));
+    }
+
+    [Theory]
+    // Just below the smallest normal single, rounding up to it: not tiny after rounding (x86), so no UE and no FTZ.
+    [InlineData(0x380f_ffff_f000_0000UL, Ru | 0x8000, 0x0080_0000u, PE)]
+    [InlineData(0x380f_ffff_f000_0000UL, Rn, 0x0080_0000u, PE)]
+    [InlineData(0x380f_ffff_f000_0000UL, Rz, 0x007f_ffffu, UE | PE)]
+    // The largest single plus half an ulp: rounding to nearest overflows, toward zero or down gives the largest single.
+    [InlineData(0x47ef_ffff_f000_0000UL, Rn, 0x7f80_0000u, 0x08 | PE)]
+    [InlineData(0x47ef_ffff_f000_0000UL, Rz, 0x7f7f_ffffu, PE)]
+    [InlineData(0x47ef_ffff_f000_0000UL, Rd, 0x7f7f_ffffu, PE)]
+    [InlineData(0x47ef_ffff_f000_0000UL, Ru, 0x7f80_0000u, 0x08 | PE)]
+    public void Overflow_and_tininess_are_detected_after_rounding(ulong source, uint mxcsr, uint expected, uint flags)
+    {
+        var r = Run(a => a.cvtsd2ss(xmm0, xmm1), 0, source, mxcsr);
+        Assert.Equal((expected, mxcsr | flags), ((uint)r.X0, r.Mxcsr));
+    }
+
+    [Fact]
+    public void An_exact_zero_sum_of_opposite_signs_is_negative_when_rounding_down()
+    {
+        UInt128 onePointFive = 0x3ff8_0000_0000_0000UL;
+        Assert.Equal((UInt128)0x8000_0000_0000_0000UL, Run(a => a.subsd(xmm0, xmm0), onePointFive, 0, Rd).X0);
+        Assert.Equal((UInt128)0, Run(a => a.subsd(xmm0, xmm0), onePointFive, 0, Rz).X0);
+        Assert.Equal((UInt128)0x8000_0000_8000_0000UL, Run(a => a.addps(xmm0, xmm1), 0x3f80_0000_0000_0000UL, 0xbf80_0000_8000_0000UL, Rd).X0);
+        Assert.Equal((UInt128)0x8000_0000, Run(a => a.addss(xmm0, xmm1), 0x8000_0000, 0x8000_0000, Rn).X0); // -0 + -0 = -0
+    }
+
+    [Theory]
+    // (1 + 2^-52) × 2^-1022 × 0.5: half a subnormal ulp above 2^-1023, a tie (to even: 2^-1023), tiny and inexact.
+    [InlineData(0x0010_0000_0000_0001UL, 0x3fe0_0000_0000_0000UL, Rn, 0x0008_0000_0000_0000UL, UE | PE)]
+    [InlineData(0x0010_0000_0000_0001UL, 0x3fe0_0000_0000_0000UL, Ru, 0x0008_0000_0000_0001UL, UE | PE)]
+    [InlineData(0x0010_0000_0000_0001UL, 0x3fe0_0000_0000_0000UL, Rz, 0x0008_0000_0000_0000UL, UE | PE)]
+    // 2^-600 × 2^-600 = 2^-1200: zero (or the smallest subnormal rounding up), tiny and inexact.
+    [InlineData(0x1a70_0000_0000_0000UL, 0x1a70_0000_0000_0000UL, Rn, 0UL, UE | PE)]
+    [InlineData(0x1a70_0000_0000_0000UL, 0x1a70_0000_0000_0000UL, Ru, 1UL, UE | PE)]
+    public void Double_multiplies_into_the_subnormal_range_round_and_flag_exactly(ulong x, ulong y, uint mxcsr, ulong expected, uint flags)
+    {
+        var r = Run(a => a.mulsd(xmm0, xmm1), x, y, mxcsr);
+        Assert.Equal((UInt128)expected, r.X0);
+        Assert.Equal(mxcsr | flags, r.Mxcsr);
+    }
+
+    [Fact]
+    public void Double_divides_of_a_subnormal_dividend_round_by_the_exact_remainder()
+    {
+        // 2^-1074 / (3 × 2^-60) = 2^-1014 / 3, a normal number whose remainder is far below the smallest subnormal:
+        // 1/3's mantissa rounds down to nearest, so rounding up takes the next one.
+        var r = Run(a => a.divsd(xmm0, xmm1), 1UL, 0x3c48_0000_0000_0000UL, Ru);
+        Assert.Equal(((UInt128)0x0075_5555_5555_5556UL, Ru | DE | PE), (r.X0, r.Mxcsr));
+        r = Run(a => a.divsd(xmm0, xmm1), 1UL, 0x3c48_0000_0000_0000UL, Rn);
+        Assert.Equal(((UInt128)0x0075_5555_5555_5555UL, Rn | DE | PE), (r.X0, r.Mxcsr));
+    }
+
+    [Fact]
+    public void Double_square_roots_of_tiny_values_are_inexact()
+    {
+        // √(2^-1073) = √2 × 2^-537: irrational, so inexact; r × r falls far below the subnormal range.
+        var r = Run(a => a.sqrtsd(xmm0, xmm1), 0, 2UL, Rn);
+        Assert.Equal((UInt128)BitConverter.DoubleToUInt64Bits(Math.Sqrt(BitConverter.UInt64BitsToDouble(2))), r.X0);
+        Assert.Equal(Rn | DE | PE, r.Mxcsr);
+        var down = Run(a => a.sqrtsd(xmm0, xmm1), 0, 2UL, Rd);
+        var up = Run(a => a.sqrtsd(xmm0, xmm1), 0, 2UL, Ru);
+        Assert.Equal((ulong)down.X0 + 1, (ulong)up.X0);
+    }
 }
