@@ -63,9 +63,13 @@ public sealed class QemuComparisonTests
     {
         // The local APIC, IOAPIC, HPET, RTC and PM timer all run on the one VM clock, which in deterministic mode
         // is instructions retired: when interrupts arrive changes, what the guests print must not.
+        // QEMU runs these on host time: on a loaded 2-core machine its PM-timer-against-RTC measurement can land
+        // outside the guest's "about 3.58 MHz" window. Ours is deterministic, so a differing QEMU run is retried
+        // once (the reference is what is noisy) before the comparison counts.
         string kernel = GuestArtifacts.Path(guest);
-        var qemu = QemuRunner.Run(kernel);
         var ours = ActorVmmRunner.Run(kernel, "", 64, null, "--deterministic");
+        var qemu = QemuRunner.Run(kernel);
+        if (!qemu.Lines.SequenceEqual(ours.Lines)) qemu = QemuRunner.Run(kernel);
         Assert.Equal(qemu.Lines, ours.Lines);
         Assert.Equal(status, ours.ExitStatus);
     }
