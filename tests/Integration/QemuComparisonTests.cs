@@ -18,9 +18,11 @@ public sealed class QemuComparisonTests
     [InlineData("poweroff.bin", "")]
     [InlineData("paging.bin", "")]
     [InlineData("longmode.bin", "")]
+    [InlineData("singlestep.bin", "")]
     [InlineData("apic.bin", "")]
     [InlineData("hpet.bin", "")]
-    [InlineData("rtcpm.bin", "")]
+    // rtcpm is compared in deterministic mode only (below): its PM-timer-against-RTC line measures host time on
+    // both sides, which a loaded 2-core machine can push outside the guest's window.
     public void Guest_prints_the_same_serial_output_and_status_as_qemu(string guest, string append)
     {
         string kernel = GuestArtifacts.Path(guest);

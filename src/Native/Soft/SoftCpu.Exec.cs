@@ -48,7 +48,7 @@ public sealed partial class SoftCpu
             case Mnemonic.Les: LoadFarPointer(i, 0); break;
             case Mnemonic.Lfs: LoadFarPointer(i, 4); break;
             case Mnemonic.Lgs: LoadFarPointer(i, 5); break;
-            case Mnemonic.Lss: LoadFarPointer(i, 2); _interruptShadow = true; break;
+            case Mnemonic.Lss: LoadFarPointer(i, 2); _interruptShadow = _ssShadow = true; break;
 
             case Mnemonic.Push: PushOp(i); break;
             case Mnemonic.Pop: PopOp(i); break;
@@ -125,7 +125,11 @@ public sealed partial class SoftCpu
             case Mnemonic.Cli: CheckIopl(); _flags &= ~IF; break;
             case Mnemonic.Sti:
                 CheckIopl();
-                if ((_flags & IF) == 0) _interruptShadow = true;
+                if ((_flags & IF) == 0)
+                {
+                    _interruptShadow = true;
+                    _ssShadow = false; // STI's shadow holds interrupts off, not debug traps
+                }
                 _flags |= IF;
                 break;
             case Mnemonic.Lahf: WriteReg(Register.AH, (Rflags & 0xd5) | 0x2); break;
@@ -149,7 +153,7 @@ public sealed partial class SoftCpu
                 break;
             case Mnemonic.Int: SoftwareInterrupt((byte)i.Immediate8); break;
             case Mnemonic.Int3: SoftwareInterrupt(ExBP); break;
-            case Mnemonic.Int1: SoftwareInterrupt(ExDB); break;
+            case Mnemonic.Int1: SoftwareInterrupt(ExDB, icebp: true); break;
             case Mnemonic.Into: if (GetOf()) SoftwareInterrupt(ExOF); break;
             case Mnemonic.Iret: Iret(2); break;
             case Mnemonic.Iretd: Iret(4); break;
@@ -245,7 +249,7 @@ public sealed partial class SoftCpu
                 if (r0 == Register.CS) throw new CpuFault(ExUD, null); // MOV CS is invalid on every x86
                 if (_model286 && r0 is Register.FS or Register.GS) throw new CpuFault(ExUD, null); // no FS/GS on a 286
                 LoadSegment(RegIndex[(int)r0], (ushort)ReadOp(i, 1, 16));
-                if (r0 == Register.SS) _interruptShadow = true;
+                if (r0 == Register.SS) _interruptShadow = _ssShadow = true;
                 return;
             }
             if (r0.IsCR() || i.Op1Register.IsCR() || r0.IsDR() || i.Op1Register.IsDR())
@@ -430,7 +434,7 @@ public sealed partial class SoftCpu
             ushort sel = (ushort)PeekStack(0, size);
             LoadSegment(RegIndex[(int)i.Op0Register], sel);
             Pop(size);
-            if (i.Op0Register == Register.SS) _interruptShadow = true;
+            if (i.Op0Register == Register.SS) _interruptShadow = _ssShadow = true;
             return;
         }
         int bits = OpBits(i);

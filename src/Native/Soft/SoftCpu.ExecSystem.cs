@@ -376,16 +376,33 @@ public sealed partial class SoftCpu
             WriteReg(r0, v);
             return;
         }
-        // Debug registers: stored, not acted on (no hardware breakpoints yet).
+        // Debug registers: DR0-3 and DR7 are stored (hardware breakpoints are not acted on yet); DR6 records
+        // single-step traps; DR4/DR5 alias DR6/DR7 (CR4.DE is not offered); DR8-15 do not exist (#UD).
         if (r0.IsDR())
         {
-            _debugRegisters[r0 - Register.DR0] = ReadReg(r1);
+            int n = DebugRegisterIndex(r0);
+            ulong v = ReadReg(r1);
+            if (n >= 6 && (v >> 32) != 0) throw new CpuFault(ExGP, 0);
+            _debugRegisters[n] = n switch
+            {
+                6 => (v & 0xe00f) | 0xffff_0ff0,  // B0-B3, BD, BS, BT; the rest reads as 1
+                7 => (v & 0xffff_2bff) | 0x400,   // bit 10 reads as 1, bits 11, 12, 14, 15 as 0
+                _ => v,
+            };
             return;
         }
-        WriteReg(r0, _debugRegisters[r1 - Register.DR0]);
+        WriteReg(r0, _debugRegisters[DebugRegisterIndex(r1)]);
     }
 
-    private readonly ulong[] _debugRegisters = new ulong[16];
+    private static int DebugRegisterIndex(Register r)
+    {
+        int n = r - Register.DR0;
+        if (n > 7) throw new CpuFault(ExUD, null);
+        return n is 4 or 5 ? n + 2 : n;
+    }
+
+    /// <summary>DR0-DR7 (DR4/DR5 are never used: they alias DR6/DR7); DR6 and DR7 start at their reset values.</summary>
+    private readonly ulong[] _debugRegisters = [0, 0, 0, 0, 0, 0, 0xffff_0ff0, 0x400];
 
     private void WriteCr0(ulong v)
     {

@@ -17,7 +17,7 @@ public sealed partial class SoftCpu
         uint index = (uint)(selector & 0xfff8);
         if (index + 15 > Gdtr.Limit) throw new CpuFault(ExGP, (uint)(selector & 0xfffc));
         ulong high = ReadSystem64(Gdtr.Base + index + 8);
-        if (((high >> 8) & 0x1f) != 0) throw new CpuFault(ExGP, (uint)(selector & 0xfffc)); // the upper half's type must be 0
+        if (((high >> 40) & 0x1f) != 0) throw new CpuFault(ExGP, (uint)(selector & 0xfffc)); // the upper half's type field (bits 8-12 of its 4th dword) must be 0
         return (high & 0xffff_ffff) << 32;
     }
 

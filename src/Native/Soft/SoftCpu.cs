@@ -247,7 +247,12 @@ public sealed unsafe partial class SoftCpu
         }
         if (_halted) return StepOutcome.Halted;
 
+        // Single-step: TF set when the instruction starts means a #DB trap after it (SDM vol. 3 §18.3.1.4),
+        // unless it faulted, was a software interrupt (whose handler runs with TF clear), or loaded SS (the
+        // MOV SS/POP SS shadow holds debug traps off for one instruction; the trap then follows the next one).
+        bool singleStep = (_flags & TF) != 0;
         _interruptShadow = false;
+        _softwareInterruptTaken = false;
         try
         {
             ref readonly var d = ref Fetch();
@@ -255,6 +260,11 @@ public sealed unsafe partial class SoftCpu
             ExecuteDecoded(in d);
             Rip = _nextRip;
             _retired++;
+            if (singleStep && !_softwareInterruptTaken && !(_interruptShadow && _ssShadow))
+            {
+                _debugRegisters[6] |= 0x4000; // DR6.BS
+                return DeliverEvent(ExDB, null, EventKind.Trap);
+            }
             return _halted ? StepOutcome.Halted : StepOutcome.Retired;
         }
         catch (CpuFault fault)
@@ -270,8 +280,12 @@ public sealed unsafe partial class SoftCpu
         return DeliverEvent(fault.Vector, fault.ErrorCode, EventKind.Fault);
     }
 
-    /// <summary>True when an event waits that the next instruction boundary must look at (Step's checks).</summary>
-    private bool EventDue => _pendingNmi || (_pendingVector >= 0 && (_flags & IF) != 0) || _halted || _shutdown;
+    /// <summary>True when an event waits that the next instruction boundary must look at (Step's checks), or TF single-steps.</summary>
+    private bool EventDue => _pendingNmi || (_pendingVector >= 0 && (_flags & IF) != 0) || _halted || _shutdown || (_flags & TF) != 0;
+
+    // _ssShadow: the interrupt shadow, when set, came from a load of SS (it also holds debug traps off); only read
+    // together with _interruptShadow, which every instruction boundary clears.
+    private bool _ssShadow, _softwareInterruptTaken;
 
     /// <summary>
     /// Runs until <paramref name="budget"/> instructions retired, HLT, shutdown, or <paramref name="stop"/> is set.
@@ -444,6 +458,8 @@ public sealed unsafe partial class SoftCpu
     private enum EventKind
     {
         Fault,
+        /// <summary>A trap raised after the instruction completed (single-step #DB): RIP is already the next instruction.</summary>
+        Trap,
         External,
         SoftwareInt,
     }
@@ -452,11 +468,11 @@ public sealed unsafe partial class SoftCpu
 
     private StepOutcome DeliverEvent(byte vector, uint? errorCode, EventKind kind)
     {
-        if (kind == EventKind.Fault) _lastException = new ExceptionRecord(vector, errorCode);
+        if (kind is EventKind.Fault or EventKind.Trap) _lastException = new ExceptionRecord(vector, errorCode);
         try
         {
             DeliverThroughIdt(vector, errorCode, kind == EventKind.SoftwareInt, kind == EventKind.External);
-            return kind == EventKind.Fault ? StepOutcome.Exception : StepOutcome.Retired;
+            return kind is EventKind.Fault or EventKind.Trap ? StepOutcome.Exception : StepOutcome.Retired;
         }
         catch (CpuFault second)
         {
@@ -474,12 +490,16 @@ public sealed unsafe partial class SoftCpu
         }
     }
 
-    /// <summary>Software interrupt from INT n / INT3 / INTO: delivered with the return address after the instruction.</summary>
-    private void SoftwareInterrupt(byte vector)
+    /// <summary>
+    /// Software interrupt from INT n / INT3 / INTO, delivered with the return address after the instruction.
+    /// ICEBP (INT1) is delivered like a hardware #DB: no gate-privilege check.
+    /// </summary>
+    private void SoftwareInterrupt(byte vector, bool icebp = false)
     {
         Rip = _nextRip;
-        DeliverThroughIdt(vector, null, software: true, external: false);
+        DeliverThroughIdt(vector, null, software: !icebp, external: false);
         _nextRip = Rip;
+        _softwareInterruptTaken = true;
     }
 
     private void DeliverThroughIdt(byte vector, uint? errorCode, bool software, bool external)

@@ -265,6 +265,25 @@ public sealed class LongModeTests
         Assert.Equal(0x1000UL, other);
     }
 
+    [Fact]
+    public void Ltr_loads_a_64_bit_tss_whose_base_is_above_4_gib()
+    {
+        using var h = LongHarness();
+        const ulong tssBase = 0xffff_fe00_0000_1000; // where Linux keeps it (cpu_entry_area)
+        ulong low = 0x67 | ((tssBase & 0xff_ffff) << 16) | (0x89UL << 40) | (((tssBase >> 24) & 0xff) << 56);
+        h.Memory.WriteObject(SoftCpuHarness.Gdt + 0x48, low);
+        h.Memory.WriteObject(SoftCpuHarness.Gdt + 0x50, tssBase >> 32);
+        var sys = h.Cpu.GetSystemRegisters();
+        sys.Gdtr = new DescriptorTableRegister { Base = SoftCpuHarness.Gdt, Limit = 0x57 };
+        h.Cpu.SetSystemRegisters(sys);
+        Load64(h, SoftCpuHarness.Code, a => { a.mov(eax, 0x48); a.ltr(ax); });
+        Assert.Equal(StepOutcome.Halted, h.RunToHalt());
+        var tr = h.Cpu.GetSystemRegisters().Tr;
+        Assert.Equal(tssBase, tr.Base);
+        Assert.Equal(0x8b, tr.Attributes & 0x8f); // present, busy 64-bit TSS
+        Assert.Equal(0x8bUL, (h.Memory.ReadObject<ulong>(SoftCpuHarness.Gdt + 0x48) >> 40) & 0xff); // busy in the GDT too
+    }
+
     private sealed class FakeTpr : ITaskPriority
     {
         public uint Tpr { get; set; }
