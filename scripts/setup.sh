@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepares a fresh Debian/Ubuntu machine to build, run and test ActorVmm:
 #   - Debian packages: nasm and binutils (to assemble the test guests), qemu-system-x86 (the reference the
-#     tests compare against);
+#     tests compare against), acpica-tools (iasl, which checks the DSDT ActorVmm writes);
 #   - the guest programs under tests/Guests, assembled into artifacts/guests;
 #   - a Release build of the solution.
 # Needs the .NET 10 SDK on PATH. Safe to run again: it installs only what is missing.
@@ -13,6 +13,7 @@ need=()
 command -v nasm >/dev/null || need+=(nasm)
 command -v ld >/dev/null || need+=(binutils)
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+command -v iasl >/dev/null || need+=(acpica-tools)
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing ${need[*]}" >&2
     sudo_cmd=()

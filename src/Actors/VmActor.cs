@@ -1,7 +1,7 @@
 // The VM actor (DESIGN.md §6): one per VM, the error kernel. It owns the accelerator VM and everything
 // built on it, and is the only place that decides what a guest's stop means.
-// Build (StartMachine): create the accelerator VM (guest memory comes with it), load the multiboot kernel
-// and modules, create the device models (PcMachineBuilder) with one DeviceActor each and the endpoint for
+// Build (StartMachine): create the accelerator VM (guest memory comes with it), load the kernel (multiboot
+// kernel and modules; Linux kernel, initrd, MP and ACPI tables), create the device models (PcMachineBuilder) with one DeviceActor each and the endpoint for
 // its route (Direct: DirectEndpoint sharing the actor's lock; Mailbox: MailboxEndpoint), create vCPU 0 with
 // the loader's entry state, and start a VcpuActor on its own thread.
 // Ends and what they mean (exit statuses in ActorVmm.Core.Machine.ExitStatus):
@@ -32,8 +32,15 @@ using ActorVmm.Core.Memory;
 
 namespace ActorVmm.Actors;
 
-/// <summary>The kernel and modules, read and parsed by the host before the VM exists.</summary>
-public sealed record BootImages(MultibootImage Kernel, IReadOnlyList<(string Name, ReadOnlyMemory<byte> Data)> Modules);
+/// <summary>The kernel and its modules (multiboot) or initrd (Linux), read and parsed by the host before the VM exists.</summary>
+public sealed record BootImages(IKernelImage Kernel, IReadOnlyList<(string Name, ReadOnlyMemory<byte> Data)> Modules)
+{
+    /// <summary>The Linux initrd (name for errors, contents), or null.</summary>
+    public (string Name, ReadOnlyMemory<byte> Data)? Initrd { get; init; }
+
+    /// <summary>Why the kernel is booted the way it is, when that was a choice (for the log).</summary>
+    public string? Note { get; init; }
+}
 
 public sealed class VmActor : ReceiveActor, IWithTimers
 {
@@ -265,7 +272,7 @@ public sealed class VmActor : ReceiveActor, IWithTimers
         try
         {
             vm = _accelerator.CreateVm(new VmSpec(_config.RamBytes, _config.VcpuCount, _config.Irqchip) { Deterministic = _config.Deterministic });
-            var boot = MultibootLoader.Load(vm.Memory, _images.Kernel, _config.MultibootCommandLine, _images.Modules);
+            var boot = LoadKernel(vm.Memory);
             var deviceActors = new Dictionary<string, IActorRef>();
             var gate = new VcpuGate();
             var control = new MachineControl(Self, generation, gate);
@@ -315,6 +322,20 @@ public sealed class VmActor : ReceiveActor, IWithTimers
             _state = VmRunState.TearingDown;
             FinishNow(new VmFinished(reason, status, $"building the machine failed: {e.Message}"));
         }
+    }
+
+    /// <summary>Writes the kernel into guest memory with the loader its format needs; Linux also gets the MP and ACPI tables.</summary>
+    private BootState LoadKernel(GuestMemory memory)
+    {
+        var platform = new PlatformDescription(_config.VcpuCount);
+        var initrd = _images.Initrd;
+        return _images.Kernel switch
+        {
+            MultibootImage mb => MultibootLoader.Load(memory, mb, _config.MultibootCommandLine, _images.Modules),
+            LinuxBzImage bz => LinuxLoader.LoadBzImage(memory, bz, _config.Append, initrd?.Data, initrd?.Name ?? "", platform),
+            PvhImage pvh => LinuxLoader.LoadPvh(memory, pvh, _config.Append, initrd?.Data, initrd?.Name ?? "", platform),
+            var other => throw new BootImageException($"{other.Name}: no loader for {other.Format}"),
+        };
     }
 
     private void Reset(string detail)

@@ -3,6 +3,7 @@
 //   -accel soft|tcg|auto  (also accel=NAME)      -machine [type=]pc[,kernel-irqchip=on][,accel=NAME]  (-M)
 //   -m N[K|M|G|T] | size=N  (plain N = MiB)      -smp 1 | cpus=1
 //   -kernel PATH  -append CMDLINE  -initrd "MOD1 args,MOD2"  (multiboot modules; ",," is a literal comma)
+//   (-initrd FILE for a Linux kernel)  --linux-boot auto|pvh|bzimage
 //   -serial stdio|mon:stdio|file:PATH|null|none  (repeat for COM2-COM4)   -nographic  -display none
 //   -monitor none  -no-reboot  -device isa-debug-exit[,iobase=0xf4][,iosize=4]  -debugcon stdio|file:PATH|null|none
 //   --deterministic  --log-level verbose|debug|info|warning|error  --log-file PATH
@@ -10,6 +11,7 @@
 // Options may be written with one dash or two, as QEMU allows. Everything wrong is a UsageException whose
 // message names the option and value and says what is wrong; the host prints it as one line and exits 2.
 using ActorVmm.Core.Accel;
+using ActorVmm.Core.Boot;
 using ActorVmm.Core.Bus;
 using ActorVmm.Core.Machine;
 using Serilog.Events;
@@ -45,7 +47,7 @@ public static class CommandLine
 
     private static readonly HashSet<string> WithArgument =
         ["accel", "machine", "M", "m", "smp", "kernel", "append", "initrd", "serial", "display", "monitor", "device",
-         "debugcon", "bios", "log-level", "log-file", "route"];
+         "debugcon", "bios", "log-level", "log-file", "route", "linux-boot"];
 
     public static ParsedCommand Parse(IReadOnlyList<string> args)
     {
@@ -145,6 +147,18 @@ public static class CommandLine
                 case "log-file":
                     if (value.Length == 0) throw new UsageException($"{shown}: empty path");
                     host = host with { LogFile = value };
+                    break;
+                case "linux-boot":
+                    config = config with
+                    {
+                        LinuxBoot = value switch
+                        {
+                            "auto" => LinuxBootMode.Auto,
+                            "pvh" => LinuxBootMode.Pvh,
+                            "bzimage" => LinuxBootMode.BzImage,
+                            _ => throw new UsageException($"{what}: must be auto, pvh or bzimage"),
+                        },
+                    };
                     break;
                 case "route":
                     var (dev, route) = ParseRoute(what, value);
@@ -394,9 +408,9 @@ public static class CommandLine
           -machine pc[,kernel-irqchip=on]   machine type and where the irqchip lives (split/off: not yet)
           -m SIZE                       guest RAM: MiB, or with a K/M/G suffix (default 128M, at most 3G)
           -smp 1                        vCPUs (only 1 for now)
-          -kernel PATH                  multiboot kernel (required)
+          -kernel PATH                  kernel (required): Multiboot v1, Linux bzImage, or ELF with a PVH note
           -append CMDLINE               kernel command line
-          -initrd "MOD [ARGS],MOD2"     multiboot modules
+          -initrd "MOD [ARGS],MOD2"     multiboot modules; for a Linux kernel: the initrd file
           -serial stdio|file:PATH|null|none   COM1 (repeat for COM2-COM4); default stdio
           -nographic, -display none, -monitor none   accepted (no display, no monitor)
           -no-reboot                    a guest reset or triple fault ends the run
@@ -407,6 +421,9 @@ public static class CommandLine
           --log-level LEVEL             verbose, debug, info, warning (default), error
           --log-file PATH               log to a file instead of stderr
           --route DEVICE=direct|mailbox how vCPUs reach a device (COM1, isa-debug-exit, debugcon)
+          --linux-boot auto|pvh|bzimage how a bzImage is entered: pvh extracts the vmlinux on the host and
+                                        enters it through PVH; bzimage uses the 64-bit entry (the kernel
+                                        decompresses itself); auto (default) is pvh when extraction works
           --help, --version
         Exit status: the isa-debug-exit status ((v << 1) | 1) when the guest uses it; 0 power-off, or reset
         with -no-reboot; 2 bad configuration or boot image; 4 triple fault with -no-reboot; 6 guest halted

@@ -69,6 +69,8 @@ internal static class HostMain
 
         using var logger = CreateLogger(hostOptions);
         Log.Logger = logger;
+        logger.Information("kernel {Kernel}: {Format}", config.KernelPath, images.Kernel.Format);
+        if (images.Note is { } note) logger.Information("{Note}", note);
         try
         {
             return RunVm(config, hostOptions, accelerator, images, backends, started);
@@ -131,24 +133,37 @@ internal static class HostMain
         return finished.ExitStatus;
     }
 
-    /// <summary>Reads and parses the kernel and reads the modules; every failure names the option and file.</summary>
+    /// <summary>Reads and parses the kernel and reads the modules or the initrd; every failure names the option and file.</summary>
     internal static BootImages LoadImages(MachineConfig config)
     {
         string kernelPath = config.KernelPath!;
         var kernelBytes = ReadFile("-kernel", kernelPath);
-        MultibootImage kernel;
+        KernelChoice kernel;
         try
         {
-            kernel = MultibootImage.Parse(kernelBytes, kernelPath);
+            kernel = KernelImages.Parse(kernelBytes, kernelPath, config.LinuxBoot);
         }
         catch (BootImageException e)
         {
             throw new UsageException($"-kernel {kernelPath}: {e.Message}");
         }
-        var modules = new List<(string Name, ReadOnlyMemory<byte> Data)>();
-        foreach (var m in config.Modules)
-            modules.Add((m, ReadFile("-initrd", MachineConfig.ModulePath(m))));
-        return new BootImages(kernel, modules);
+        if (kernel.Image is MultibootImage)
+        {
+            var modules = new List<(string Name, ReadOnlyMemory<byte> Data)>();
+            foreach (var m in config.Modules)
+                modules.Add((m, ReadFile("-initrd", MachineConfig.ModulePath(m))));
+            return new BootImages(kernel.Image, modules) { Note = kernel.Note };
+        }
+        // A Linux kernel takes one initrd file, named by the whole -initrd value (as QEMU does).
+        if (config.Modules.Count > 1)
+            throw new UsageException($"-initrd: a Linux kernel takes one initrd file, not a list of {config.Modules.Count} ({kernel.Image.Format})");
+        (string, ReadOnlyMemory<byte>)? initrd = null;
+        if (config.Modules.Count == 1)
+        {
+            string path = config.Modules[0];
+            initrd = (path, ReadFile("-initrd", path));
+        }
+        return new BootImages(kernel.Image, []) { Initrd = initrd, Note = kernel.Note };
     }
 
     private static byte[] ReadFile(string option, string path)

@@ -1,4 +1,5 @@
 using ActorVmm.Core.Accel;
+using ActorVmm.Core.Boot;
 using ActorVmm.Core.Bus;
 using ActorVmm.Core.Machine;
 using Serilog.Events;
@@ -121,6 +122,58 @@ public sealed class CommandLineTests
         Assert.Equal(CharBackend.ToFile("dbg.txt"), c.DebugCon);
         Assert.Equal(CharBackend.Stdio, Parse("-debugcon", "stdio", "-kernel", "k").DebugCon);
         Assert.Null(Parse("-debugcon", "none", "-kernel", "k").DebugCon);
+    }
+
+    [Theory]
+    [InlineData("auto", LinuxBootMode.Auto)]
+    [InlineData("pvh", LinuxBootMode.Pvh)]
+    [InlineData("bzimage", LinuxBootMode.BzImage)]
+    public void Linux_boot_mode(string value, LinuxBootMode expected)
+    {
+        Assert.Equal(expected, Parse("--linux-boot", value, "-kernel", "k").LinuxBoot);
+        Assert.Equal(LinuxBootMode.Auto, Parse("-kernel", "k").LinuxBoot);
+        Assert.Contains("auto, pvh or bzimage", Reject("--linux-boot", "elf", "-kernel", "k"), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_file_that_is_no_kernel_and_an_initrd_list_for_linux_fail_before_the_vm_starts()
+    {
+        var dir = Directory.CreateTempSubdirectory("actorvmm-kernel");
+        try
+        {
+            string junk = Path.Combine(dir.FullName, "junk");
+            File.WriteAllBytes(junk, new byte[4096]);
+            var e = Assert.Throws<UsageException>(() => HostMain.LoadImages(Parse("-kernel", junk)));
+            Assert.Contains("bzImage", e.Message, StringComparison.Ordinal);
+            Assert.Contains("Multiboot", e.Message, StringComparison.Ordinal);
+
+            // A minimal bzImage: header only, protocol 2.15, 64-bit entry, an uncompressed (ELF-less) payload.
+            var bz = new byte[0x1000];
+            bz[0x1f1] = 4;
+            BitConverter.TryWriteBytes(bz.AsSpan(0x1f4), 0x10u);
+            BitConverter.TryWriteBytes(bz.AsSpan(0x1fe), (ushort)0xaa55);
+            bz[0x201] = 0x6a;
+            "HdrS"u8.CopyTo(bz.AsSpan(0x202));
+            BitConverter.TryWriteBytes(bz.AsSpan(0x206), (ushort)0x020f);
+            bz[0x211] = 1;
+            BitConverter.TryWriteBytes(bz.AsSpan(0x236), (ushort)1);
+            BitConverter.TryWriteBytes(bz.AsSpan(0x24c), 0x100u);
+            BitConverter.TryWriteBytes(bz.AsSpan(0x258), 0x1000000UL);
+            BitConverter.TryWriteBytes(bz.AsSpan(0x260), 0x1000u);
+            string kernel = Path.Combine(dir.FullName, "bzImage");
+            File.WriteAllBytes(kernel, bz);
+            e = Assert.Throws<UsageException>(() => HostMain.LoadImages(Parse("-kernel", kernel, "-initrd", "a,b")));
+            Assert.Contains("one initrd", e.Message, StringComparison.Ordinal);
+            var images = HostMain.LoadImages(Parse("-kernel", kernel));
+            Assert.IsType<LinuxBzImage>(images.Kernel);       // auto: no vmlinux inside, so the 64-bit entry
+            Assert.NotNull(images.Note);
+            e = Assert.Throws<UsageException>(() => HostMain.LoadImages(Parse("-kernel", kernel, "--linux-boot", "pvh")));
+            Assert.StartsWith($"-kernel {kernel}: ", e.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
     }
 
     [Fact]

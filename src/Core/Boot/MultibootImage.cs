@@ -29,7 +29,7 @@ public sealed record MultibootSegment(uint Address, ReadOnlyMemory<byte> Data, u
     public ulong End => (ulong)Address + MemorySize;
 }
 
-public sealed class MultibootImage
+public sealed class MultibootImage : IKernelImage
 {
     public const uint HeaderMagic = 0x1BADB002;
     public const int SearchLimit = 8192;
@@ -112,6 +112,12 @@ public sealed class MultibootImage
         var (elfEntry, segments) = ParseElf(file, Fail);
         return new MultibootImage(name, header, flags, MultibootFormat.Elf32, elfEntry, segments, warnings);
     }
+
+    /// <summary>True when a valid Multiboot v1 header lies in the first <see cref="SearchLimit"/> bytes.</summary>
+    public static bool HasHeader(ReadOnlySpan<byte> file) => FindHeader(file) >= 0;
+
+    /// <inheritdoc/>
+    string IKernelImage.Format => Format == MultibootFormat.AoutKludge ? "Multiboot v1 (a.out kludge)" : "Multiboot v1 ELF32";
 
     private static int FindHeader(ReadOnlySpan<byte> span)
     {

@@ -4,6 +4,7 @@
 // every problem in words that name the offending setting, so the host can refuse bad input before a VM
 // exists. Nothing here touches files: paths are checked by whoever opens them.
 using ActorVmm.Core.Accel;
+using ActorVmm.Core.Boot;
 using ActorVmm.Core.Bus;
 
 namespace ActorVmm.Core.Machine;
@@ -56,14 +57,20 @@ public sealed record MachineConfig
 
     public int VcpuCount { get; init; } = 1;
 
-    /// <summary>The multiboot kernel image (required).</summary>
+    /// <summary>The kernel image (required): Multiboot v1, a Linux bzImage or an ELF with a PVH note.</summary>
     public string? KernelPath { get; init; }
 
     /// <summary>The kernel command line.</summary>
     public string Append { get; init; } = "";
 
-    /// <summary>Multiboot modules, each as QEMU spells it: "path [arguments]" (the whole string is the module's command line).</summary>
+    /// <summary>
+    /// The -initrd list, each entry as QEMU spells it: for a multiboot kernel the modules, "path [arguments]" (the whole
+    /// string is the module's command line); for a Linux kernel exactly one entry, the initrd's path.
+    /// </summary>
     public IReadOnlyList<string> Modules { get; init; } = [];
+
+    /// <summary>How a Linux bzImage is entered (PVH after host-side extraction, or the 64-bit entry); see KernelImages.</summary>
+    public LinuxBootMode LinuxBoot { get; init; } = LinuxBootMode.Auto;
 
     /// <summary>COM1..COM4 in order; a null entry (QEMU's -serial none) has no device at all.</summary>
     public IReadOnlyList<CharBackend?> SerialPorts { get; init; } = [CharBackend.Stdio];

@@ -24,7 +24,7 @@ public sealed partial class SoftCpu
         Mnemonic.Cmovl, Mnemonic.Cmovge, Mnemonic.Cmovle, Mnemonic.Cmovg, Mnemonic.Rol, Mnemonic.Ror, Mnemonic.Rcl,
         Mnemonic.Rcr, Mnemonic.Shl, Mnemonic.Sal, Mnemonic.Shr, Mnemonic.Sar, Mnemonic.Shld, Mnemonic.Shrd, Mnemonic.Mul,
         Mnemonic.Imul, Mnemonic.Div, Mnemonic.Idiv, Mnemonic.Bt, Mnemonic.Bts, Mnemonic.Btr, Mnemonic.Btc, Mnemonic.Bsf,
-        Mnemonic.Bsr, Mnemonic.Daa, Mnemonic.Das, Mnemonic.Aaa, Mnemonic.Aas, Mnemonic.Aam, Mnemonic.Aad, Mnemonic.Clc,
+        Mnemonic.Bsr, Mnemonic.Tzcnt, Mnemonic.Lzcnt, Mnemonic.Daa, Mnemonic.Das, Mnemonic.Aaa, Mnemonic.Aas, Mnemonic.Aam, Mnemonic.Aad, Mnemonic.Clc,
         Mnemonic.Stc, Mnemonic.Cmc, Mnemonic.Cld, Mnemonic.Std, Mnemonic.Cli, Mnemonic.Sti, Mnemonic.Lahf, Mnemonic.Sahf,
         Mnemonic.Nop, Mnemonic.Pause, Mnemonic.Wait, Mnemonic.Movsb, Mnemonic.Movsw, Mnemonic.Movsd, Mnemonic.Cmpsb, Mnemonic.Cmpsw,
         Mnemonic.Cmpsd, Mnemonic.Scasb, Mnemonic.Scasw, Mnemonic.Scasd, Mnemonic.Lodsb, Mnemonic.Lodsw, Mnemonic.Lodsd,

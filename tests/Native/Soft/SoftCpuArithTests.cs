@@ -203,6 +203,24 @@ public sealed class SoftCpuArithTests
     }
 
     [Fact]
+    public void RepBsf_RepBsr_RunAsBsfBsr_WithoutBmi1()
+    {
+        // F3 (REX.W) 0F BC / BD: TZCNT/LZCNT on BMI1/LZCNT parts, BSF/BSR here (CPUID offers neither), as Linux's
+        // "rep; bsf" in __ffs expects. Zero source: ZF=1, destination unchanged (BSF's behaviour, not TZCNT's).
+        var r = Run(a =>
+        {
+            a.mov(ecx, 0x00f000f0);
+            a.db(0xf3, 0x0f, 0xbc, 0xc1); // rep bsf eax, ecx
+            a.db(0xf3, 0x0f, 0xbd, 0xd9); // rep bsr ebx, ecx
+            a.mov(edx, 77); a.xor(ecx, ecx);
+            a.db(0xf3, 0x0f, 0xbc, 0xd1); // rep bsf edx, ecx
+        });
+        Assert.Equal(4UL, r.Eax); Assert.Equal(23UL, r.Ebx);
+        Assert.Equal(77UL, r.Edx);
+        Assert.Equal(ZF, r.Flags & ZF);
+    }
+
+    [Fact]
     public void Daa_AfterPackedBcdAdd()
     {
         // 0x19 + 0x28 = 0x41, DAA -> 0x47 (19+28=47). 0x99+0x01 = 0x9a, DAA -> 0x00 CF=1.
