@@ -293,6 +293,7 @@ public sealed partial class SoftCpu
                     Tr = seg;
                     return true;
                 }
+            case Mnemonic.Lar or Mnemonic.Lsl or Mnemonic.Verr or Mnemonic.Verw: SegmentQuery(i); return true;
             case Mnemonic.Sldt: WriteOp(i, 0, Ldtr.Selector, OpBits(i)); return true;
             case Mnemonic.Str: WriteOp(i, 0, Tr.Selector, OpBits(i)); return true;
             case Mnemonic.Smsw: WriteOp(i, 0, Cr0 & (OpBits(i) == 16 ? 0xffffUL : 0xffff_ffffUL), OpBits(i)); return true;

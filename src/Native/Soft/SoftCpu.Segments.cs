@@ -3,6 +3,7 @@
 // including call gates and returns to an outer privilege level. Task switches are not implemented: a task
 // gate or TSS as the target raises #ExGP.
 using ActorVmm.Core.Accel;
+using Iced.Intel;
 
 namespace ActorVmm.Native.Soft;
 
@@ -371,5 +372,82 @@ public sealed partial class SoftCpu
         uint next = (current & ~changeable) | ((uint)value & changeable);
         if (!iret) next &= ~RF;
         Rflags = next;
+    }
+}
+
+public sealed partial class SoftCpu
+{
+    /// <summary>
+    /// LAR, LSL, VERR, VERW (SDM vol. 2): look a selector up without loading it. A null selector, one outside its
+    /// table, a descriptor type the instruction does not accept, or a privilege check that fails (DPL below CPL
+    /// or RPL, conforming code segments excepted) clears ZF and changes nothing else; otherwise ZF is set and
+    /// LAR/LSL write the access rights or the byte-granular limit. Never a fault for the selector itself.
+    /// </summary>
+    private void SegmentQuery(in Instruction i)
+    {
+        RequireProtectedMode();
+        var m = i.Mnemonic;
+        ushort selector = (ushort)ReadOp(i, m is Mnemonic.Verr or Mnemonic.Verw ? 0 : 1, 16);
+        if (!TryReadDescriptorForQuery(selector, out ulong d, out ulong high))
+        {
+            SetArith(0, ZF);
+            return;
+        }
+        int type = (int)(d >> 40) & 0x1f; // S bit and type
+        int dpl = (int)(d >> 45) & 3;
+        bool s = (type & 0x10) != 0, code = s && (type & 0x08) != 0, conforming = code && (type & 0x04) != 0;
+        bool privOk = conforming || (dpl >= Cpl && dpl >= (selector & 3));
+        bool typeOk = m switch
+        {
+            Mnemonic.Verr => s && (!code || (type & 0x02) != 0),
+            Mnemonic.Verw => s && !code && (type & 0x02) != 0,
+            Mnemonic.Lar => s || (LongMode ? (type & 0xf) is 0x2 or 0x9 or 0xb or 0xc : (type & 0xf) is 0x1 or 0x2 or 0x3 or 0x4 or 0x5 or 0x9 or 0xb or 0xc),
+            _ => s || (LongMode ? (type & 0xf) is 0x2 or 0x9 or 0xb : (type & 0xf) is 0x1 or 0x2 or 0x3 or 0x9 or 0xb), // LSL
+        };
+        if (!typeOk || (!conforming || m is Mnemonic.Verw) && !privOk)
+        {
+            SetArith(0, ZF);
+            return;
+        }
+        switch (m)
+        {
+            case Mnemonic.Lar:
+                {
+                    ulong rights = (d >> 32) & 0x00f0_ff00;
+                    WriteReg(i.Op0Register, OpBits(i) == 16 ? rights & 0xff00 : rights);
+                    break;
+                }
+            case Mnemonic.Lsl:
+                {
+                    ulong limit = (d & 0xffff) | ((d >> 32) & 0xf_0000);
+                    if (((d >> 55) & 1) != 0) limit = (limit << 12) | 0xfff;
+                    WriteReg(i.Op0Register, limit);
+                    break;
+                }
+        }
+        _ = high;
+        SetArith(ZF, ZF);
+    }
+
+    /// <summary>The descriptor for a query instruction; false (ZF = 0) where the lookup itself fails.</summary>
+    private bool TryReadDescriptorForQuery(ushort selector, out ulong d, out ulong high)
+    {
+        d = high = 0;
+        if ((selector & 0xfffc) == 0) return false;
+        bool ldt = (selector & 4) != 0;
+        if (ldt && !Ldtr.Present) return false;
+        ulong tableBase = ldt ? Ldtr.Base : Gdtr.Base;
+        uint tableLimit = ldt ? Ldtr.Limit : Gdtr.Limit;
+        uint index = (uint)(selector & 0xfff8);
+        if (index + 7 > tableLimit) return false;
+        d = ReadSystem64(tableBase + index);
+        bool system = ((d >> 44) & 1) == 0;
+        if (LongMode && system)
+        {
+            // 16-byte system descriptors in IA-32e mode: the upper half must be inside the table too.
+            if (index + 15 > tableLimit) return false;
+            high = ReadSystem64(tableBase + index + 8);
+        }
+        return true;
     }
 }
