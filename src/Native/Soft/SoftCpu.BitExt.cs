@@ -1,6 +1,5 @@
 // General-purpose-register extensions for the software CPU (Intel SDM vol. 2): POPCNT, CRC32 (SSE4.2's CRC-32C
-// step, no SSE state involved) and MOVBE; LZCNT and TZCNT's encodings run as BSR/BSF, BMI1 and ABM not being
-// offered. None of them looks at CR0.EM, CR4.OSFXSR or CR0.TS.
+// step, no SSE state involved), MOVBE and LZCNT (ABM); TZCNT's encoding runs as BSF, BMI1 not being offered. None of them looks at CR0.EM, CR4.OSFXSR or CR0.TS.
 using System.Buffers.Binary;
 using System.Numerics;
 using Iced.Intel;
@@ -44,10 +43,21 @@ public sealed partial class SoftCpu
                     SetArith(v == 0 ? ZF : 0); // OF, SF, AF, CF, PF cleared
                     return true;
                 }
-            case Mnemonic.Lzcnt or Mnemonic.Tzcnt:
+            case Mnemonic.Lzcnt:
                 {
-                    // F3 0F BC/BD on a CPU without BMI1/ABM (which CPUID does not offer here) are BSF/BSR with an
-                    // ignored REP prefix, as on the processors before them: code such as Linux's "rep; bsf" relies on it.
+                    int bits = OpBits(i, 1);
+                    ulong v = ReadOp(i, 1, bits);
+                    int n = v == 0 ? bits : BitOperations.LeadingZeroCount(v) - (64 - bits);
+                    WriteReg(i.Op0Register, (ulong)n);
+                    // CF: the source was zero; ZF: the result is zero; OF, SF, AF, PF: undefined (left as they were).
+                    SetArith((v == 0 ? CF : 0) | (n == 0 ? ZF : 0), CF | ZF);
+                    return true;
+                }
+            case Mnemonic.Tzcnt:
+                {
+                    // F3 0F BC on a CPU without BMI1 (which CPUID does not offer here: its VEX-encoded instructions are
+                    // not implemented) is BSF with an ignored REP prefix, as on the processors before BMI1: code such
+                    // as Linux's "rep; bsf" relies on it.
                     int bits = OpBits(i, 1);
                     ulong v = ReadOp(i, 1, bits);
                     if (v == 0)
@@ -55,7 +65,7 @@ public sealed partial class SoftCpu
                         SetArith(ZF, ZF); // the destination is left as it was
                         return true;
                     }
-                    WriteReg(i.Op0Register, (ulong)(i.Mnemonic == Mnemonic.Tzcnt ? BitOperations.TrailingZeroCount(v) : 63 - BitOperations.LeadingZeroCount(v)));
+                    WriteReg(i.Op0Register, (ulong)BitOperations.TrailingZeroCount(v));
                     SetArith(0, ZF);
                     return true;
                 }

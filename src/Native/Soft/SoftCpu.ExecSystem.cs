@@ -203,7 +203,7 @@ public sealed partial class SoftCpu
                 a = 0x8000_0008;
                 break;
             case 0x8000_0001:
-                c = 1u << 0;                                             // LAHF/SAHF in 64-bit mode
+                c = (1u << 0) | (1u << 5);                               // LAHF/SAHF in 64-bit mode, ABM (LZCNT)
                 d = (1u << 11) | (1u << 20) | (1u << 27) | (1u << 29);  // SYSCALL, NX, RDTSCP, LM
                 break;
             case 0x8000_0002 or 0x8000_0003 or 0x8000_0004:

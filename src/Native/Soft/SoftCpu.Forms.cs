@@ -84,7 +84,7 @@ public sealed partial class SoftCpu
             if (!info.IsInstruction || info.Encoding != EncodingKind.Legacy) continue;
             if (!HandledMnemonics.Contains(code.Mnemonic()) && !simd.Contains(code.Mnemonic())) continue;
             // SIMD mnemonics name forms from several extensions: only those of the extensions implemented (the MMX
-            // forms fall out below, on their mm operands). TZCNT/LZCNT's encodings (BMI1, LZCNT) run as BSF/BSR.
+            // forms fall out below, on their mm operands). TZCNT's encoding (BMI1) runs as BSF.
             if (simd.Contains(code.Mnemonic()) && !HandledMnemonics.Contains(code.Mnemonic())
                 && !code.CpuidFeatures().All(f => f is CpuidFeature.SSE or CpuidFeature.SSE2 or CpuidFeature.FXSR or CpuidFeature.CLFSH
                     or CpuidFeature.SSE3 or CpuidFeature.SSSE3 or CpuidFeature.SSE4_1 or CpuidFeature.SSE4_2 or CpuidFeature.POPCNT
