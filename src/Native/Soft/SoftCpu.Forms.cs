@@ -55,11 +55,11 @@ public sealed partial class SoftCpu
         Mnemonic.Fstsw, Mnemonic.Fnstenv, Mnemonic.Fstenv, Mnemonic.Fldenv, Mnemonic.Fnsave, Mnemonic.Fsave, Mnemonic.Frstor,
     ];
 
-    /// <summary>SSE/SSE2 (SoftCpu.Sse.cs) and the cache-control instructions, on XMM registers only (no MMX forms).
+    /// <summary>SSE to SSE4.2 (SoftCpu.Sse.cs, Ssse3.cs, Sse4.cs), POPCNT/CRC32/MOVBE (BitExt.cs) and the cache-control instructions, on XMM registers only (no MMX forms).
     /// (A property: static fields in other files of this partial class may not be initialised yet.)</summary>
     private static HashSet<Mnemonic> SimdHandledMnemonics =>
     [
-        .. SseMnemonics, Mnemonic.Sfence, Mnemonic.Lfence, Mnemonic.Mfence, Mnemonic.Prefetchnta, Mnemonic.Prefetcht0, Mnemonic.Prefetcht1,
+        .. SseMnemonics, .. Sse3Mnemonics, .. Sse4Mnemonics, .. BitExtMnemonics, Mnemonic.Sfence, Mnemonic.Lfence, Mnemonic.Mfence, Mnemonic.Prefetchnta, Mnemonic.Prefetcht0, Mnemonic.Prefetcht1,
         Mnemonic.Prefetcht2, Mnemonic.Clflush, Mnemonic.Movnti, Mnemonic.Fxsave, Mnemonic.Fxrstor, Mnemonic.Fxsave64, Mnemonic.Fxrstor64,
     ];
 
@@ -83,9 +83,12 @@ public sealed partial class SoftCpu
             var info = code.ToOpCode();
             if (!info.IsInstruction || info.Encoding != EncodingKind.Legacy) continue;
             if (!HandledMnemonics.Contains(code.Mnemonic()) && !simd.Contains(code.Mnemonic())) continue;
-            // SIMD mnemonics name forms from several extensions (PEXTRW to memory is SSE4.1): only SSE, SSE2, FXSR and CLFSH ones.
+            // SIMD mnemonics name forms from several extensions: only those of the extensions implemented (the MMX
+            // forms fall out below, on their mm operands). TZCNT's encoding (BMI1) runs as BSF.
             if (simd.Contains(code.Mnemonic()) && !HandledMnemonics.Contains(code.Mnemonic())
-                && !code.CpuidFeatures().All(f => f is CpuidFeature.SSE or CpuidFeature.SSE2 or CpuidFeature.FXSR or CpuidFeature.CLFSH))
+                && !code.CpuidFeatures().All(f => f is CpuidFeature.SSE or CpuidFeature.SSE2 or CpuidFeature.FXSR or CpuidFeature.CLFSH
+                    or CpuidFeature.SSE3 or CpuidFeature.SSSE3 or CpuidFeature.SSE4_1 or CpuidFeature.SSE4_2 or CpuidFeature.POPCNT
+                    or CpuidFeature.MOVBE or CpuidFeature.BMI1 or CpuidFeature.LZCNT))
                 continue;
             // Encodings only some early parts had (486 A-step CMPXCHG at 0F A6/A7, 8086 POP CS) are not part of
             // the Pentium-class ISA this CPU implements; the decoder never produces them in 32-bit mode.

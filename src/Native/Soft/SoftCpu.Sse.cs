@@ -4,8 +4,8 @@
 // cache-control and fence instructions (no-ops on an emulated, coherent memory). Legacy SSE rules: CR0.EM or a
 // clear CR4.OSFXSR is #UD, CR0.TS is #NM, a 128-bit memory operand must be 16-byte aligned except for the
 // unaligned moves, and an unmasked SIMD floating-point exception is #XM with CR4.OSXMMEXCPT, else #UD, with the
-// destination left as it was. MMX (the 64-bit mm forms) is not implemented: its forms are #UD and CPUID does not
-// offer MMX.
+// destination left as it was. SSE3, SSSE3 and SSE4.1/4.2 live in SoftCpu.Ssse3.cs and SoftCpu.Sse4.cs. MMX (the
+// 64-bit mm forms) is not implemented: its forms are #UD and CPUID does not offer MMX.
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
@@ -30,7 +30,10 @@ public sealed partial class SoftCpu
     private static bool[] BuildUnalignedOk()
     {
         var t = new bool[(int)Enum.GetValues<Mnemonic>().Max() + 1];
-        foreach (var m in (ReadOnlySpan<Mnemonic>)[Mnemonic.Movups, Mnemonic.Movupd, Mnemonic.Movdqu, Mnemonic.Lddqu]) t[(int)m] = true;
+        // The string compares' m128 may be unaligned too (SDM vol. 2, PCMPESTRI etc.: no alignment requirement).
+        foreach (var m in (ReadOnlySpan<Mnemonic>)[Mnemonic.Movups, Mnemonic.Movupd, Mnemonic.Movdqu, Mnemonic.Lddqu, Mnemonic.Pcmpestri,
+                     Mnemonic.Pcmpestri64, Mnemonic.Pcmpestrm, Mnemonic.Pcmpestrm64, Mnemonic.Pcmpistri, Mnemonic.Pcmpistrm])
+            t[(int)m] = true;
         return t;
     }
 
@@ -91,8 +94,9 @@ public sealed partial class SoftCpu
     {
         var m = i.Mnemonic;
         if ((uint)m >= (uint)SimdKinds.Length || SimdKinds[(int)m] == 0) return false;
-        if (!Implements(i.Code)) return false; // MMX forms and later extensions' forms (e.g. SSE4.1 PEXTRW to memory): #UD
+        if (!Implements(i.Code)) return false; // MMX forms: #UD
         if (SimdKinds[(int)m] == 2) return CacheControl(i);
+        if (SimdKinds[(int)m] == 3) return BitExtInstruction(i);
         CheckSse();
         switch (m)
         {
@@ -312,7 +316,7 @@ public sealed partial class SoftCpu
                     return true;
                 }
             default:
-                return FloatInstruction(i);
+                return FloatInstruction(i) || Sse3Instruction(i); // then SSSE3, SSE4.1, SSE4.2
         }
     }
 
@@ -344,13 +348,19 @@ public sealed partial class SoftCpu
         Mnemonic.Cvtpd2ps, Mnemonic.Rcpps, Mnemonic.Rcpss, Mnemonic.Rsqrtps, Mnemonic.Rsqrtss,
     ];
 
-    /// <summary>0: not SIMD; 1: SSE/SSE2 (checked for CR0/CR4); 2: cache control and fences (no SSE state).</summary>
+    /// <summary>
+    /// 0: not SIMD; 1: SSE-SSE4.2 on XMM registers (checked for CR0/CR4); 2: cache control and fences (no SSE state);
+    /// 3: POPCNT, CRC32, MOVBE, LZCNT/TZCNT (general-purpose registers only).
+    /// </summary>
     private static readonly byte[] SimdKinds = BuildSimdKinds();
 
     private static byte[] BuildSimdKinds()
     {
         var t = new byte[(int)Enum.GetValues<Mnemonic>().Max() + 1];
         foreach (var m in SseMnemonics) t[(int)m] = 1;
+        foreach (var m in Sse3Mnemonics) t[(int)m] = 1;
+        foreach (var m in Sse4Mnemonics) t[(int)m] = 1;
+        foreach (var m in BitExtMnemonics) t[(int)m] = 3;
         foreach (var m in (ReadOnlySpan<Mnemonic>)[Mnemonic.Sfence, Mnemonic.Lfence, Mnemonic.Mfence, Mnemonic.Prefetchnta, Mnemonic.Prefetcht0,
                      Mnemonic.Prefetcht1, Mnemonic.Prefetcht2, Mnemonic.Clflush, Mnemonic.Movnti, Mnemonic.Fxsave, Mnemonic.Fxrstor,
                      Mnemonic.Fxsave64, Mnemonic.Fxrstor64])

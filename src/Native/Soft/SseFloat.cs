@@ -449,5 +449,34 @@ internal static class SseFloat
         return (uint)Round(v, 0, single: true, mxcsr, ref flags);
     }
 
+    /// <summary>
+    /// ROUNDPS/PD/SS/SD: the value rounded to an integer in rounding mode <paramref name="rc"/> (0 nearest-even,
+    /// 1 down, 2 up, 3 toward zero), as a float of the same format with the operand's sign (so -0.3 gives -0). A
+    /// signalling NaN is quieted with IE, a quiet NaN passes; DAZ reads a denormal as zero; no DE (the SDM lists only
+    /// IE and PE); PE for an inexact result unless <paramref name="suppressPrecision"/> (imm8 bit 3).
+    /// </summary>
+    public static ulong RoundToIntegral(ulong bits, bool single, int rc, bool suppressPrecision, uint mxcsr, ref uint flags)
+    {
+        if (IsNaN(bits, single))
+        {
+            if (IsSNaN(bits, single)) flags |= IE;
+            return Quiet(bits, single);
+        }
+        uint noDenormalFlag = 0;
+        bits = Input(bits, single, mxcsr, ref noDenormalFlag);
+        double v = ToDouble(bits, single);
+        if (double.IsInfinity(v) || v == 0) return bits;
+        double r = rc switch
+        {
+            0 => Math.Round(v, MidpointRounding.ToEven),
+            1 => Math.Floor(v),
+            2 => Math.Ceiling(v),
+            _ => Math.Truncate(v),
+        };
+        if (r != v && !suppressPrecision) flags |= PE;
+        if (r == 0) r = double.IsNegative(v) ? -0.0 : 0.0;
+        return Pack(r, single);
+    }
+
     public static int LeadingZeros(ulong v) => BitOperations.LeadingZeroCount(v);
 }

@@ -115,6 +115,26 @@ public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
             or Code.Pushw_GS or Code.Pushq_GS)
             return null;
         if (SiliconTests.WhyNotVerifiableInUserMode(code) is string reason) return reason;
+        // The soft CPU does not offer BMI1, so F3 0F BC is BSF there (REP ignored); a host that offers BMI1 runs
+        // TZCNT instead, which is another instruction.
+        if (code.Mnemonic() == Mnemonic.Tzcnt && HostHas(7, 0, ebx: 1u << 3))
+            return "TZCNT's encoding: the soft CPU (no BMI1 offered) runs it as BSF, this host (BMI1) as TZCNT; checked in SseExtensionTests";
+        if (code.Mnemonic() == Mnemonic.Lzcnt && !HostHas(0x8000_0001, 0, ecx: 1u << 5))
+            return "the host does not offer ABM/LZCNT (CPUID)";
+        foreach (var f in code.CpuidFeatures())
+        {
+            (uint leaf, uint ecx, uint edx) = f switch
+            {
+                CpuidFeature.SSE3 => (1u, 1u << 0, 0u),
+                CpuidFeature.SSSE3 => (1u, 1u << 9, 0u),
+                CpuidFeature.SSE4_1 => (1u, 1u << 19, 0u),
+                CpuidFeature.SSE4_2 => (1u, 1u << 20, 0u),
+                CpuidFeature.MOVBE => (1u, 1u << 22, 0u),
+                CpuidFeature.POPCNT => (1u, 1u << 23, 0u),
+                _ => (0u, 0u, 0u),
+            };
+            if (leaf != 0 && !HostHas(leaf, 0, ecx: ecx, edx: edx)) return $"the host does not offer {f} (CPUID)";
+        }
         // 16-bit near branches: Iced's codes for them exist in 64-bit mode only as AMD decodes 66h there.
         var m = code.Mnemonic();
         if (code is Code.Jmp_rm16 or Code.Call_rm16 or Code.Retnw or Code.Retnw_imm16
@@ -126,6 +146,16 @@ public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
             if (info.GetOpKind(n) is OpCodeOperandKind.br16_1 or OpCodeOperandKind.br16_2) return OtherForm;
         }
         return null;
+    }
+
+    /// <summary>Whether the host's CPUID leaf/subleaf has every bit given in the named registers.</summary>
+    internal static bool HostHas(uint leaf, uint subleaf, uint ebx = 0, uint ecx = 0, uint edx = 0)
+    {
+        if (!System.Runtime.Intrinsics.X86.X86Base.IsSupported) return false;
+        var (eax0, _, _, _) = System.Runtime.Intrinsics.X86.X86Base.CpuId((int)(leaf & 0x8000_0000), 0);
+        if ((uint)eax0 < leaf) return false;
+        var (_, b, c, d) = System.Runtime.Intrinsics.X86.X86Base.CpuId((int)leaf, (int)subleaf);
+        return ((uint)b & ebx) == ebx && ((uint)c & ecx) == ecx && ((uint)d & edx) == edx;
     }
 
     /// <summary>The outcome of one random case.</summary>
@@ -188,6 +218,13 @@ public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
             for (int at = 0; at < (int)(NativeLong64.StackLow - NativeLong64.DataOffset); at += 16)
             {
                 if (rng.Next(2) == 0) MemoryMarshal.Write(data[at..], RandomXmm(rng));
+            }
+            // String compares, element compares and byte shuffles see equal elements and zero terminators only when
+            // the elements come from a small alphabet: half their cases draw every XMM register and the data so.
+            if (SmallAlphabetForms.Contains(code.Mnemonic()) && rng.Next(2) == 0)
+            {
+                for (int r = 0; r < 16; r++) xmm[r] = SmallAlphabetXmm(rng);
+                for (int at = 0; at < (int)(NativeLong64.StackLow - NativeLong64.DataOffset); at += 16) MemoryMarshal.Write(data[at..], SmallAlphabetXmm(rng));
             }
 
             ulong codeAt = _base + NativeLong64.CodeOffset;
@@ -368,6 +405,33 @@ public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
             9 => (ulong)rng.NextInt64(0, 1L << 32) | 0xffff_ffff_0000_0000,
             _ => (ulong)rng.NextInt64() ^ ((ulong)rng.Next(2) << 63),
         };
+
+        private static readonly HashSet<Mnemonic> SmallAlphabetForms =
+        [
+            Mnemonic.Pcmpestri, Mnemonic.Pcmpestri64, Mnemonic.Pcmpestrm, Mnemonic.Pcmpestrm64, Mnemonic.Pcmpistri, Mnemonic.Pcmpistrm,
+            Mnemonic.Pcmpeqq, Mnemonic.Pcmpgtq, Mnemonic.Pminsb, Mnemonic.Pminsd, Mnemonic.Pminuw, Mnemonic.Pminud, Mnemonic.Pmaxsb,
+            Mnemonic.Pmaxsd, Mnemonic.Pmaxuw, Mnemonic.Pmaxud, Mnemonic.Phminposuw, Mnemonic.Ptest, Mnemonic.Pshufb, Mnemonic.Psignb,
+            Mnemonic.Psignw, Mnemonic.Psignd, Mnemonic.Pabsb, Mnemonic.Pabsw, Mnemonic.Pabsd, Mnemonic.Phaddsw, Mnemonic.Phsubsw,
+            Mnemonic.Pmaddubsw, Mnemonic.Pmulhrsw, Mnemonic.Packusdw, Mnemonic.Mpsadbw,
+        ];
+
+        private static readonly byte[] Alphabet = [0, 0, 1, 0x61, 0x62, 0x63, 0x7f, 0x80, 0xff];
+
+        /// <summary>An XMM value whose bytes (or, half the time, words) come from a few values, zeros included; sometimes all zero.</summary>
+        private static UInt128 SmallAlphabetXmm(Random rng)
+        {
+            if (rng.Next(16) == 0) return 0;
+            UInt128 v = 0;
+            bool words = rng.Next(2) == 0;
+            int zeroFrom = rng.Next(3) == 0 ? rng.Next(16) : 16; // a terminator somewhere, or none
+            for (int k = 0; k < 16; k += words ? 2 : 1)
+            {
+                ulong x = k >= zeroFrom ? (rng.Next(2) == 0 ? 0UL : Alphabet[rng.Next(Alphabet.Length)]) : Alphabet[1 + rng.Next(Alphabet.Length - 1)];
+                if (words && rng.Next(4) == 0) x |= (ulong)Alphabet[rng.Next(Alphabet.Length)] << 8;
+                v |= (UInt128)x << (8 * k);
+            }
+            return v;
+        }
 
         /// <summary>
         /// A random MXCSR the host can run with: all six exception masks set (an unmasked exception is SIGFPE),
@@ -575,7 +639,8 @@ public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
                         else
                         {
                             ins.SetOpKind(n, OpKind.Immediate8);
-                            ins.Immediate8 = (byte)RandomValue(rng);
+                            // SSE imm8s select lanes, modes and predicates: their whole range half the time.
+                            ins.Immediate8 = info.OpCount > 2 && rng.Next(2) == 0 ? (byte)rng.Next(256) : (byte)RandomValue(rng);
                         }
                         break;
                     case OpCodeOperandKind.imm8_const_1:
@@ -649,10 +714,11 @@ public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
             }
             if (m == Mnemonic.Cmpxchg16b) AlignMemory(ref ins, regs, 16);
             // 128-bit SSE operands and the FXSAVE image must be 16-byte aligned (#GP, SIGSEGV natively), except for
-            // the unaligned moves, which keep a random alignment half the time.
+            // the unaligned moves, LDDQU and the string compares, which keep a random alignment half the time.
             if (ins.OpCount > 0 && Enumerable.Range(0, ins.OpCount).Any(n => ins.GetOpKind(n) == OpKind.Memory)
                 && (ins.MemorySize.GetSize() is 16 or 512)
-                && !(m is Mnemonic.Movups or Mnemonic.Movupd or Mnemonic.Movdqu && rng.Next(2) == 0))
+                && !(m is Mnemonic.Movups or Mnemonic.Movupd or Mnemonic.Movdqu or Mnemonic.Lddqu or Mnemonic.Pcmpestri or Mnemonic.Pcmpestri64
+                    or Mnemonic.Pcmpestrm or Mnemonic.Pcmpestrm64 or Mnemonic.Pcmpistri or Mnemonic.Pcmpistrm && rng.Next(2) == 0))
                 AlignMemory(ref ins, regs, 16);
             return ins;
         }
@@ -818,7 +884,17 @@ public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
                         regs[idx] = (regs[idx] & ~Mask(bits)) | ((ulong)off & Mask(bits));
                     }
                     return OF | SF | AF | PF;
-                case Mnemonic.Bsf or Mnemonic.Bsr:
+                case Mnemonic.Pcmpestri or Mnemonic.Pcmpestri64 or Mnemonic.Pcmpestrm or Mnemonic.Pcmpestrm64:
+                    // Lengths in RAX and RDX (EAX/EDX without REX.W): small ones of either sign most of the time.
+                    foreach (int r in (ReadOnlySpan<int>)[0, 2])
+                    {
+                        if (rng.Next(4) != 0) regs[r] = (regs[r] & (m is Mnemonic.Pcmpestri64 or Mnemonic.Pcmpestrm64 ? 0 : 0xffff_ffff_0000_0000UL))
+                            | ((ulong)(long)rng.Next(-20, 21) & (m is Mnemonic.Pcmpestri64 or Mnemonic.Pcmpestrm64 ? ulong.MaxValue : 0xffff_ffffUL));
+                    }
+                    return 0;
+                case Mnemonic.Lzcnt:
+                    return OF | SF | AF | PF;
+                case Mnemonic.Bsf or Mnemonic.Bsr or Mnemonic.Tzcnt:
                     {
                         // A zero source leaves the destination undefined.
                         ulong source = ins.Op1Kind == OpKind.Register ? ReadRegister(ins.Op1Register, regs) : ReadData(EffectiveAddress(ins, regs), bits / 8);
