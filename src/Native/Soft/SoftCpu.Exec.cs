@@ -109,9 +109,9 @@ public sealed partial class SoftCpu
             case Mnemonic.Div: Div(i, signed: false); break;
             case Mnemonic.Idiv: Div(i, signed: true); break;
             case Mnemonic.Bt or Mnemonic.Bts or Mnemonic.Btr or Mnemonic.Btc: BitTest(i); break;
-            // F3 0F BC/BD (TZCNT/LZCNT) run as BSF/BSR: without BMI1/LZCNT in CPUID the REP prefix is ignored, as on
-            // such silicon (Linux's __ffs uses "rep; bsf" for exactly that reason).
-            case Mnemonic.Bsf or Mnemonic.Bsr or Mnemonic.Tzcnt or Mnemonic.Lzcnt: BitScan(i); break;
+            // TZCNT and LZCNT (F3 0F BC/BD) are in SoftCpu.BitExt.cs: LZCNT is real (CPUID offers ABM), TZCNT runs as
+            // BSF because BMI1 is not offered (the REP prefix is ignored, as on such silicon).
+            case Mnemonic.Bsf or Mnemonic.Bsr: BitScan(i); break;
             case Mnemonic.Daa: Daa(); break;
             case Mnemonic.Das: Das(); break;
             case Mnemonic.Aaa: AaaAas(add: true); break;

@@ -409,7 +409,7 @@ public sealed partial class SoftCpu
             SetArith(ZF, ZF);
             return;
         }
-        int index = i.Mnemonic is Mnemonic.Bsf or Mnemonic.Tzcnt ? BitOperations.TrailingZeroCount(src) : 63 - BitOperations.LeadingZeroCount(src);
+        int index = i.Mnemonic == Mnemonic.Bsf ? BitOperations.TrailingZeroCount(src) : 63 - BitOperations.LeadingZeroCount(src);
         WriteReg(i.Op0Register, (ulong)index);
         SetArith(0, ZF);
     }

@@ -203,19 +203,20 @@ public sealed class SoftCpuArithTests
     }
 
     [Fact]
-    public void RepBsf_RepBsr_RunAsBsfBsr_WithoutBmi1()
+    public void RepBsf_RunsAsBsf_WithoutBmi1_And_RepBsr_IsLzcnt_WithAbm()
     {
-        // F3 (REX.W) 0F BC / BD: TZCNT/LZCNT on BMI1/LZCNT parts, BSF/BSR here (CPUID offers neither), as Linux's
-        // "rep; bsf" in __ffs expects. Zero source: ZF=1, destination unchanged (BSF's behaviour, not TZCNT's).
+        // F3 0F BC: TZCNT on BMI1 parts, BSF here (CPUID offers no BMI1), as Linux's "rep; bsf" in __ffs expects;
+        // zero source: ZF=1, destination unchanged (BSF's behaviour, not TZCNT's). F3 0F BD: LZCNT, which CPUID
+        // offers (ABM): 0x00f000f0 has 8 leading zeros.
         var r = Run(a =>
         {
             a.mov(ecx, 0x00f000f0);
             a.db(0xf3, 0x0f, 0xbc, 0xc1); // rep bsf eax, ecx
-            a.db(0xf3, 0x0f, 0xbd, 0xd9); // rep bsr ebx, ecx
+            a.db(0xf3, 0x0f, 0xbd, 0xd9); // lzcnt ebx, ecx
             a.mov(edx, 77); a.xor(ecx, ecx);
             a.db(0xf3, 0x0f, 0xbc, 0xd1); // rep bsf edx, ecx
         });
-        Assert.Equal(4UL, r.Eax); Assert.Equal(23UL, r.Ebx);
+        Assert.Equal(4UL, r.Eax); Assert.Equal(8UL, r.Ebx);
         Assert.Equal(77UL, r.Edx);
         Assert.Equal(ZF, r.Flags & ZF);
     }

@@ -289,4 +289,29 @@ public sealed class SoftVcpuTests
         // cli, nop, nop retired before RDTSC reads the counter.
         Assert.Equal(3UL, v.GetRegisters().Rax);
     }
+
+    [Fact]
+    public void Lar_Lsl_Verr_Verw_LookSelectorsUpWithoutFaulting()
+    {
+        // The harness GDT: 0x08 flat code (execute/read), 0x10 flat data (read/write), 0x18 data not present.
+        using var h = new SoftCpuHarness();
+        h.Program(a =>
+        {
+            a.mov(ecx, 0x08); a.verr(cx); a.setz(bl);            // readable code: ZF=1
+            a.verw(cx); a.setz(bh);                              // code is never writable: ZF=0
+            a.mov(ecx, 0x10); a.verw(cx); a.setz(dl);            // writable data: ZF=1
+            a.lar(eax, ecx);                                     // access rights of 0x10
+            a.lsl(esi, ecx);                                     // byte-granular limit of 0x10
+            a.mov(edi, 0x1234); a.mov(ecx, 0x28); a.lsl(edi, ecx); a.setz(dh); // past the GDT limit: ZF=0, EDI kept
+        });
+        Assert.Equal(StepOutcome.Halted, h.RunToHalt());
+        var r = h.Regs;
+        Assert.Equal(1UL, r.Rbx & 0xff);
+        Assert.Equal(0UL, (r.Rbx >> 8) & 0xff);
+        Assert.Equal(1UL, r.Rdx & 0xff);
+        Assert.Equal(0x00c09300UL, r.Rax); // descriptor bits 8-15 and 20-23 (limit 19:16 masked out)
+        Assert.Equal(0xffffffffUL, r.Rsi);
+        Assert.Equal(0x1234UL, r.Rdi);
+        Assert.Equal(0UL, (r.Rdx >> 8) & 0xff);
+    }
 }
