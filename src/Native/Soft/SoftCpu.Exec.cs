@@ -137,6 +137,9 @@ public sealed partial class SoftCpu
             case Mnemonic.Lahf: WriteReg(Register.AH, (Rflags & 0xd5) | 0x2); break;
             case Mnemonic.Sahf: SetArith((uint)(Gpr[0] >> 8) & (SF | ZF | AF | PF | CF), SF | ZF | AF | PF | CF); break;
             case Mnemonic.Nop or Mnemonic.Pause: break;
+            // The hint-NOP space (0F 1E): without CET, ENDBR32/64 and RDSSP are NOPs (RDSSP leaves its register
+            // alone), which is what lets CET-enabled binaries such as Debian's busybox run on older processors.
+            case Mnemonic.Endbr32 or Mnemonic.Endbr64 or Mnemonic.Rdsspd or Mnemonic.Rdsspq: break;
 
             case Mnemonic.Movsb or Mnemonic.Movsw or Mnemonic.Movsd or Mnemonic.Movsq or Mnemonic.Cmpsb or Mnemonic.Cmpsw or Mnemonic.Cmpsd
                 or Mnemonic.Cmpsq or Mnemonic.Scasb or Mnemonic.Scasw or Mnemonic.Scasd or Mnemonic.Scasq or Mnemonic.Lodsb or Mnemonic.Lodsw

@@ -38,7 +38,8 @@ public sealed partial class SoftCpu
         Mnemonic.Movsxd, Mnemonic.Cdqe, Mnemonic.Cqo, Mnemonic.Cmpxchg16b, Mnemonic.Pushfq, Mnemonic.Popfq, Mnemonic.Iretq,
         Mnemonic.Jrcxz, Mnemonic.Movsq, Mnemonic.Cmpsq, Mnemonic.Scasq, Mnemonic.Lodsq, Mnemonic.Stosq, Mnemonic.Syscall,
         Mnemonic.Sysret, Mnemonic.Sysretq, Mnemonic.Swapgs, Mnemonic.Sysenter, Mnemonic.Sysexit, Mnemonic.Sysexitq,
-        Mnemonic.Rdtscp, Mnemonic.Lar, Mnemonic.Lsl, Mnemonic.Verr, Mnemonic.Verw,
+        Mnemonic.Rdtscp, Mnemonic.Lar, Mnemonic.Lsl, Mnemonic.Verr, Mnemonic.Verw, Mnemonic.Endbr32, Mnemonic.Endbr64, Mnemonic.Rdsspd,
+        Mnemonic.Rdsspq,
         // x87 (SoftCpu.X87.cs)
         Mnemonic.Fld, Mnemonic.Fst, Mnemonic.Fstp, Mnemonic.Fstpnce, Mnemonic.Fild, Mnemonic.Fist, Mnemonic.Fistp, Mnemonic.Fisttp,
         Mnemonic.Fbld, Mnemonic.Fbstp, Mnemonic.Fldz, Mnemonic.Fld1, Mnemonic.Fldpi, Mnemonic.Fldl2e, Mnemonic.Fldl2t, Mnemonic.Fldlg2,
