@@ -3,6 +3,8 @@
 #   - Debian packages: nasm and binutils (to assemble the test guests), qemu-system-x86 (the reference the
 #     tests compare against), acpica-tools (iasl, which checks the DSDT ActorVmm writes);
 #   - the guest programs under tests/Guests, assembled into artifacts/guests;
+#   - the Linux guest (scripts/build-linux-guest.sh: Debian's kernel and busybox-static from the package archive,
+#     and the initramfs images) in artifacts/linux, unless ACTORVMM_NO_LINUX=1;
 #   - a Release build of the solution.
 # Needs the .NET 10 SDK on PATH. Safe to run again: it installs only what is missing.
 set -euo pipefail
@@ -28,4 +30,7 @@ if ! command -v dotnet >/dev/null; then
 fi
 
 scripts/build-guests.sh artifacts/guests >&2
+if [ "${ACTORVMM_NO_LINUX:-0}" != 1 ]; then
+    scripts/build-linux-guest.sh artifacts/linux >&2
+fi
 dotnet build -c Release --nologo -v quiet ActorVmm.sln >&2

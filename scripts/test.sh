@@ -10,6 +10,7 @@ cd "$root"
 filter=()
 if [ "${1:-}" = "--fast" ]; then
     filter=(--filter "Category!=Slow")
+    export ACTORVMM_NO_LINUX=1 # the Linux guest is for the slow suites only
 fi
 
 scripts/setup.sh
