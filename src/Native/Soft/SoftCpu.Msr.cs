@@ -15,7 +15,8 @@ public sealed partial class SoftCpu
     internal const uint MsrTsc = 0x10, MsrApicBase = 0x1b, MsrMtrrCap = 0xfe, MsrMiscEnable = 0x1a0, MsrPat = 0x277,
         MsrMtrrDefType = 0x2ff, MsrEfer = 0xc000_0080, MsrSysenterCs = 0x174, MsrSysenterEsp = 0x175, MsrSysenterEip = 0x176,
         MsrStar = 0xc000_0081, MsrLstar = 0xc000_0082, MsrCstar = 0xc000_0083, MsrSfmask = 0xc000_0084,
-        MsrFsBase = 0xc000_0100, MsrGsBase = 0xc000_0101, MsrKernelGsBase = 0xc000_0102, MsrTscAux = 0xc000_0103;
+        MsrFsBase = 0xc000_0100, MsrGsBase = 0xc000_0101, MsrKernelGsBase = 0xc000_0102, MsrTscAux = 0xc000_0103,
+        MsrBiosSignId = 0x8b;
 
     // SYSCALL/SYSENTER targets, SWAPGS's other GS base, RDTSCP's processor id.
     internal ulong Star, Lstar, Cstar, Sfmask, KernelGsBase, SysenterCs, SysenterEsp, SysenterEip, TscAux;
@@ -64,6 +65,7 @@ public sealed partial class SoftCpu
             case MsrPat: value = _pat; return true;
             case MsrMtrrDefType: value = _mtrrDefType; return true;
             case MsrEfer: value = Efer; return true;
+            case MsrBiosSignId: value = 0; return true; // microcode update signature (bits 63:32): none loaded
             case MsrSysenterCs: value = SysenterCs; return true;
             case MsrSysenterEsp: value = SysenterEsp; return true;
             case MsrSysenterEip: value = SysenterEip; return true;
@@ -125,6 +127,7 @@ public sealed partial class SoftCpu
                     return true;
                 }
             case MsrSysenterCs: SysenterCs = value & 0xffff_ffff; return true;
+            case MsrBiosSignId: return true; // software writes 0 before CPUID to read the signature back; nothing to store
             case MsrSysenterEsp or MsrSysenterEip or MsrLstar or MsrCstar or MsrFsBase or MsrGsBase or MsrKernelGsBase:
                 {
                     if (!IsCanonical(value)) return false;

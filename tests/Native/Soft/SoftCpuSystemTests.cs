@@ -314,4 +314,15 @@ public sealed class SoftVcpuTests
         Assert.Equal(0x1234UL, r.Rdi);
         Assert.Equal(0UL, (r.Rdx >> 8) & 0xff);
     }
+
+    [Fact]
+    public void BiosSignId_AcceptsTheWriteBeforeCpuid_AndReadsNoMicrocode()
+    {
+        // IA32_BIOS_SIGN_ID (0x8b): software writes 0, runs CPUID, reads the microcode signature from bits 63:32
+        // (SDM vol. 3 §10.11.7.1). No microcode update is loaded on this CPU: the signature reads 0.
+        using var h = new SoftCpuHarness();
+        Assert.True(h.Cpu.TryWriteMsr(0x8b, 0));
+        Assert.True(h.Cpu.TryReadMsr(0x8b, out ulong v));
+        Assert.Equal(0UL, v >> 32);
+    }
 }
