@@ -65,14 +65,16 @@ public sealed class QemuComparisonTests
     {
         // The local APIC, IOAPIC, HPET, RTC and PM timer all run on the one VM clock, which in deterministic mode
         // is instructions retired: when interrupts arrive changes, what the guests print must not.
-        // QEMU runs these on host time: on a loaded 2-core machine its PM-timer-against-RTC measurement can land
-        // outside the guest's "about 3.58 MHz" window. Ours is deterministic, so a differing QEMU run is retried
-        // once (the reference is what is noisy) before the comparison counts.
+        // One line is not QEMU's to judge: rtcpm's PM-timer rate, which QEMU measures on host time and which a loaded
+        // 2-core machine (CI runs test projects side by side) pushes outside the guest's window. For that line the
+        // truth is the ACPI specification's 3.579545 MHz, which the deterministic clock meets exactly.
+        static bool HostTimed(string line) => line.StartsWith("pmtimer:", StringComparison.Ordinal);
         string kernel = GuestArtifacts.Path(guest);
         var ours = ActorVmmRunner.Run(kernel, "", 64, null, "--deterministic");
         var qemu = QemuRunner.Run(kernel);
-        if (!qemu.Lines.SequenceEqual(ours.Lines)) qemu = QemuRunner.Run(kernel);
-        Assert.Equal(qemu.Lines, ours.Lines);
+        Assert.Equal(qemu.Lines.Where(l => !HostTimed(l)), ours.Lines.Where(l => !HostTimed(l)));
+        Assert.All(ours.Lines.Where(HostTimed), l => Assert.Equal("pmtimer: about 3.58 MHz against the rtc", l));
+        Assert.Equal(qemu.Lines.Count(HostTimed), ours.Lines.Count(HostTimed));
         Assert.Equal(status, ours.ExitStatus);
     }
 

@@ -198,6 +198,7 @@ public sealed partial class SoftCpu
                 d |= (1u << 0) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) | (1u << 11) | (1u << 12) | (1u << 13) | (1u << 15)
                     | (1u << 16) | (1u << 19) | (1u << 24) | (1u << 25) | (1u << 26); // FPU, PSE, TSC, MSR, PAE, CX8, SEP, MTRR, PGE, CMOV, PAT, CLFSH, FXSR, SSE, SSE2
                 c = (1u << 0) | (1u << 9) | (1u << 13) | (1u << 19) | (1u << 20) | (1u << 22) | (1u << 23); // SSE3, SSSE3, CMPXCHG16B, SSE4.1, SSE4.2, MOVBE, POPCNT
+                if (TaskPriority is not null) c |= 1u << 21; // x2APIC: the wired local APIC has the x2APIC MSRs
                 break;
             case 0x8000_0000:
                 a = 0x8000_0008;

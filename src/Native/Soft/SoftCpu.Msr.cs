@@ -96,10 +96,19 @@ public sealed partial class SoftCpu
                 _tscOffset = (long)value - (long)TimeStampCounter();
                 return true;
             case MsrApicBase:
-                // BSP (8), x2APIC enable (10) not offered, global enable (11), base (12-35).
-                if ((value & ~0xf_ffff_f900UL) != 0) return false;
-                ApicBase = (ApicBase & 0x100) | (value & ~0x100UL);
-                return true;
+                {
+                    // BSP (8, read-only), x2APIC enable (10: only with a local APIC wired, as CPUID then offers
+                    // x2APIC), global enable (11), base (12-35). SDM vol. 3 §11.12.5: EXTD without EN, and
+                    // x2APIC straight back to xAPIC, are invalid transitions (#GP).
+                    ulong allowed = 0xf_ffff_f900UL | (TaskPriority is not null ? 0x400UL : 0);
+                    if ((value & ~allowed) != 0) return false;
+                    bool enable = (value & 0x800) != 0, extd = (value & 0x400) != 0;
+                    bool wasX2 = (ApicBase & 0xc00) == 0xc00;
+                    if (extd && !enable) return false;
+                    if (wasX2 && enable && !extd) return false;
+                    ApicBase = (ApicBase & 0x100) | (value & ~0x100UL);
+                    return true;
+                }
             case MsrMtrrCap:
                 return false; // read-only
             case MsrMiscEnable:

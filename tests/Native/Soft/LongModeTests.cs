@@ -284,6 +284,23 @@ public sealed class LongModeTests
         Assert.Equal(0x8bUL, (h.Memory.ReadObject<ulong>(SoftCpuHarness.Gdt + 0x48) >> 40) & 0xff); // busy in the GDT too
     }
 
+    [Fact]
+    public void X2apic_mode_is_offered_with_a_local_apic_and_its_invalid_transitions_fault()
+    {
+        using var h = LongHarness();
+        var cpu = h.Cpu;
+        Assert.False(cpu.TryWriteMsr(SoftCpu.MsrApicBase, 0xfee0_0c00)); // no local APIC wired: EXTD is reserved
+        cpu.TaskPriority = new FakeTpr();
+        Assert.False(cpu.TryWriteMsr(SoftCpu.MsrApicBase, 0xfee0_0400)); // EXTD without EN
+        Assert.True(cpu.TryWriteMsr(SoftCpu.MsrApicBase, 0xfee0_0c00));  // xAPIC -> x2APIC
+        Assert.False(cpu.TryWriteMsr(SoftCpu.MsrApicBase, 0xfee0_0800)); // x2APIC -> xAPIC directly
+        Assert.True(cpu.TryWriteMsr(SoftCpu.MsrApicBase, 0xfee0_0000));  // x2APIC -> disabled
+        Assert.True(cpu.TryWriteMsr(SoftCpu.MsrApicBase, 0xfee0_0800));  // disabled -> xAPIC
+        Load64(h, SoftCpuHarness.Code, a => { a.mov(eax, 1); a.cpuid(); });
+        Assert.Equal(StepOutcome.Halted, h.RunToHalt());
+        Assert.Equal(1UL << 21, h.Regs.Rcx & (1UL << 21));
+    }
+
     private sealed class FakeTpr : ITaskPriority
     {
         public uint Tpr { get; set; }
