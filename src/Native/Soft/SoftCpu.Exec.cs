@@ -534,14 +534,14 @@ public sealed partial class SoftCpu
         ulong target = _nextRip + (i.NearBranchTarget - i.NextIP);
         if (i.Op0Kind == OpKind.NearBranch64) return CheckNearTarget(target);
         ulong masked = i.Op0Kind == OpKind.NearBranch16 ? target & 0xffff : target & 0xffff_ffff;
-        if (masked > Cs.Limit) throw new CpuFault(ExGP, 0);
+        if (masked > _cs.Limit) throw new CpuFault(ExGP, 0);
         return masked;
     }
 
     /// <summary>A near target must be inside CS's limit, or canonical in 64-bit mode; else #GP(0) with nothing changed.</summary>
     private ulong CheckNearTarget(ulong target)
     {
-        if (Mode64 ? !IsCanonical(target) : target > Cs.Limit) throw new CpuFault(ExGP, 0);
+        if (Mode64 ? !IsCanonical(target) : target > _cs.Limit) throw new CpuFault(ExGP, 0);
         return target;
     }
 

@@ -416,7 +416,7 @@ public sealed partial class SoftCpu
         if (pagingOn && !wasOn && (Efer & EferLme) != 0)
         {
             // Activating IA-32e mode: needs PAE, and a code segment that is not a 64-bit one yet.
-            if ((Cr4 & 0x20) == 0 || (Cs.Attributes & 0x2000) != 0) throw new CpuFault(ExGP, 0);
+            if ((Cr4 & 0x20) == 0 || (_cs.Attributes & 0x2000) != 0) throw new CpuFault(ExGP, 0);
             Efer |= EferLma;
         }
         else if (!pagingOn && wasOn && LongMode)

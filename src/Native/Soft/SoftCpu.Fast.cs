@@ -471,7 +471,7 @@ public sealed partial class SoftCpu
         ulong target = _nextRip + f.Value;
         if (f.Bits == 64) return CheckNearTarget(target);
         ulong masked = f.Bits == 16 ? target & 0xffff : target & 0xffff_ffff;
-        if (masked > Cs.Limit) throw new CpuFault(ExGP, 0);
+        if (masked > _cs.Limit) throw new CpuFault(ExGP, 0);
         return masked;
     }
 

@@ -69,7 +69,7 @@ public sealed partial class SoftCpu
         rsp &= ~0xfUL;
 
         ulong oldRflags = Rflags;
-        ushort oldSs = Ss.Selector, oldCs = Cs.Selector;
+        ushort oldSs = Ss.Selector, oldCs = _cs.Selector;
         ulong oldRsp = Gpr[4], oldRip = Rip;
         var savedCs = Cs;
         cs.Selector = (ushort)((selector & 0xfffc) | newCpl);

@@ -31,7 +31,11 @@ public sealed partial class SoftCpu
         Fetch,
     }
 
-    private bool PagingEnabled => (Cr0 & 0x8000_0001) == 0x8000_0001;
+    private bool PagingEnabled
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => (Cr0 & 0x8000_0001) == 0x8000_0001;
+    }
 
     /// <summary>Linear to physical for an access of one byte at <paramref name="linear"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

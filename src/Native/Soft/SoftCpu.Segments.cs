@@ -144,7 +144,7 @@ public sealed partial class SoftCpu
         {
             if (call)
             {
-                Push(Cs.Selector, opSize);
+                Push(_cs.Selector, opSize);
                 Push(_nextRip, opSize);
             }
             Cs = SegmentRegister.RealMode(selector, code: true);
@@ -160,7 +160,7 @@ public sealed partial class SoftCpu
             CheckFarTarget(cs, offset);
             if (call)
             {
-                Push(Cs.Selector, opSize);
+                Push(_cs.Selector, opSize);
                 Push(_nextRip, opSize);
             }
             SetAccessed(selector);
@@ -219,7 +219,7 @@ public sealed partial class SoftCpu
             Push(oldSs, size);
             Push(oldEsp, size);
             for (int i = paramCount - 1; i >= 0; i--) Push(parameters[i], size);
-            Push(Cs.Selector, size);
+            Push(_cs.Selector, size);
             Push(_nextRip, size);
             cs.Selector = (ushort)((selector & 0xfffc) | dpl);
         }
@@ -227,7 +227,7 @@ public sealed partial class SoftCpu
         {
             if (call)
             {
-                Push(Cs.Selector, size);
+                Push(_cs.Selector, size);
                 Push(_nextRip, size);
             }
             cs.Selector = (ushort)((selector & 0xfffc) | Cpl);

@@ -189,7 +189,7 @@ public sealed partial class SoftCpu
     private void X87RecordPointers(in Instruction i)
     {
         _fip = Rip;
-        _fcs = Cs.Selector;
+        _fcs = _cs.Selector;
         _fop = X87Opcode();
         if (i.Op0Kind == OpKind.Memory || (i.OpCount > 1 && i.Op1Kind == OpKind.Memory))
         {
@@ -203,7 +203,7 @@ public sealed partial class SoftCpu
     /// <summary>The 11-bit FOP: the low three bits of the D8-DF opcode byte and the ModR/M byte, read from the code.</summary>
     private ushort X87Opcode()
     {
-        ulong linear = Mode64 ? Rip : (Cs.Base + (uint)Rip) & 0xffff_ffff;
+        ulong linear = Mode64 ? Rip : (_cs.Base + (uint)Rip) & 0xffff_ffff;
         for (ulong k = 0; k < 15; k++)
         {
             // Prefixes (legacy and REX) never lie in D8-DF, so the first such byte is the opcode.

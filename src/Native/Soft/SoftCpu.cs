@@ -177,17 +177,25 @@ public sealed unsafe partial class SoftCpu
     }
 
     /// <summary>Current privilege level.</summary>
-    internal int Cpl => ProtectedMode ? Cs.Selector & 3 : 0;
+    internal int Cpl => ProtectedMode ? _cs.Selector & 3 : 0;
 
     internal bool ProtectedMode => (Cr0 & 1) != 0;
 
     internal const ulong EferSce = 1, EferLme = 0x100, EferLma = 0x400, EferNxe = 0x800;
 
     /// <summary>IA-32e mode (EFER.LMA): 4-level paging and 64-bit interrupt delivery, in 64-bit or compatibility mode.</summary>
-    internal bool LongMode => (Efer & EferLma) != 0;
+    internal bool LongMode
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => (Efer & EferLma) != 0;
+    }
 
     /// <summary>64-bit mode: IA-32e mode with a 64-bit code segment (CS.L). Segment bases other than FS/GS and all limits are ignored.</summary>
-    internal bool Mode64 => (Efer & EferLma) != 0 && (Cs.Attributes & 0x2000) != 0;
+    internal bool Mode64
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => (Efer & EferLma) != 0 && (_cs.Attributes & 0x2000) != 0;
+    }
 
     /// <summary>Linear addresses are 64 bits wide (canonical 48-bit) in IA-32e mode, 32 bits otherwise.</summary>
     private ulong LinearMask => (Efer & EferLma) != 0 ? ulong.MaxValue : 0xffff_ffffUL;
@@ -224,7 +232,7 @@ public sealed unsafe partial class SoftCpu
     private bool _model286;
 
     /// <summary>Default operand/address size of the code segment: 32 when CS.D is set.</summary>
-    private int CodeBitness => Mode64 ? 64 : ProtectedMode && (Cs.Attributes & 0x4000) != 0 ? 32 : 16;
+    private int CodeBitness => Mode64 ? 64 : ProtectedMode && (_cs.Attributes & 0x4000) != 0 ? 32 : 16;
 
     /// <summary>Executes one instruction, or delivers one pending event.</summary>
     public StepOutcome Step()
@@ -377,8 +385,8 @@ public sealed unsafe partial class SoftCpu
         else
         {
             uint eip = (uint)Rip;
-            if (eip > Cs.Limit) throw new CpuFault(ExGP, 0);
-            linear = (Cs.Base + eip) & 0xffff_ffff;
+            if (eip > _cs.Limit) throw new CpuFault(ExGP, 0);
+            linear = (_cs.Base + eip) & 0xffff_ffff;
         }
         ulong pa = linear;
         if (PagingEnabled)
@@ -399,8 +407,8 @@ public sealed unsafe partial class SoftCpu
         _fetchPage = _decodeCache.LastPage;
         _fetchGeneration = _decodeCache.Generation;
         _fetchPageLinear = linear & ~0xfffUL;
-        _fetchBase = mode64 ? 0 : Cs.Base;
-        _fetchLimit = mode64 ? ulong.MaxValue : Cs.Limit;
+        _fetchBase = mode64 ? 0 : _cs.Base;
+        _fetchLimit = mode64 ? ulong.MaxValue : _cs.Limit;
         _fetchLinearMask = mode64 ? ulong.MaxValue : 0xffff_ffffUL;
         _fetchValid = _fetchPage is not null;
         return ref insn;
@@ -540,7 +548,7 @@ public sealed unsafe partial class SoftCpu
         bool conforming = (cs.Attributes & 0x04) != 0;
 
         uint flags = (uint)Rflags;
-        ushort oldCs = Cs.Selector;
+        ushort oldCs = _cs.Selector;
         uint oldEip = (uint)Rip;
         if (!conforming && dpl < Cpl)
         {
@@ -589,7 +597,7 @@ public sealed unsafe partial class SoftCpu
         if (offset + 3 > Idtr.Limit) throw new CpuFault(ExGP, 0);
         uint entry = (uint)ReadSystem32(Idtr.Base + offset);
         Push(Rflags & 0xffff, 2);
-        Push(Cs.Selector, 2);
+        Push(_cs.Selector, 2);
         Push(Rip & 0xffff, 2);
         Cs = SegmentRegister.RealMode((ushort)(entry >> 16), code: true);
         Rip = entry & 0xffff;
