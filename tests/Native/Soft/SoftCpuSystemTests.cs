@@ -213,6 +213,27 @@ public sealed class SoftCpuSystemTests
         Assert.Equal(1UL, h.Regs.Rax);
         Assert.Equal(1UL, h.Regs.Rbx);
     }
+
+    [Fact]
+    public void SelfModifyingCode_NewInstructionRuns_InTheRunLoop()
+    {
+        // The same patch through Run's tight loop, whose fetch cache keeps the current code page: a store to that
+        // page must drop it (DecodeCache.Generation), so the second pass runs "inc ebx".
+        using var h = new SoftCpuHarness();
+        h.Program(a =>
+        {
+            var top = a.CreateLabel();
+            a.mov(ecx, 2); a.xor(eax, eax); a.xor(ebx, ebx);
+            a.Label(ref top);
+            a.inc(eax);
+            a.mov(__byte_ptr[SoftCpuHarness.Code + 9], 0x43);
+            a.dec(ecx); a.jnz(top);
+        });
+        int stop = 0;
+        Assert.Equal(StepOutcome.Halted, h.Cpu.Run(1000, ref stop));
+        Assert.Equal(1UL, h.Regs.Rax);
+        Assert.Equal(1UL, h.Regs.Rbx);
+    }
 }
 
 public sealed class SoftVcpuTests
