@@ -15,7 +15,8 @@ public sealed class MailboxCostTests : TestKit
     public void Mailbox_read_round_trip_and_posted_write_cost_are_reported()
     {
         var device = new RecordingDevice();
-        var endpoint = new MailboxEndpoint("rec", Sys.ActorOf(DeviceActor.Props(device, new Lock())));
+        // A long read timeout: this measures cost, and a loaded 2-core machine must not turn a slow answer into all-ones.
+        var endpoint = new MailboxEndpoint("rec", Sys.ActorOf(DeviceActor.Props(device, new Lock())), TimeSpan.FromSeconds(30));
         var data = new byte[1];
         double readUs = 0, writeNs = 0;
         var t = new Thread(() =>
