@@ -31,12 +31,9 @@ internal static unsafe partial class NativeCompat32
 
     private static readonly Lazy<(nint Base, string? Error)> Mapping = new(Map);
 
-    public static bool Available => OperatingSystem.IsLinux() && RuntimeInformation.ProcessArchitecture == Architecture.X64 && Mapping.Value.Error is null;
+    public static bool Available => Mapping.Value.Error is null;
 
-    public static string? UnavailableReason =>
-        !OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != Architecture.X64
-            ? "the host is not x86-64 Linux"
-            : Mapping.Value.Error;
+    public static string? UnavailableReason => Mapping.Value.Error;
 
     public static uint Base => (uint)Mapping.Value.Base;
 
@@ -44,27 +41,14 @@ internal static unsafe partial class NativeCompat32
 
     public static uint* State => (uint*)(Pointer + StateOffset);
 
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial nint mmap(nint addr, nuint length, int prot, int flags, int fd, nint offset);
-
-    private const int ProtRead = 1, ProtWrite = 2, ProtExec = 4, MapPrivate = 2, MapAnonymous = 0x20, MapFixedNoReplace = 0x100000;
-
     private static (nint, string?) Map()
     {
-        if (!OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != Architecture.X64) return (0, "not x86-64 Linux");
         // A fixed low address: the far call and its return address must fit in 32 bits.
-        foreach (nint candidate in new nint[] { 0x3000_0000, 0x3800_0000, 0x5000_0000, 0x6000_0000 })
-        {
-            // SAFETY: an anonymous private mapping at an address we choose, refused if anything is there.
-            nint p = mmap(candidate, Size, ProtRead | ProtWrite | ProtExec, MapPrivate | MapAnonymous | MapFixedNoReplace, -1, 0);
-            if (p == candidate)
-            {
-                WriteTrampoline((byte*)p);
-                string? probe = ProbeCompatibilityMode((byte*)p);
-                return probe is null ? (p, null) : (0, probe);
-            }
-        }
-        return (0, $"could not map executable memory below 4 GiB (errno {Marshal.GetLastPInvokeError()})");
+        nint p = FixedMapping.Map([0x3000_0000, 0x3800_0000, 0x5000_0000, 0x6000_0000], Size, "below 4 GiB", out string? error);
+        if (p == 0) return (0, error);
+        WriteTrampoline((byte*)p);
+        string? probe = ProbeCompatibilityMode((byte*)p);
+        return probe is null ? (p, null) : (0, probe);
     }
 
     [LibraryImport("libc", SetLastError = true)]

@@ -40,12 +40,9 @@ internal static unsafe partial class NativeLong64
 
     private static readonly Lazy<(nint Base, string? Error)> Mapping = new(Map);
 
-    public static bool Available => OperatingSystem.IsLinux() && RuntimeInformation.ProcessArchitecture == Architecture.X64 && Mapping.Value.Error is null;
+    public static bool Available => Mapping.Value.Error is null;
 
-    public static string? UnavailableReason =>
-        !OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != Architecture.X64
-            ? "the host is not x86-64 Linux"
-            : Mapping.Value.Error;
+    public static string? UnavailableReason => Mapping.Value.Error;
 
     public static ulong Base => (ulong)Mapping.Value.Base;
 
@@ -68,27 +65,14 @@ internal static unsafe partial class NativeLong64
     /// <summary>The MXCSR the runtime had when the last run started (restored by the exit).</summary>
     public static uint HostMxcsr => *(uint*)(Pointer + StateOffset + HostMxcsrOffset);
 
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial nint mmap(nint addr, nuint length, int prot, int flags, int fd, nint offset);
-
-    private const int ProtRead = 1, ProtWrite = 2, ProtExec = 4, MapPrivate = 2, MapAnonymous = 0x20, MapFixedNoReplace = 0x100000;
-
     private static (nint, string?) Map()
     {
-        if (!OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != Architecture.X64) return (0, "not x86-64 Linux");
         // Fixed, 2 MiB-aligned addresses below 2 GiB, apart from the ones NativeCompat32 tries.
-        foreach (nint candidate in new nint[] { 0x4800_0000, 0x5800_0000, 0x6800_0000, 0x7400_0000 })
-        {
-            // SAFETY: an anonymous private mapping at an address we choose, refused if anything is there.
-            nint p = mmap(candidate, Size, ProtRead | ProtWrite | ProtExec, MapPrivate | MapAnonymous | MapFixedNoReplace, -1, 0);
-            if (p == candidate)
-            {
-                WriteTrampoline((byte*)p);
-                *(uint*)((byte*)p + StateOffset + MxcsrInOffset) = 0x1f80; // the power-on MXCSR until a test sets one
-                return (p, null);
-            }
-        }
-        return (0, $"could not map executable memory below 2 GiB (errno {Marshal.GetLastPInvokeError()})");
+        nint p = FixedMapping.Map([0x4800_0000, 0x5800_0000, 0x6800_0000, 0x7400_0000], Size, "below 2 GiB", out string? error);
+        if (p == 0) return (0, error);
+        WriteTrampoline((byte*)p);
+        *(uint*)((byte*)p + StateOffset + MxcsrInOffset) = 0x1f80; // the power-on MXCSR until a test sets one
+        return (p, null);
     }
 
     private static void WriteTrampoline(byte* p)
