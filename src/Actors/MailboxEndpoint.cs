@@ -49,7 +49,11 @@ public sealed class MailboxEndpoint(string name, IActorRef device, TimeSpan? rea
 
     public IActorRef Device { get; } = device;
 
-    public TimeSpan ReadTimeout { get; } = readTimeout ?? TimeSpan.FromSeconds(1);
+    /// <summary>
+    /// How long a read waits for the device actor. Default 10 s: the timeout detects a device actor that is gone
+    /// or stuck, not a slow one; at 1 s a loaded 2-core host now and then lost a guest's UART byte to all-ones.
+    /// </summary>
+    public TimeSpan ReadTimeout { get; } = readTimeout ?? TimeSpan.FromSeconds(10);
 
     /// <summary>Reads the device actor did not answer in time (answered all-ones).</summary>
     public long TimedOutReads => Interlocked.Read(ref _timedOutReads);
