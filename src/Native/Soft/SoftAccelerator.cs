@@ -258,12 +258,31 @@ public sealed class SoftVcpu : IVcpu
         }
     }
 
-    internal void Wake() => _wake.Release();
+    internal void Wake() => Signal();
+
+    /// <summary>
+    /// Wakes a halted vCPU. Other threads (the VM actor tearing the machine down, device timers) may signal a vCPU
+    /// whose VM was just disposed: that is a no-op, not an error.
+    /// </summary>
+    private void Signal()
+    {
+        if (Volatile.Read(ref _disposed) != 0) return;
+        try
+        {
+            _wake.Release();
+        }
+        catch (ObjectDisposedException)
+        {
+            // disposed between the check and the release: nobody is left to wake
+        }
+    }
+
+    private int _disposed;
 
     public void Kick()
     {
         Interlocked.Exchange(ref _kick, 1);
-        _wake.Release();
+        Signal();
     }
 
     public void QueueInterrupt(byte vector)
@@ -272,13 +291,13 @@ public sealed class SoftVcpu : IVcpu
         {
             if (_interrupts.Count < 256) _interrupts.Enqueue(vector);
         }
-        _wake.Release();
+        Signal();
     }
 
     internal void QueueNmi()
     {
         lock (_eventLock) _nmi = true;
-        _wake.Release();
+        Signal();
     }
 
     /// <summary>
@@ -314,5 +333,9 @@ public sealed class SoftVcpu : IVcpu
         else _pendingSregs = registers;
     }
 
-    public void Dispose() => _wake.Dispose();
+    public void Dispose()
+    {
+        Volatile.Write(ref _disposed, 1);
+        _wake.Dispose();
+    }
 }

@@ -346,4 +346,16 @@ public sealed class SoftVcpuTests
         Assert.True(h.Cpu.TryReadMsr(0x8b, out ulong v));
         Assert.Equal(0UL, v >> 32);
     }
+
+    [Fact]
+    public void Kicking_or_interrupting_a_vcpu_after_its_vm_is_disposed_does_nothing()
+    {
+        // The VM actor's teardown may kick a vCPU whose VM is already gone (seen as an ObjectDisposedException that
+        // restarted the VM actor and hung the process).
+        var vm = new SoftAccelerator().CreateVm(new VmSpec(1 << 20, 1, IrqchipMode.On));
+        var v = (SoftVcpu)vm.CreateVcpu(0);
+        vm.Dispose();
+        v.Kick();
+        v.QueueInterrupt(0x30);
+    }
 }
