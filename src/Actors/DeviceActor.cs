@@ -3,6 +3,8 @@
 // on the vCPU thread for the Direct route, so the model sees one access at a time whichever way it comes.
 // Lock order: a device lock is a leaf; nothing is locked while holding it (the model's own outputs — IRQ
 // line, byte sink, machine control — must not call back into another device).
+// Timer deadlines (kernel-irqchip=split/off): the timer service's TimerExpired advances a model that has timers
+// (ITimedDevice) to the current VM time, under the same lock.
 // Host input (serial bytes from stdin) is pushed into the UART's bounded backlog as space allows; what
 // does not fit waits here (up to MaxPendingInput bytes, then counted as dropped) and is retried as the
 // guest drains the receiver.
@@ -17,8 +19,11 @@ public sealed class DeviceActor : ReceiveActor, IWithTimers
 {
     public interface IDeviceProtocol;
 
-    /// <summary>A posted register write (Mailbox route).</summary>
-    public sealed record RegisterWrite(ulong Offset, ReadOnlyMemory<byte> Data) : IDeviceProtocol;
+    /// <summary>A posted register write (Mailbox route); <paramref name="Done"/>, when given, is completed once it is done.</summary>
+    public sealed record RegisterWrite(ulong Offset, ReadOnlyMemory<byte> Data, ReadReplySlot? Done = null) : IDeviceProtocol;
+
+    /// <summary>The model's timer deadline <paramref name="DeadlineNs"/> has passed on <paramref name="Clock"/> (from the timer service).</summary>
+    public sealed record TimerExpired(long DeadlineNs, IClock Clock) : IDeviceProtocol;
 
     /// <summary>A register read; the answer goes into <paramref name="Reply"/> (Mailbox route).</summary>
     public sealed record RegisterRead(ulong Offset, ReadReplySlot Reply) : IDeviceProtocol;
@@ -57,7 +62,19 @@ public sealed class DeviceActor : ReceiveActor, IWithTimers
         Receive<RegisterWrite>(m =>
         {
             _writes++;
-            lock (_lock) _model.Write(m.Offset, m.Data.Span);
+            try
+            {
+                lock (_lock) _model.Write(m.Offset, m.Data.Span);
+            }
+            finally
+            {
+                m.Done?.Complete([]);
+            }
+        });
+        Receive<TimerExpired>(m =>
+        {
+            if (_model is not ActorVmm.Core.Machine.ITimedDevice timed) return;
+            lock (_lock) timed.Advance(Math.Max(m.DeadlineNs, m.Clock.NowNanoseconds));
         });
         Receive<RegisterRead>(m =>
         {

@@ -5,7 +5,8 @@
 // vCPU thread posts its writes and reads to one mailbox in program order, and a mailbox is FIFO per
 // sender, a read never overtakes an earlier write. A read that gets no answer within ReadTimeout (the
 // device actor is gone or stuck) is answered all-ones, like an empty bus, and counted; the slot is then
-// abandoned so a late answer cannot land in a later read.
+// abandoned so a late answer cannot land in a later read. With WaitForWrites (deterministic mode) a write also
+// waits until the actor has done it, so the guest's next instruction sees its effects at a fixed point.
 using Akka.Actor;
 using ActorVmm.Core.Bus;
 
@@ -40,8 +41,11 @@ public sealed class ReadReplySlot
     internal void CopyTo(Span<byte> destination) => _buffer.AsSpan(0, destination.Length).CopyTo(destination);
 }
 
-public sealed class MailboxEndpoint(string name, IActorRef device, TimeSpan? readTimeout = null) : BusEndpoint(name, Route.Mailbox)
+public sealed class MailboxEndpoint(string name, IActorRef device, TimeSpan? readTimeout = null, bool waitForWrites = false) : BusEndpoint(name, Route.Mailbox)
 {
+    /// <summary>Writes wait until the device actor has done them (deterministic mode: effects at a fixed instruction).</summary>
+    public bool WaitForWrites { get; } = waitForWrites;
+
     [ThreadStatic]
     private static ReadReplySlot? t_slot;
 
@@ -74,5 +78,17 @@ public sealed class MailboxEndpoint(string name, IActorRef device, TimeSpan? rea
     }
 
     public override void Write(ulong offset, ReadOnlySpan<byte> data)
-        => Device.Tell(new DeviceActor.RegisterWrite(offset, data.ToArray()), ActorRefs.NoSender);
+    {
+        if (!WaitForWrites)
+        {
+            Device.Tell(new DeviceActor.RegisterWrite(offset, data.ToArray()), ActorRefs.NoSender);
+            return;
+        }
+        var slot = t_slot ??= new ReadReplySlot();
+        slot.Prepare(0);
+        Device.Tell(new DeviceActor.RegisterWrite(offset, data.ToArray(), slot), ActorRefs.NoSender);
+        if (slot.Wait(ReadTimeout)) return;
+        t_slot = null;
+        Interlocked.Increment(ref _timedOutReads);
+    }
 }

@@ -3,7 +3,8 @@
 // Build (StartMachine): create the accelerator VM (guest memory comes with it), load the kernel (multiboot
 // kernel and modules; Linux kernel, initrd, MP and ACPI tables), create the device models (PcMachineBuilder) with one DeviceActor each and the endpoint for
 // its route (Direct: DirectEndpoint sharing the actor's lock; Mailbox: MailboxEndpoint), create vCPU 0 with
-// the loader's entry state, and start a VcpuActor on its own thread.
+// the loader's entry state, and start a VcpuActor on its own thread. In kernel-irqchip=split/off the interrupt
+// controllers and timers are among those device actors; their deadlines come from a TimerService (IrqchipActors).
 // Ends and what they mean (exit statuses in ActorVmm.Core.Machine.ExitStatus):
 //   guest isa-debug-exit write          → finish DebugExit, the device's status
 //   guest power-off                     → finish PowerOff, 0
@@ -124,6 +125,7 @@ public sealed class VmActor : ReceiveActor, IWithTimers
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly List<IActorRef> _waiters = [];
     private Machine? _machine;
+    private TimerService? _timers; // the current machine's (split/off on host time)
     private int _generation;
     private int _reboots;
     private VmRunState _state = VmRunState.Created;
@@ -282,7 +284,7 @@ public sealed class VmActor : ReceiveActor, IWithTimers
                 var actor = Context.ActorOf(DeviceActor.Props(device, modelLock), $"{device.Name}-g{generation}");
                 Context.Watch(actor);
                 deviceActors[device.Name] = actor;
-                return route == Route.Direct ? new DirectEndpoint(device, modelLock) : new MailboxEndpoint(device.Name, actor);
+                return route == Route.Direct ? new DirectEndpoint(device, modelLock) : new MailboxEndpoint(device.Name, actor, waitForWrites: _config.Deterministic);
             }, new PlatformOptions(BootTimerReport: (value, ns) => _log.Info("boot timer: guest wrote {0} at {1:F3} ms", value, ns / 1e6)));
             var vcpus = new IVcpu[_config.VcpuCount];
             var vcpuActors = new IActorRef[_config.VcpuCount];
@@ -297,21 +299,25 @@ public sealed class VmActor : ReceiveActor, IWithTimers
                 }
             }
             control.Vcpus = vcpus;
+            platform.Irqchip?.AttachVcpus(vcpus);
+            _timers = IrqchipActors.StartTimers(platform, vm, deviceActors, _config.Deterministic, generation);
             for (int i = 0; i < vcpus.Length; i++)
             {
                 dispatchers[i] = new ExitDispatcher(platform.Bus);
-                vcpuActors[i] = Context.ActorOf(VcpuActor.Props(vcpus[i], dispatchers[i], Self, gate), $"vcpu{i}-g{generation}");
+                vcpuActors[i] = Context.ActorOf(VcpuActor.Props(vcpus[i], platform.ExitHandlerFor(i, dispatchers[i]), Self, gate), $"vcpu{i}-g{generation}");
                 Context.Watch(vcpuActors[i]);
                 _vcpusAlive.Add(vcpuActors[i]);
             }
             _machine = new Machine(generation, vm, platform, vcpus, vcpuActors, dispatchers, deviceActors, DateTime.UtcNow);
             _state = VmRunState.Running;
             _log.Info("machine generation {0} built: {1}, {2} RAM, devices {3}", generation, _accelerator.Name,
-                MachineConfig.FormatSize(_config.RamBytes), string.Join(", ", platform.Devices.Select(d => $"{d.Model.Name}@{d.Ports} {d.Route}")));
+                MachineConfig.FormatSize(_config.RamBytes), string.Join(", ", platform.Devices.Select(d => $"{d.Model.Name}@{d.Where} {d.Route}")));
             foreach (var a in vcpuActors) a.Tell(VcpuActor.Resume.Instance);
         }
         catch (Exception e)
         {
+            _timers?.Dispose();
+            _timers = null;
             foreach (var child in Context.GetChildren()) Context.Stop(child);
             _vcpusAlive.Clear();
             vm?.Dispose();
@@ -386,6 +392,8 @@ public sealed class VmActor : ReceiveActor, IWithTimers
 
     private void TeardownComplete()
     {
+        _timers?.Dispose();
+        _timers = null;
         if (_machine is not null)
         {
             foreach (var dev in _machine.DeviceActors.Values)
@@ -426,6 +434,7 @@ public sealed class VmActor : ReceiveActor, IWithTimers
     {
         // The ActorSystem is going away with a machine still built: make the vCPUs leave Run; their actors
         // dispose them. The VM's memory is freed only once no vCPU can touch it, i.e. not here.
+        _timers?.Dispose();
         if (_machine is not null)
         {
             foreach (var v in _machine.Vcpus) v.Kick();

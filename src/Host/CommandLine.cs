@@ -1,11 +1,12 @@
 // The actorvmm command line. `actorvmm [run] OPTIONS` accepts QEMU's spelling for the subset it
 // implements, so an existing QEMU command line works unchanged, plus long options of our own:
-//   -accel soft|tcg|auto  (also accel=NAME)      -machine [type=]pc[,kernel-irqchip=on][,accel=NAME]  (-M)
+//   -accel soft|tcg|auto  (also accel=NAME)      -machine [type=]pc[,kernel-irqchip=on|split|off][,accel=NAME]  (-M)
 //   -m N[K|M|G|T] | size=N  (plain N = MiB)      -smp 1 | cpus=1
 //   -kernel PATH  -append CMDLINE  -initrd "MOD1 args,MOD2"  (multiboot modules; ",," is a literal comma)
 //   (-initrd FILE for a Linux kernel)  --linux-boot auto|pvh|bzimage
 //   -serial stdio|mon:stdio|file:PATH|null|none  (repeat for COM2-COM4)   -nographic  -display none
-//   -monitor none  -no-reboot  -device isa-debug-exit[,iobase=0xf4][,iosize=4]  -debugcon stdio|file:PATH|null|none
+//   -monitor none  -no-reboot  -device isa-debug-exit[,iobase=0xf4][,iosize=4][,route=R]  -device NAME,route=direct|mailbox
+//   -debugcon stdio|file:PATH|null|none
 //   --deterministic  --log-level verbose|debug|info|warning|error  --log-file PATH
 //   --route DEVICE=direct|mailbox  --help  --version
 // Options may be written with one dash or two, as QEMU allows. Everything wrong is a UsageException whose
@@ -135,9 +136,14 @@ public static class CommandLine
                     if (value != "none") throw new UsageException($"{what}: the QEMU monitor is not supported (use -monitor none)");
                     break;
                 case "device":
-                    if (config.DebugExit is not null && DeviceType(value) == "isa-debug-exit")
-                        throw new UsageException($"{what}: isa-debug-exit given twice");
-                    config = config with { DebugExit = ParseDevice(what, value) };
+                    if (DeviceType(value) != "isa-debug-exit")
+                    {
+                        var (routed, deviceRoute) = ParseDeviceRoute(what, value);
+                        routes[routed] = deviceRoute;
+                        break;
+                    }
+                    if (config.DebugExit is not null) throw new UsageException($"{what}: isa-debug-exit given twice");
+                    config = config with { DebugExit = ParseDevice(what, value, routes) };
                     break;
                 case "bios":
                     throw new UsageException($"{what}: firmware boot is not implemented yet (boot a multiboot kernel with -kernel)");
@@ -211,7 +217,8 @@ public static class CommandLine
                         Irqchip = v switch
                         {
                             "on" => IrqchipMode.On,
-                            "split" or "off" => throw new UsageException($"{what}: kernel-irqchip={v} is not implemented yet (only kernel-irqchip=on)"),
+                            "split" => IrqchipMode.Split,
+                            "off" => IrqchipMode.Off,
                             _ => throw new UsageException($"{what}: kernel-irqchip must be on, split or off"),
                         },
                     };
@@ -327,7 +334,36 @@ public static class CommandLine
         return first.StartsWith("driver=", StringComparison.Ordinal) ? first[7..] : first;
     }
 
-    private static DebugExitConfig ParseDevice(string what, string value)
+    /// <summary>
+    /// -device NAME,route=direct|mailbox: the route of a device the machine already has (by its name: COM1, pit,
+    /// hpet, lapic0, ...); the name is checked against the machine once the configuration is complete.
+    /// </summary>
+    private static (string Device, Route Route) ParseDeviceRoute(string what, string value)
+    {
+        string? device = null;
+        Route? route = null;
+        foreach (var (k, v) in SplitProps(what, value))
+        {
+            switch (k)
+            {
+                case null or "driver": device = v; break;
+                case "route": route = ParseRouteValue(what, v); break;
+                default: throw new UsageException($"{what}: device '{device}' has no property '{k}' (only route= can be set on it)");
+            }
+        }
+        if (string.IsNullOrEmpty(device)) throw new UsageException($"{what}: no device named");
+        if (route is null) throw new UsageException($"{what}: device '{device}' cannot be added; only its route= can be set (supported device to add: isa-debug-exit)");
+        return (device, route.Value);
+    }
+
+    private static Route ParseRouteValue(string what, string v) => v switch
+    {
+        "direct" => Route.Direct,
+        "mailbox" => Route.Mailbox,
+        _ => throw new UsageException($"{what}: route must be direct or mailbox"),
+    };
+
+    private static DebugExitConfig ParseDevice(string what, string value, Dictionary<string, Route> routes)
     {
         var props = SplitProps(what, value);
         string? driver = null;
@@ -339,6 +375,7 @@ public static class CommandLine
                 case null or "driver": driver = v; break;
                 case "iobase": ioBase = ParseInteger(what, "iobase", v); break;
                 case "iosize": ioSize = ParseInteger(what, "iosize", v); break;
+                case "route" when driver == "isa-debug-exit": routes[PcMachineBuilder.DebugExitName] = ParseRouteValue(what, v); break;
                 default:
                     if (driver == "isa-debug-exit") throw new UsageException($"{what}: isa-debug-exit has no property '{k}' (it has iobase and iosize)");
                     break;
@@ -405,7 +442,9 @@ public static class CommandLine
         usage: actorvmm [run] [options]
         Runs an x86 guest. QEMU's spelling of these options is accepted:
           -accel soft|tcg|auto          CPU accelerator (soft: the built-in software x86 CPU; tcg is an alias)
-          -machine pc[,kernel-irqchip=on]   machine type and where the irqchip lives (split/off: not yet)
+          -machine pc[,kernel-irqchip=on|split|off]   machine type and where the irqchip lives: on (default)
+                                        in the accelerator; split: LAPIC there, PIC/IOAPIC/timers in device
+                                        actors; off: the LAPICs in device actors too
           -m SIZE                       guest RAM: MiB, or with a K/M/G suffix (default 128M, at most 3G)
           -smp 1                        vCPUs (only 1 for now)
           -kernel PATH                  kernel (required): Multiboot v1, Linux bzImage, or ELF with a PVH note
@@ -415,12 +454,13 @@ public static class CommandLine
           -nographic, -display none, -monitor none   accepted (no display, no monitor)
           -no-reboot                    a guest reset or triple fault ends the run
           -device isa-debug-exit[,iobase=0xf4][,iosize=4]   test exit device
+          -device NAME,route=direct|mailbox   how vCPUs reach a device (COM1, pit, hpet, ioapic, lapic0, ...)
           -debugcon stdio|file:PATH|null|none   debug console at port 0xe9
         Options of our own:
           --deterministic               time advances with retired instructions
           --log-level LEVEL             verbose, debug, info, warning (default), error
           --log-file PATH               log to a file instead of stderr
-          --route DEVICE=direct|mailbox how vCPUs reach a device (COM1, isa-debug-exit, debugcon)
+          --route DEVICE=direct|mailbox the same as -device DEVICE,route=...
           --linux-boot auto|pvh|bzimage how a bzImage is entered: pvh extracts the vmlinux on the host and
                                         enters it through PVH; bzimage uses the 64-bit entry (the kernel
                                         decompresses itself); auto (default) is pvh when extraction works

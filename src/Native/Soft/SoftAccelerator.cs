@@ -2,7 +2,9 @@
 // without a hypervisor. Guest RAM is native memory (below 4 GiB in this stage, one region). In
 // kernel-irqchip=on the interrupt controllers (PIC, IOAPIC, one local APIC per vCPU) and the timers run on the
 // vCPU thread (SoftKernelDevices); the irqchip entry points drive their inputs (SetIrqLine: GSIs, SendMsi: the
-// APIC bus). Time: host time, or instruction-driven in deterministic mode.
+// APIC bus). In split only the local APICs are here (SendMsi is the entry point; SetIrqLine is refused, as KVM
+// refuses KVM_IRQ_LINE with a split irqchip); in off nothing is, and the vCPU takes its interrupts from the
+// platform (SoftVcpu.Irqchip.cs). Time: host time, or instruction-driven in deterministic mode.
 using ActorVmm.Core.Accel;
 using ActorVmm.Core.Devices;
 using ActorVmm.Core.Memory;
@@ -16,7 +18,7 @@ public sealed class SoftAccelerator : IAccelerator
 
     public string Name => "soft";
 
-    public AcceleratorCapabilities Capabilities { get; } = new(new HashSet<IrqchipMode> { IrqchipMode.On }, MaxVcpus: 1, KernelKeepsTime: true);
+    public AcceleratorCapabilities Capabilities { get; } = new(new HashSet<IrqchipMode> { IrqchipMode.On, IrqchipMode.Split, IrqchipMode.Off }, MaxVcpus: 1, KernelKeepsTime: true);
 
     public IVm CreateVm(VmSpec spec)
     {
@@ -43,14 +45,16 @@ public sealed unsafe class SoftVm : IVm
         Clock = new SoftClock(spec.Deterministic);
         // Deterministic runs get a fixed wall-clock start so the RTC reads the same every run.
         var rtcStart = spec.Deterministic ? new DateTime(2026, 1, 1, 0, 0, 0, DateTimeKind.Utc) : DateTime.UtcNow;
-        Kernel = new SoftKernelDevices(Clock, spec.RamBytes, spec.VcpuCount, rtcStart, WakeAll);
+        Kernel = new SoftKernelDevices(spec.Irqchip, Clock, spec.RamBytes, spec.VcpuCount, rtcStart, WakeAll);
     }
+
+    IClock? IVm.Clock => Clock;
 
     public VmSpec Spec { get; }
 
     public GuestMemory Memory { get; }
 
-    /// <summary>The in-kernel PIC and timers (kernel-irqchip=on).</summary>
+    /// <summary>The in-kernel irqchip and timers (on: all of them; split: the local APICs; off: none).</summary>
     public SoftKernelDevices Kernel { get; }
 
     internal SoftClock Clock { get; }
@@ -61,7 +65,7 @@ public sealed unsafe class SoftVm : IVm
         {
             if (_vcpus.Any(v => v.Id == id)) throw new InvalidOperationException($"vCPU {id} already exists");
             var vcpu = new SoftVcpu(this, id);
-            vcpu.Apic = Kernel.AddLocalApic(id, new SoftVcpu.ApicSignals(vcpu));
+            if (Spec.Irqchip != IrqchipMode.Off) vcpu.Apic = Kernel.AddLocalApic(id, new SoftVcpu.ApicSignals(vcpu));
             _vcpus.Add(vcpu);
             return vcpu;
         }
@@ -70,11 +74,17 @@ public sealed unsafe class SoftVm : IVm
     public void SetIrqLine(int gsi, bool level)
     {
         if ((uint)gsi >= 24) throw new ArgumentOutOfRangeException(nameof(gsi), $"GSI {gsi} does not exist (0-23)");
+        if (Spec.Irqchip != IrqchipMode.On)
+            throw new InvalidOperationException($"kernel-irqchip={Spec.Irqchip.ToString().ToLowerInvariant()}: no in-kernel PIC or IOAPIC to drive GSI {gsi}");
         Kernel.SetIrq(gsi, level);
     }
 
     /// <summary>An MSI: decoded and delivered through the in-kernel APIC bus, as a kernel irqchip does.</summary>
-    public void SendMsi(ulong address, uint data) => Kernel.SendMsi(address, data);
+    public void SendMsi(ulong address, uint data)
+    {
+        if (Spec.Irqchip == IrqchipMode.Off) throw new InvalidOperationException("kernel-irqchip=off: no in-kernel local APIC to take an MSI");
+        Kernel.SendMsi(address, data);
+    }
 
     public void InjectNmi(int vcpuId)
     {
@@ -102,7 +112,7 @@ public sealed unsafe class SoftVm : IVm
     }
 }
 
-public sealed class SoftVcpu : IVcpu
+public sealed partial class SoftVcpu : IVcpu
 {
     /// <summary>Instructions per Run slice (a few milliseconds of guest time), after which Run returns SliceEnd.</summary>
     public const long SliceInstructions = 2_000_000;
@@ -141,8 +151,8 @@ public sealed class SoftVcpu : IVcpu
         }
     }
 
-    /// <summary>This vCPU's local APIC (in the kernel devices).</summary>
-    public LocalApic Apic { get; internal set; } = null!;
+    /// <summary>This vCPU's local APIC in the kernel devices; null in kernel-irqchip=off (the platform has it).</summary>
+    public LocalApic? Apic { get; internal set; }
 
     /// <summary>INIT, start-up IPI and SMI signals the soft CPU cannot act on yet (one vCPU, no SMM); counted.</summary>
     public long UnsupportedApicSignals => Interlocked.Read(ref _unsupportedApicSignals);
@@ -156,22 +166,24 @@ public sealed class SoftVcpu : IVcpu
         var clock = _vm.Clock;
         if (Interlocked.Exchange(ref _kick, 0) != 0) return VcpuExit.Kicked;
         long budget = SliceInstructions;
-        long nextDeadline = kernel.NextDeadlineNs ?? long.MaxValue;
+        long nextDeadline = NextDeadline(kernel);
         while (budget > 0)
         {
             if (clock.Deterministic) clock.SetInstructions(cpu.InstructionsRetired);
-            kernel.SyncApicBase(Apic, cpu.ApicBase);
+            if (Apic is not null) kernel.SyncApicBase(Apic, cpu.ApicBase);
+            else _filter!.SyncUserspaceApicBase(cpu.ApicBase);
             if (clock.NowNanoseconds >= nextDeadline)
             {
                 kernel.Advance();
-                nextDeadline = kernel.NextDeadlineNs ?? long.MaxValue;
+                RunUserspaceTimers(clock);
+                nextDeadline = NextDeadline(kernel);
             }
             DeliverQueuedEvents(cpu, kernel);
             ulong before = cpu.InstructionsRetired;
             var outcome = cpu.Run(Math.Min(budget, Batch), ref _kick);
             budget -= (long)(cpu.InstructionsRetired - before) + 1;
             if (kernel.TakePendingStop() is { } stop) return stop;
-            nextDeadline = kernel.NextDeadlineNs ?? long.MaxValue; // the guest may have programmed a timer
+            nextDeadline = NextDeadline(kernel); // the guest may have programmed a timer
             switch (outcome)
             {
                 case StepOutcome.Shutdown:
@@ -192,13 +204,15 @@ public sealed class SoftVcpu : IVcpu
         {
             var regs = _cpu?.GetRegisters() ?? _pendingRegs;
             var sregs = _cpu?.GetSystemRegisters() ?? _pendingSregs;
-            var filter = new SoftKernelDevices.ExitFilter(_vm.Kernel, handler, Apic, _vm.Clock);
+            var filter = new SoftKernelDevices.ExitFilter(_vm.Kernel, handler, Apic, _vm.Clock, Id);
             _cpu = new SoftCpu(_vm.Memory, filter);
             filter.Cpu = _cpu;
+            _filter = filter;
             _handler = handler;
+            _userIrqchip = _vm.Spec.Irqchip == IrqchipMode.On ? null : handler as IUserspaceIrqchip;
             _cpu.SetSystemRegisters(sregs);
             _cpu.SetRegisters(regs);
-            _cpu.TaskPriority = new ApicTaskPriority(_vm.Kernel, Apic);
+            _cpu.TaskPriority = Apic is not null ? new ApicTaskPriority(_vm.Kernel, Apic) : UserspaceTaskPriority();
             _cpu.ApicId = (uint)Id;
             var clock = _vm.Clock;
             var cpu = _cpu;
@@ -228,8 +242,19 @@ public sealed class SoftVcpu : IVcpu
                 cpu.RaiseExternalInterrupt(_interrupts.Dequeue());
         }
         // The local APIC (and through it the PIC) is asked only when the CPU can take the interrupt now.
-        if (!cpu.HasPendingExternalInterrupt && cpu.InterruptWindowOpen && kernel.TryAcknowledge(Apic, out byte vector))
+        if (cpu.HasPendingExternalInterrupt || !cpu.InterruptWindowOpen) return;
+        if (Apic is null)
+        {
+            AcknowledgeUserspace(cpu);
+        }
+        else if (kernel.TryAcknowledge(Apic, out byte vector, out bool extInt))
+        {
             cpu.RaiseExternalInterrupt(vector);
+        }
+        else if (extInt && _userIrqchip is { } chip && chip.TryAcknowledge(Id, out vector))
+        {
+            cpu.RaiseExternalInterrupt(vector); // split: the ExtINT's vector from the platform's 8259 (INTA)
+        }
     }
 
     /// <summary>Blocks a halted vCPU until an interrupt, NMI, timer deadline or kick. False when kicked.</summary>
@@ -239,8 +264,8 @@ public sealed class SoftVcpu : IVcpu
         while (true)
         {
             if (Volatile.Read(ref _kick) != 0) return false;
-            if (HasQueuedEvents() || kernel.InterruptPending(Apic)) return true;
-            nextDeadline = kernel.NextDeadlineNs ?? long.MaxValue;
+            if (HasQueuedEvents() || (Apic is not null ? kernel.InterruptPending(Apic) : Volatile.Read(ref _interruptRequest))) return true;
+            nextDeadline = NextDeadline(kernel);
             long now = clock.NowNanoseconds;
             if (now >= nextDeadline) return true;
             if (clock.Deterministic)

@@ -1,0 +1,28 @@
+// The actor side of kernel-irqchip=split and off (DESIGN.md §3, §6): the platform's interrupt controllers and
+// timers (ActorVmm.Core.Machine.PlatformIrqchip) are device models like any other, each hosted by a DeviceActor
+// that VmActor creates through the machine builder's endpoint factory. What is added here is their timers: on host
+// time one TimerService per machine delivers their deadlines to those actors; in deterministic mode there is none,
+// as the vCPU runs due deadlines itself in lock-step with its instruction clock.
+using Akka.Actor;
+using ActorVmm.Core.Accel;
+using ActorVmm.Core.Machine;
+
+namespace ActorVmm.Actors;
+
+public static class IrqchipActors
+{
+    /// <summary>
+    /// The timer service for the hosted devices of <paramref name="platform"/>, or null when there is none to run
+    /// (kernel-irqchip=on, or deterministic mode).
+    /// </summary>
+    public static TimerService? StartTimers(Platform platform, IVm vm, IReadOnlyDictionary<string, IActorRef> deviceActors, bool deterministic, int generation)
+    {
+        if (platform.Irqchip is not { } chip || deterministic) return null;
+        var entries = new List<(TimerSlot, IActorRef)>();
+        foreach (var d in chip.HostedDevices)
+        {
+            if (deviceActors.TryGetValue(d.Device.Name, out var actor)) entries.Add((d.Device.Timer, actor));
+        }
+        return new TimerService(vm.Clock ?? chip.Clock, entries, $"timers-g{generation}");
+    }
+}

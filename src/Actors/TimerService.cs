@@ -1,0 +1,129 @@
+// The timer service of one machine (DESIGN.md §4, §6): delivers the deadlines of device models hosted by device
+// actors (kernel-irqchip=split and off: PIT, RTC, ACPI PM, HPET, and in off the local APICs) on host time, with
+// sub-millisecond precision. Akka's scheduler ticks every 10 ms, too coarse for a PIT or APIC timer; this is one
+// dedicated thread that sleeps until the earliest deadline and tells the device's actor TimerExpired, which
+// advances the model under its lock (the model then re-arms its slot).
+// Waiting: an OS wait (SemaphoreSlim, millisecond resolution) until about SpinThresholdNs before the deadline, then
+// a yielding spin on the clock for the rest, so a deadline is delivered within microseconds of its time on an idle
+// host at the cost of at most SpinThresholdNs of spinning per deadline. A slot whose deadline moves earlier wakes
+// the thread (TimerSlot.Changed). Lateness (delivery time minus deadline) is recorded for measurement
+// (docs/actors.md).
+// In deterministic mode there is no timer thread: the vCPU runs due deadlines itself in lock-step with the
+// instruction clock (IUserspaceIrqchip.RunDueTimers).
+using System.Diagnostics;
+using Akka.Actor;
+using ActorVmm.Core.Devices;
+using ActorVmm.Core.Machine;
+
+namespace ActorVmm.Actors;
+
+public sealed class TimerService : IDisposable
+{
+    /// <summary>How close to a deadline the thread stops sleeping and spins (the OS wait is millisecond-granular).</summary>
+    public const long SpinThresholdNs = 1_200_000;
+
+    /// <summary>How long a delivered deadline may stay armed, unacted on, before it is delivered again.</summary>
+    public const long RedeliverNs = 20_000_000;
+
+    private readonly IClock _clock;
+    private readonly (TimerSlot Slot, IActorRef Target)[] _entries;
+    private readonly SemaphoreSlim _signal = new(0, int.MaxValue);
+    private readonly Thread _thread;
+    private readonly long[] _fired;
+    private volatile bool _stopping;
+    private readonly Lock _statsLock = new();
+    private readonly List<long> _lateness = [];
+
+    /// <param name="clock">The VM clock the deadlines are in.</param>
+    /// <param name="entries">Each device's timer slot and the actor to tell when it expires.</param>
+    public TimerService(IClock clock, IReadOnlyList<(TimerSlot Slot, IActorRef Target)> entries, string name = "timers")
+    {
+        _clock = clock;
+        _entries = [.. entries];
+        _fired = new long[_entries.Length];
+        Array.Fill(_fired, long.MinValue);
+        foreach (var (slot, _) in _entries) slot.Changed = Wake;
+        _thread = new Thread(Loop) { IsBackground = true, Name = name, Priority = ThreadPriority.AboveNormal };
+        _thread.Start();
+    }
+
+    /// <summary>Deadlines delivered so far.</summary>
+    public long Delivered { get; private set; }
+
+    /// <summary>Lateness of the deliveries so far (ns after the deadline, by the VM clock), at most the last 100,000.</summary>
+    public long[] Lateness()
+    {
+        lock (_statsLock) return [.. _lateness];
+    }
+
+    private void Wake()
+    {
+        if (_stopping) return;
+        try
+        {
+            _signal.Release();
+        }
+        catch (ObjectDisposedException)
+        {
+            // the service stopped between the check and the release
+        }
+    }
+
+    private void Loop()
+    {
+        while (!_stopping)
+        {
+            long next = long.MaxValue;
+            int due = -1;
+            for (int i = 0; i < _entries.Length; i++)
+            {
+                long d = _entries[i].Slot.DeadlineNs;
+                // A deadline already delivered and not yet re-armed by the actor is not delivered twice (unless the
+                // actor has had RedeliverNs to act on it: then it is sent again, in case the message was lost).
+                if (d == _fired[i] && _clock.NowNanoseconds - d < RedeliverNs) continue;
+                if (d < next)
+                {
+                    next = d;
+                    due = i;
+                }
+            }
+            long now = _clock.NowNanoseconds;
+            if (due < 0 || next - now > SpinThresholdNs)
+            {
+                long waitMs = due < 0 ? 50 : Math.Clamp((next - now - SpinThresholdNs) / 1_000_000, 1, 50);
+                try
+                {
+                    _signal.Wait(TimeSpan.FromMilliseconds(waitMs));
+                }
+                catch (ObjectDisposedException)
+                {
+                    return;
+                }
+                continue;
+            }
+            if (now < next)
+            {
+                // The last stretch: spin on the clock, yielding, and notice a new earlier deadline.
+                if (_signal.CurrentCount > 0) _signal.Wait(0);
+                Thread.Yield();
+                continue;
+            }
+            _fired[due] = next;
+            Delivered++;
+            lock (_statsLock)
+            {
+                if (_lateness.Count < 100_000) _lateness.Add(now - next);
+            }
+            _entries[due].Target.Tell(new DeviceActor.TimerExpired(next, _clock), ActorRefs.NoSender);
+        }
+    }
+
+    public void Dispose()
+    {
+        _stopping = true;
+        foreach (var (slot, _) in _entries) slot.Changed = null;
+        _signal.Release();
+        _thread.Join(TimeSpan.FromSeconds(2));
+        _signal.Dispose();
+    }
+}

@@ -1,0 +1,838 @@
+// The interrupt controllers and timers of kernel-irqchip=split and off (DESIGN.md §3) as platform devices:
+// the same Core models the soft accelerator runs in its "kernel" for kernel-irqchip=on (8259A pair, 8254 PIT with
+// port 0x61, MC146818 RTC/CMOS, ACPI PM block, IOAPIC, HPET; in off also one local APIC per vCPU), each wrapped
+// as a HostedDevice: one IBusDevice with the model's own lock and its timer deadline, which a DeviceActor hosts
+// and the vCPUs reach through the bus by its route (Direct or Mailbox).
+// Wiring, exactly as the kernel-irqchip=on wiring (SoftKernelDevices) and QEMU's pc machine: ISA IRQ n (0-15)
+// drives 8259 input n and IOAPIC pin n, IRQ0 reaching IOAPIC pin 2; GSI 16-23 are IOAPIC pins only. PIT OUT0 is
+// IRQ0, the RTC IRQ8, SCI IRQ9; while the HPET's legacy replacement is on the PIT and RTC lines are cut off and
+// HPET timers 0 and 1 drive IRQ0/IRQ8. Lines are synchronous calls into the PIC and IOAPIC under their locks.
+// Where the interrupts go:
+//   split  IOAPIC messages become IVm.SendMsi into the kernel local APICs. The 8259's INTR is every vCPU's
+//          interrupt request (IVcpu.SetInterruptRequest), which the kernel LAPIC takes through LINT0 (ExtINT); the
+//          vCPU then runs INTA here (IUserspaceIrqchip.TryAcknowledge: a read of the PIC's INTA window, through its
+//          route) at the moment it takes the interrupt. A level-triggered EOI in a kernel LAPIC comes back as
+//          KernelLapicEoi and is written to the IOAPIC's EOI register (0x40) through the IOAPIC's route.
+//   off    the local APICs are LapicDevices too: the xAPIC page, the x2APIC and TSC-deadline MSRs, CR8 and the
+//          CPU's IA32_APIC_BASE reach them from the vCPU's exit handler (IrqchipExitHandler) through the LAPIC's
+//          route; the IOAPIC's messages and IPIs go to them through the APIC bus below; the 8259's INTR drives
+//          their LINT0. A LAPIC with a deliverable interrupt raises its vCPU's interrupt request (which wakes it);
+//          the vCPU's INTA at its interrupt window moves the vector from IRR to ISR, or for ExtINT hands the INTA on
+//          to the 8259. Level EOIs go to the IOAPIC's EOI register through its route.
+// Lock order (a thread takes locks only in this order): a DeviceActor's or DirectEndpoint's device lock (at most
+// one) → PIT, RTC, ACPI PM, HPET, platform devices' own locks → PIC, IOAPIC → local APIC → the accelerator's
+// kernel lock → a vCPU's event lock. A local APIC never calls out while it holds its lock: IPIs and EOIs it
+// produces wait in its outbox and are sent once the lock is released.
+// Not here: INIT, start-up and SMI reaching a CPU from a userspace LAPIC (counted; the contract has no such entry
+// yet), x2APIC-format MSIs (the IOAPIC's messages are 8-bit destinations, as on the i440FX).
+using System.Buffers.Binary;
+using ActorVmm.Core.Accel;
+using ActorVmm.Core.Bus;
+using ActorVmm.Core.Devices;
+
+namespace ActorVmm.Core.Machine;
+
+/// <summary>A model with a timer: the host calls Advance when NextDeadlineNs (VM-clock ns) has passed.</summary>
+public interface ITimedDevice
+{
+    long? NextDeadlineNs { get; }
+
+    void Advance(long nowNs);
+}
+
+/// <summary>
+/// One timer deadline as its host sees it (long.MaxValue: none). Written under the device's lock after every touch
+/// of the model; <see cref="Changed"/> (set by the timer service, non-blocking) is told when it moves earlier.
+/// </summary>
+public sealed class TimerSlot
+{
+    private long _deadline = long.MaxValue;
+
+    public long DeadlineNs => Volatile.Read(ref _deadline);
+
+    public Action? Changed { get; set; }
+
+    public void Set(long? deadlineNs)
+    {
+        long v = deadlineNs ?? long.MaxValue;
+        long old = Interlocked.Exchange(ref _deadline, v);
+        if (v < old) Changed?.Invoke();
+    }
+}
+
+/// <summary>
+/// A device model hosted outside the accelerator: every touch takes the model's own lock, and afterwards the timer
+/// slot holds the model's next deadline. Subclasses implement the *Locked members.
+/// </summary>
+public abstract class HostedDevice(string name) : IBusDevice, ITimedDevice
+{
+    /// <summary>The model's own lock (see the lock order in the file summary).</summary>
+    protected Lock ModelLock { get; } = new();
+
+    public string Name { get; } = name;
+
+    public TimerSlot Timer { get; } = new();
+
+    public long? NextDeadlineNs
+    {
+        get
+        {
+            long d = Timer.DeadlineNs;
+            return d == long.MaxValue ? null : d;
+        }
+    }
+
+    public void Read(ulong offset, Span<byte> data)
+    {
+        lock (ModelLock)
+        {
+            ReadLocked(offset, data);
+            Timer.Set(DeadlineLocked);
+        }
+        AfterUnlock();
+    }
+
+    public void Write(ulong offset, ReadOnlySpan<byte> data)
+    {
+        lock (ModelLock)
+        {
+            WriteLocked(offset, data);
+            Timer.Set(DeadlineLocked);
+        }
+        AfterUnlock();
+    }
+
+    public void Advance(long nowNs)
+    {
+        lock (ModelLock)
+        {
+            AdvanceLocked(nowNs);
+            Timer.Set(DeadlineLocked);
+        }
+        AfterUnlock();
+    }
+
+    protected abstract void ReadLocked(ulong offset, Span<byte> data);
+
+    protected abstract void WriteLocked(ulong offset, ReadOnlySpan<byte> data);
+
+    protected virtual void AdvanceLocked(long nowNs)
+    {
+    }
+
+    protected virtual long? DeadlineLocked => null;
+
+    /// <summary>Runs after the lock is released (the local APIC's outbox).</summary>
+    protected virtual void AfterUnlock()
+    {
+    }
+}
+
+/// <summary>
+/// The 8259A pair as one hosted device: offsets 0-1 the master (ports 0x20-0x21), 2-3 the slave (0xa0-0xa1), 4-5
+/// ELCR (0x4d0-0x4d1); offset <see cref="IntaOffset"/> is the CPU's INTA cycle, which no port reaches: a 2-byte read
+/// answers [1, vector] (the vector is now in service) or [0, 0] when INTR is low.
+/// </summary>
+public sealed class HostedPic : HostedDevice
+{
+    public const ulong SlaveOffset = 2, ElcrOffset = 4, IntaOffset = 8;
+
+    public HostedPic(IIrqLine intr) : base("pic") => Model = new Pic8259Pair(intr);
+
+    public Pic8259Pair Model { get; }
+
+    public void SetIrq(int irq, bool level)
+    {
+        lock (ModelLock) Model.SetIrq(irq, level);
+    }
+
+    protected override void ReadLocked(ulong offset, Span<byte> data)
+    {
+        switch (offset)
+        {
+            case < SlaveOffset: Model.Master.Read(offset, data); break;
+            case < ElcrOffset: Model.Slave.Read(offset - SlaveOffset, data); break;
+            case < ElcrOffset + 2: Model.Elcr.Read(offset - ElcrOffset, data); break;
+            case IntaOffset when data.Length == 2:
+                if (Model.IntrLevel)
+                {
+                    data[0] = 1;
+                    data[1] = (byte)Model.Acknowledge();
+                }
+                else
+                {
+                    data.Clear();
+                }
+                break;
+            default: data.Fill(0xff); break;
+        }
+    }
+
+    protected override void WriteLocked(ulong offset, ReadOnlySpan<byte> data)
+    {
+        switch (offset)
+        {
+            case < SlaveOffset: Model.Master.Write(offset, data); break;
+            case < ElcrOffset: Model.Slave.Write(offset - SlaveOffset, data); break;
+            case < ElcrOffset + 2: Model.Elcr.Write(offset - ElcrOffset, data); break;
+        }
+    }
+}
+
+/// <summary>The 8254 with port 0x61 as one hosted device: offsets 0-3 the PIT (0x40-0x43), 4 port 0x61.</summary>
+public sealed class HostedPit(IClock clock, IIrqLine irq0) : HostedDevice("pit")
+{
+    public const ulong Port61Offset = 4;
+
+    public Pit8254 Model { get; } = new(clock, irq0);
+
+    protected override void ReadLocked(ulong offset, Span<byte> data)
+    {
+        if (offset < Port61Offset) Model.Read(offset, data);
+        else Model.Port61.Read(offset - Port61Offset, data);
+    }
+
+    protected override void WriteLocked(ulong offset, ReadOnlySpan<byte> data)
+    {
+        if (offset < Port61Offset) Model.Write(offset, data);
+        else Model.Port61.Write(offset - Port61Offset, data);
+    }
+
+    protected override void AdvanceLocked(long nowNs) => Model.Advance(nowNs);
+
+    protected override long? DeadlineLocked => Model.NextDeadlineNs;
+}
+
+/// <summary>A hosted model whose registers are its own offsets (RTC, ACPI PM, IOAPIC, HPET).</summary>
+public sealed class HostedModel<T>(T model, Action<T, long>? advance = null, Func<T, long?>? deadline = null, Action<T>? afterAccess = null)
+    : HostedDevice(model.Name) where T : IBusDevice
+{
+    public T Model { get; } = model;
+
+    /// <summary>Runs <paramref name="action"/> on the model under its lock (interrupt inputs, EOIs).</summary>
+    public void Locked(Action<T> action)
+    {
+        lock (ModelLock)
+        {
+            action(Model);
+            Timer.Set(DeadlineLocked);
+        }
+    }
+
+    protected override void ReadLocked(ulong offset, Span<byte> data)
+    {
+        Model.Read(offset, data);
+        afterAccess?.Invoke(Model);
+    }
+
+    protected override void WriteLocked(ulong offset, ReadOnlySpan<byte> data)
+    {
+        Model.Write(offset, data);
+        afterAccess?.Invoke(Model);
+    }
+
+    protected override void AdvanceLocked(long nowNs)
+    {
+        advance?.Invoke(Model, nowNs);
+        afterAccess?.Invoke(Model);
+    }
+
+    protected override long? DeadlineLocked => deadline?.Invoke(Model);
+}
+
+/// <summary>
+/// A local APIC outside the accelerator (kernel-irqchip=off): its CPU-side window as one hosted device.
+/// Offsets: 0x0000-0x0fff the xAPIC page; <see cref="MsrWindow"/> + 16 × (MSR − 0x800) the x2APIC MSRs and
+/// <see cref="TscDeadlineOffset"/> IA32_TSC_DEADLINE: an 8-byte write is WRMSR (its #GP verdict is then read as one
+/// byte at <see cref="MsrStatusOffset"/>: 1 accepted, 0 #GP), a 9-byte read is RDMSR (value, then 1 or 0 for
+/// #GP); <see cref="ApicBaseOffset"/> (8-byte write) the CPU's new IA32_APIC_BASE; <see cref="TprOffset"/> (4 bytes)
+/// the TPR as CR8 sees it in either mode; <see cref="IntaOffset"/> (2-byte read) the CPU's INTA: [1, vector] with
+/// the vector moved from IRR to ISR, [2, 0] for ExtINT (take the vector from the 8259), [0, 0] nothing.
+/// </summary>
+public sealed class HostedLapic : HostedDevice
+{
+    public const ulong MsrWindow = 0x1000, TscDeadlineOffset = 0x2000, ApicBaseOffset = 0x2010, MsrStatusOffset = 0x2020,
+        TprOffset = 0x2030, IntaOffset = 0x2040;
+
+    public const byte IntaNone = 0, IntaVector = 1, IntaExtInt = 2;
+
+    private readonly Queue<ApicMessage> _ipis = new();
+    private readonly Queue<byte> _eois = new();
+    private readonly IInterruptSink _bus;
+    private readonly Action<byte> _eoi;
+    private readonly CpuLink _cpu;
+    private bool _lastMsrOk = true;
+
+    /// <param name="id">The vCPU (and initial APIC ID).</param>
+    /// <param name="bus">Where IPIs go (sent after the lock is released).</param>
+    /// <param name="levelEoi">Where level-triggered EOIs go (the IOAPIC; called after the lock is released).</param>
+    /// <param name="nmi">Injects an NMI into the vCPU.</param>
+    public HostedLapic(int id, IClock clock, IInterruptSink bus, Action<byte> levelEoi, Action<int> nmi) : base($"lapic{id}")
+    {
+        Id = id;
+        _bus = bus;
+        _eoi = levelEoi;
+        _cpu = new CpuLink(this, nmi);
+        Model = new LocalApic((uint)id, bsp: id == 0, 1_000_000_000, clock, _cpu, new Outbox(this), v => _eois.Enqueue(v));
+    }
+
+    public int Id { get; }
+
+    public LocalApic Model { get; }
+
+    /// <summary>INIT, start-up and SMI signals no vCPU can take from here yet; counted.</summary>
+    public long UnsupportedSignals => Interlocked.Read(ref _cpu.Unsupported);
+
+    /// <summary>The vCPU whose interrupt request this APIC drives (set once the vCPU exists).</summary>
+    public IVcpu? Vcpu
+    {
+        get => _cpu.Vcpu;
+        set
+        {
+            lock (ModelLock)
+            {
+                _cpu.Vcpu = value;
+                _cpu.Update(force: true);
+            }
+        }
+    }
+
+    /// <summary>An APIC-bus message: accepted if this APIC is a destination. Returns whether it matched.</summary>
+    public bool Offer(in ApicMessage message, bool accept)
+    {
+        lock (ModelLock)
+        {
+            if (!Model.Matches(message)) return false;
+            if (accept)
+            {
+                Model.AcceptMessage(message);
+                _cpu.Update();
+            }
+            return true;
+        }
+    }
+
+    public void Accept(in ApicMessage message)
+    {
+        lock (ModelLock)
+        {
+            Model.AcceptMessage(message);
+            _cpu.Update();
+        }
+    }
+
+    public byte ProcessorPriority
+    {
+        get
+        {
+            lock (ModelLock) return Model.ProcessorPriority;
+        }
+    }
+
+    public void SetLint(int pin, bool level)
+    {
+        lock (ModelLock)
+        {
+            Model.SetLint(pin, level);
+            _cpu.Update();
+        }
+        AfterUnlock();
+    }
+
+    protected override void ReadLocked(ulong offset, Span<byte> data)
+    {
+        if (offset < LocalApic.MmioSize)
+        {
+            Model.Read(offset, data);
+        }
+        else if (TryMsr(offset, out uint msr) && data.Length == 9)
+        {
+            bool ok = Model.ReadMsr(msr, out ulong value);
+            BinaryPrimitives.WriteUInt64LittleEndian(data, value);
+            data[8] = ok ? (byte)1 : (byte)0;
+        }
+        else if (offset == MsrStatusOffset && data.Length == 1)
+        {
+            data[0] = _lastMsrOk ? (byte)1 : (byte)0;
+        }
+        else if (offset == TprOffset && data.Length == 4)
+        {
+            BinaryPrimitives.WriteUInt32LittleEndian(data, Model.TaskPriority);
+        }
+        else if (offset == IntaOffset && data.Length == 2)
+        {
+            data[1] = 0;
+            if (Model.HasInterrupt(out _))
+            {
+                data[0] = IntaVector;
+                data[1] = Model.Acknowledge();
+            }
+            else if (Model.ExtIntPending)
+            {
+                Model.AcknowledgeExtInt();
+                data[0] = IntaExtInt;
+            }
+            else
+            {
+                data[0] = IntaNone;
+            }
+        }
+        else
+        {
+            data.Fill(0xff);
+        }
+        _cpu.Update();
+    }
+
+    protected override void WriteLocked(ulong offset, ReadOnlySpan<byte> data)
+    {
+        if (offset < LocalApic.MmioSize)
+        {
+            Model.Write(offset, data);
+        }
+        else if (TryMsr(offset, out uint msr) && data.Length == 8)
+        {
+            _lastMsrOk = Model.WriteMsr(msr, BinaryPrimitives.ReadUInt64LittleEndian(data));
+        }
+        else if (offset == ApicBaseOffset && data.Length == 8)
+        {
+            ulong value = BinaryPrimitives.ReadUInt64LittleEndian(data);
+            if (Model.ApicBaseMsr != value) Model.WriteMsr(LocalApic.IA32_APIC_BASE, value);
+        }
+        else if (offset == TprOffset && data.Length == 4)
+        {
+            uint tpr = BinaryPrimitives.ReadUInt32LittleEndian(data) & 0xff;
+            if (Model.X2ApicMode) Model.WriteMsr((uint)(LocalApic.X2ApicMsrFirst + LocalApic.TPR), tpr);
+            else if (Model.MmioEnabled) Model.Write(LocalApic.TPR << 4, data);
+        }
+        _cpu.Update();
+    }
+
+    private static bool TryMsr(ulong offset, out uint msr)
+    {
+        if (offset == TscDeadlineOffset)
+        {
+            msr = LocalApic.IA32_TSC_DEADLINE;
+            return true;
+        }
+        if (offset >= MsrWindow && offset < MsrWindow + 0x100 * 16 && (offset & 0xf) == 0)
+        {
+            msr = LocalApic.X2ApicMsrFirst + (uint)((offset - MsrWindow) >> 4);
+            return true;
+        }
+        msr = 0;
+        return false;
+    }
+
+    /// <summary>The window offset of an APIC MSR the CPU forwards (x2APIC range or TSC deadline), or null.</summary>
+    public static ulong? MsrOffset(uint msr) => msr switch
+    {
+        LocalApic.IA32_TSC_DEADLINE => TscDeadlineOffset,
+        >= LocalApic.X2ApicMsrFirst and <= LocalApic.X2ApicMsrLast => MsrWindow + ((ulong)(msr - LocalApic.X2ApicMsrFirst) << 4),
+        _ => null,
+    };
+
+    protected override void AdvanceLocked(long nowNs)
+    {
+        Model.Advance(nowNs);
+        _cpu.Update();
+    }
+
+    protected override long? DeadlineLocked => Model.NextDeadlineNs;
+
+    protected override void AfterUnlock()
+    {
+        // Only this APIC's lock guards the outbox; take what is there under it, send outside it.
+        while (true)
+        {
+            ApicMessage ipi = default;
+            byte eoi = 0;
+            bool haveIpi, haveEoi;
+            lock (ModelLock)
+            {
+                haveIpi = _ipis.TryDequeue(out ipi);
+                haveEoi = !haveIpi && _eois.TryDequeue(out eoi);
+            }
+            if (haveIpi) _bus.Deliver(ipi);
+            else if (haveEoi) _eoi(eoi);
+            else return;
+        }
+    }
+
+    /// <summary>IPIs the model sends while locked: queued for AfterUnlock.</summary>
+    private sealed class Outbox(HostedLapic owner) : IInterruptSink
+    {
+        public void Deliver(in ApicMessage message)
+        {
+            if (owner._ipis.Count < 1024) owner._ipis.Enqueue(message);
+        }
+    }
+
+    /// <summary>What the APIC tells its CPU: the interrupt request level (kept in step after every touch), NMI.</summary>
+    private sealed class CpuLink(HostedLapic owner, Action<int> nmi) : IApicCpu
+    {
+        public IVcpu? Vcpu;
+        public long Unsupported;
+        private bool _level;
+
+        public void Update(bool force = false)
+        {
+            if (owner.Model is null) return; // signals from inside the model's constructor
+            bool level = owner.Model.HasInterrupt(out _) || owner.Model.ExtIntPending;
+            if (level == _level && !force) return;
+            _level = level;
+            Vcpu?.SetInterruptRequest(level);
+        }
+
+        public void SignalInterrupt() => Update();
+
+        public void SignalNmi() => nmi(owner.Id);
+
+        public void SignalSmi() => Interlocked.Increment(ref Unsupported);
+
+        public void SignalInit() => Interlocked.Increment(ref Unsupported);
+
+        public void SignalStartup(byte vector) => Interlocked.Increment(ref Unsupported);
+    }
+}
+
+/// <summary>One device of the userspace irqchip and where it is mapped (a port range, plus its alias ranges, or MMIO).</summary>
+public sealed record IrqchipDevice(HostedDevice Device, PortRange? Ports, MmioRange? Mmio, IReadOnlyList<(PortRange Range, ulong Bias)> Aliases);
+
+/// <summary>The split/off irqchip of one machine: its hosted devices, their wiring, and the vCPU side.</summary>
+public sealed class PlatformIrqchip
+{
+    /// <summary>The IOAPIC pin ISA IRQ0 reaches (the interrupt source override of the ACPI MADT).</summary>
+    public const int Irq0IoApicPin = 2;
+
+    /// <summary>The HPET's Tn_INT_ROUTE_CAP: IOAPIC input 2 only, as on the kernel-irqchip=on machine.</summary>
+    public const uint HpetRouteCapability = 1u << 2;
+
+    public const string PicName = "pic", PitName = "pit", RtcName = "rtc", PmName = "acpi-pm", IoApicName = "ioapic", HpetName = "hpet";
+
+    private readonly IVm _vm;
+    private volatile bool _hpetLegacy;
+    private IVcpu[] _vcpus = [];
+    private HostedLapic[] _lapics = [];
+
+    public PlatformIrqchip(IrqchipMode mode, IVm vm, IClock clock, IMachineControl control, ulong ramBytes, int vcpuCount, DateTime rtcStart)
+    {
+        if (mode == IrqchipMode.On) throw new ArgumentException("kernel-irqchip=on keeps the irqchip in the accelerator", nameof(mode));
+        Mode = mode;
+        _vm = vm;
+        Clock = clock;
+        Pic = new HostedPic(new PicIntr(this));
+        IoApic = new HostedModel<IoApic>(new IoApic(mode == IrqchipMode.Split ? new KernelMsi(vm) : new ApicBus(this)));
+        Pit = new HostedPit(clock, new LegacyTimerLine(this, 0));
+        var rtc = new Rtc146818(clock, new LegacyTimerLine(this, 8), rtcStart);
+        rtc.SetMemorySize(Math.Min(ramBytes, 0xC000_0000UL), ramBytes > 0xC000_0000UL ? ramBytes - 0xC000_0000UL : 0);
+        rtc.SetCpuCount(vcpuCount);
+        Rtc = new HostedModel<Rtc146818>(rtc, (m, now) => m.Advance(now), m => m.NextDeadlineNs);
+        Pm = new HostedModel<AcpiPm>(new AcpiPm(clock, Line(9), control), (m, now) => m.Advance(now), m => m.NextDeadlineNs);
+        var hpet = new Hpet(clock, SetIoApicPin, (irq, level) => Pic.SetIrq(irq, level), routeCapability: HpetRouteCapability,
+            periodicTimers: Devices.Hpet.TimerCount);
+        Hpet = new HostedModel<Hpet>(hpet, (m, now) => m.Advance(now), m => m.NextDeadlineNs, m => _hpetLegacy = m.LegacyReplacement);
+        var devices = new List<IrqchipDevice>
+        {
+            new(Pic, new PortRange(0x20, 2), null, [(new PortRange(0xa0, 2), HostedPic.SlaveOffset), (new PortRange(0x4d0, 2), HostedPic.ElcrOffset)]),
+            new(Pit, new PortRange(0x40, 4), null, [(new PortRange(0x61, 1), HostedPit.Port61Offset)]),
+            new(Rtc, new PortRange(0x70, 4), null, []),
+            new(Pm, new PortRange(Pm.Model.BasePort, AcpiPm.BlockLength), null, []),
+            new(IoApic, null, new MmioRange(Devices.IoApic.DefaultBase, Devices.IoApic.MmioSize), []),
+            new(Hpet, null, new MmioRange(Devices.Hpet.DefaultBase, Devices.Hpet.MmioSize), []),
+        };
+        if (mode == IrqchipMode.Off)
+        {
+            _lapics = new HostedLapic[vcpuCount];
+            for (int i = 0; i < vcpuCount; i++)
+            {
+                _lapics[i] = new HostedLapic(i, clock, new ApicBus(this), LapicEoi, id => _vm.InjectNmi(id));
+                devices.Add(new IrqchipDevice(_lapics[i], null, null, []));
+            }
+        }
+        HostedDevices = devices;
+    }
+
+    public IrqchipMode Mode { get; }
+
+    public IClock Clock { get; }
+
+    public HostedPic Pic { get; }
+
+    public HostedPit Pit { get; }
+
+    public HostedModel<Rtc146818> Rtc { get; }
+
+    public HostedModel<AcpiPm> Pm { get; }
+
+    public HostedModel<IoApic> IoApic { get; }
+
+    public HostedModel<Hpet> Hpet { get; }
+
+    /// <summary>The userspace local APICs (off), by vCPU; empty in split.</summary>
+    public IReadOnlyList<HostedLapic> LocalApics => _lapics;
+
+    /// <summary>Every hosted device and where the bus maps it (the LAPICs are reached through the exit handler only).</summary>
+    public IReadOnlyList<IrqchipDevice> HostedDevices { get; }
+
+    /// <summary>IOAPIC messages the APIC bus found no destination for (off).</summary>
+    public long UndeliveredMessages => Interlocked.Read(ref _undelivered);
+
+    private long _undelivered;
+
+    /// <summary>The endpoint through which each hosted device is reached, by name (set by the machine builder).</summary>
+    public Dictionary<string, BusEndpoint> Endpoints { get; } = [];
+
+    /// <summary>The interrupt line of ISA IRQ / GSI <paramref name="gsi"/> for a platform device (UART, i8042, SCI).</summary>
+    public IIrqLine Line(int gsi) => new IsaLine(this, gsi);
+
+    /// <summary>Drives GSI <paramref name="gsi"/>: PIC input and IOAPIC pin for 0-15 (IRQ0 on pin 2, IRQ2 only the pin), IOAPIC pin for 16-23.</summary>
+    public void SetIrq(int gsi, bool level)
+    {
+        if ((uint)gsi >= Devices.IoApic.PinCount) return;
+        if (gsi < 16 && gsi != 2) Pic.SetIrq(gsi, level);
+        SetIoApicPin(gsi == 0 ? Irq0IoApicPin : gsi, level);
+    }
+
+    private void SetIoApicPin(int pin, bool level) => IoApic.Locked(m => m.SetIrq(pin, level));
+
+    /// <summary>The vCPUs, once created: their interrupt requests are driven from here.</summary>
+    public void AttachVcpus(IReadOnlyList<IVcpu> vcpus)
+    {
+        _vcpus = [.. vcpus];
+        if (Mode == IrqchipMode.Split)
+        {
+            bool level;
+            lock (_intrLock) level = _intrLevel;
+            foreach (var v in _vcpus) v.SetInterruptRequest(level);
+        }
+        foreach (var lapic in _lapics)
+        {
+            lapic.Vcpu = _vcpus.FirstOrDefault(v => v.Id == lapic.Id);
+        }
+    }
+
+    private readonly Lock _intrLock = new();
+    private bool _intrLevel;
+
+    /// <summary>The exit handler of vCPU <paramref name="vcpuId"/>: the platform's dispatcher plus the irqchip's vCPU side.</summary>
+    public IrqchipExitHandler CreateExitHandler(int vcpuId, IExitHandler platform) => new(this, vcpuId, platform);
+
+    /// <summary>The earliest timer deadline of the hosted devices, or null.</summary>
+    public long? NextDeadlineNs
+    {
+        get
+        {
+            long min = long.MaxValue;
+            foreach (var d in HostedDevices) min = Math.Min(min, d.Device.Timer.DeadlineNs);
+            return min == long.MaxValue ? null : min;
+        }
+    }
+
+    /// <summary>Advances every hosted device whose deadline has passed, on the calling thread (deterministic lock-step).</summary>
+    public void RunDueTimers(long nowNs)
+    {
+        foreach (var d in HostedDevices)
+        {
+            if (d.Device.Timer.DeadlineNs <= nowNs) d.Device.Advance(nowNs);
+        }
+    }
+
+    internal BusEndpoint EndpointOf(HostedDevice device) => Endpoints.TryGetValue(device.Name, out var e) ? e : new DirectEndpoint(device);
+
+    /// <summary>A level EOI from a local APIC: a write of the vector to the IOAPIC's EOI register through its route.</summary>
+    internal void LapicEoi(byte vector)
+    {
+        Span<byte> b = stackalloc byte[4];
+        b.Clear();
+        b[0] = vector;
+        EndpointOf(IoApic).Write(Devices.IoApic.EoiRegister, b);
+    }
+
+    private sealed class IsaLine(PlatformIrqchip chip, int gsi) : IIrqLine
+    {
+        public void Set(bool level) => chip.SetIrq(gsi, level);
+    }
+
+    /// <summary>The PIT's IRQ0 or the RTC's IRQ8: cut off while the HPET's legacy replacement owns those lines.</summary>
+    private sealed class LegacyTimerLine(PlatformIrqchip chip, int irq) : IIrqLine
+    {
+        public void Set(bool level)
+        {
+            if (!chip._hpetLegacy) chip.SetIrq(irq, level);
+        }
+    }
+
+    /// <summary>The 8259's INTR: every vCPU's interrupt request (split) or every userspace LAPIC's LINT0 (off).</summary>
+    private sealed class PicIntr(PlatformIrqchip chip) : IIrqLine
+    {
+        public void Set(bool level)
+        {
+            if (chip.Mode == IrqchipMode.Split)
+            {
+                lock (chip._intrLock)
+                {
+                    chip._intrLevel = level;
+                    foreach (var v in chip._vcpus) v.SetInterruptRequest(level);
+                }
+            }
+            else
+            {
+                foreach (var lapic in chip._lapics) lapic.SetLint(0, level);
+            }
+        }
+    }
+
+    /// <summary>Split: the IOAPIC's messages as MSIs into the accelerator's kernel local APICs.</summary>
+    private sealed class KernelMsi(IVm vm) : IInterruptSink
+    {
+        public void Deliver(in ApicMessage message) => vm.SendMsi(message.MsiAddress, message.MsiData);
+    }
+
+    /// <summary>
+    /// Off: the APIC bus between the userspace local APICs: a message goes to every APIC its destination matches, or,
+    /// for lowest priority, to the matching one with the lowest processor priority (the first on a tie).
+    /// </summary>
+    private sealed class ApicBus(PlatformIrqchip chip) : IInterruptSink
+    {
+        public void Deliver(in ApicMessage message)
+        {
+            HostedLapic? lowest = null;
+            byte lowestPpr = 0;
+            bool any = false;
+            foreach (var lapic in chip._lapics)
+            {
+                bool lowPri = message.DeliveryMode == ApicDeliveryMode.LowestPriority;
+                if (!lapic.Offer(message, accept: !lowPri)) continue;
+                any = true;
+                if (!lowPri) continue;
+                byte ppr = lapic.ProcessorPriority;
+                if (lowest is null || ppr < lowestPpr)
+                {
+                    lowest = lapic;
+                    lowestPpr = ppr;
+                }
+            }
+            lowest?.Accept(message);
+            if (!any) Interlocked.Increment(ref chip._undelivered);
+        }
+    }
+}
+
+/// <summary>
+/// One vCPU's exit handler in kernel-irqchip=split and off: ports, MMIO and MSRs go to the platform's dispatcher,
+/// except (off) this vCPU's local APIC page where its IA32_APIC_BASE puts it and the APIC MSRs, which go to its
+/// userspace LAPIC through the LAPIC's route; plus the vCPU side of the userspace irqchip (INTA, EOI, CR8, timers).
+/// </summary>
+public sealed class IrqchipExitHandler : IExitHandler, IUserspaceIrqchip
+{
+    private readonly PlatformIrqchip _chip;
+    private readonly int _vcpu;
+    private readonly IExitHandler _platform;
+    private readonly BusEndpoint? _lapic;
+    private ulong _apicBase = LocalApic.DefaultBase | LocalApic.BaseEnable;
+
+    internal IrqchipExitHandler(PlatformIrqchip chip, int vcpuId, IExitHandler platform)
+    {
+        _chip = chip;
+        _vcpu = vcpuId;
+        _platform = platform;
+        if (chip.Mode == IrqchipMode.Off && vcpuId < chip.LocalApics.Count) _lapic = chip.EndpointOf(chip.LocalApics[vcpuId]);
+    }
+
+    public IExitHandler Platform => _platform;
+
+    public void PortRead(ushort port, Span<byte> data) => _platform.PortRead(port, data);
+
+    public void PortWrite(ushort port, ReadOnlySpan<byte> data) => _platform.PortWrite(port, data);
+
+    private bool InApicPage(ulong gpa)
+        => _lapic is not null && (_apicBase & (LocalApic.BaseEnable | LocalApic.BaseExtd)) == LocalApic.BaseEnable
+           && gpa - (_apicBase & 0xf_ffff_f000UL) < LocalApic.MmioSize;
+
+    public void MmioRead(ulong gpa, Span<byte> data)
+    {
+        if (InApicPage(gpa)) _lapic!.Read(gpa - (_apicBase & 0xf_ffff_f000UL), data);
+        else _platform.MmioRead(gpa, data);
+    }
+
+    public void MmioWrite(ulong gpa, ReadOnlySpan<byte> data)
+    {
+        if (InApicPage(gpa)) _lapic!.Write(gpa - (_apicBase & 0xf_ffff_f000UL), data);
+        else _platform.MmioWrite(gpa, data);
+    }
+
+    public bool MsrRead(uint msr, out ulong value)
+    {
+        if (_lapic is null || HostedLapic.MsrOffset(msr) is not ulong offset) return _platform.MsrRead(msr, out value);
+        Span<byte> b = stackalloc byte[9];
+        _lapic.Read(offset, b);
+        value = BinaryPrimitives.ReadUInt64LittleEndian(b);
+        return b[8] == 1;
+    }
+
+    public bool MsrWrite(uint msr, ulong value)
+    {
+        if (_lapic is null || HostedLapic.MsrOffset(msr) is not ulong offset) return _platform.MsrWrite(msr, value);
+        Span<byte> b = stackalloc byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(b, value);
+        _lapic.Write(offset, b);
+        Span<byte> status = stackalloc byte[1];
+        _lapic.Read(HostedLapic.MsrStatusOffset, status);
+        return status[0] == 1;
+    }
+
+    public bool TryAcknowledge(int vcpuId, out byte vector)
+    {
+        Span<byte> b = stackalloc byte[2];
+        if (_lapic is not null)
+        {
+            _lapic.Read(HostedLapic.IntaOffset, b);
+            if (b[0] == HostedLapic.IntaVector)
+            {
+                vector = b[1];
+                return true;
+            }
+            if (b[0] != HostedLapic.IntaExtInt)
+            {
+                vector = 0;
+                return false;
+            }
+        }
+        // ExtINT: the 8259's INTA cycle, through the PIC's route.
+        _chip.EndpointOf(_chip.Pic).Read(HostedPic.IntaOffset, b);
+        vector = b[1];
+        return b[0] == 1;
+    }
+
+    public void KernelLapicEoi(int vcpuId, byte vector) => _chip.LapicEoi(vector);
+
+    public uint ReadTaskPriority(int vcpuId)
+    {
+        if (_lapic is null) return 0;
+        Span<byte> b = stackalloc byte[4];
+        _lapic.Read(HostedLapic.TprOffset, b);
+        return BinaryPrimitives.ReadUInt32LittleEndian(b);
+    }
+
+    public void WriteTaskPriority(int vcpuId, uint tpr)
+    {
+        if (_lapic is null) return;
+        Span<byte> b = stackalloc byte[4];
+        BinaryPrimitives.WriteUInt32LittleEndian(b, tpr);
+        _lapic.Write(HostedLapic.TprOffset, b);
+    }
+
+    public void ApicBaseChanged(int vcpuId, ulong value)
+    {
+        _apicBase = value;
+        if (_lapic is null) return;
+        Span<byte> b = stackalloc byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(b, value);
+        _lapic.Write(HostedLapic.ApicBaseOffset, b);
+    }
+
+    public long? NextDeadlineNs => _chip.NextDeadlineNs;
+
+    public void RunDueTimers(long nowNs) => _chip.RunDueTimers(nowNs);
+}
