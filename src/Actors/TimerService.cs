@@ -1,8 +1,10 @@
 // The timer service of one machine (DESIGN.md §4, §6): delivers the deadlines of device models hosted by device
 // actors (kernel-irqchip=split and off: PIT, RTC, ACPI PM, HPET, and in off the local APICs) on host time, with
 // sub-millisecond precision. Akka's scheduler ticks every 10 ms, too coarse for a PIT or APIC timer; this is one
-// dedicated thread that sleeps until the earliest deadline and tells the device's actor TimerExpired, which
-// advances the model under its lock (the model then re-arms its slot).
+// dedicated thread that sleeps until the earliest deadline and delivers it by the device's route: on the Mailbox
+// route it tells the device's actor TimerExpired, which advances the model under its lock; on the Direct route it
+// advances the model itself under the same lock, as a vCPU's Direct access does (one thread hop fewer). The model
+// then re-arms its slot.
 // Waiting: an OS wait (SemaphoreSlim, millisecond resolution) until about SpinThresholdNs before the deadline, then
 // a yielding spin on the clock for the rest, so a deadline is delivered within microseconds of its time on an idle
 // host at the cost of at most SpinThresholdNs of spinning per deadline. A slot whose deadline moves earlier wakes
@@ -26,7 +28,7 @@ public sealed class TimerService : IDisposable
     public const long RedeliverNs = 20_000_000;
 
     private readonly IClock _clock;
-    private readonly (TimerSlot Slot, IActorRef Target)[] _entries;
+    private readonly (TimerSlot Slot, Action<long, IClock> Deliver)[] _entries;
     private readonly SemaphoreSlim _signal = new(0, int.MaxValue);
     private readonly Thread _thread;
     private readonly long[] _fired;
@@ -35,8 +37,8 @@ public sealed class TimerService : IDisposable
     private readonly List<long> _lateness = [];
 
     /// <param name="clock">The VM clock the deadlines are in.</param>
-    /// <param name="entries">Each device's timer slot and the actor to tell when it expires.</param>
-    public TimerService(IClock clock, IReadOnlyList<(TimerSlot Slot, IActorRef Target)> entries, string name = "timers")
+    /// <param name="entries">Each device's timer slot and what to do when it expires (given the deadline and the clock).</param>
+    public TimerService(IClock clock, IReadOnlyList<(TimerSlot Slot, Action<long, IClock> Deliver)> entries, string name = "timers")
     {
         _clock = clock;
         _entries = [.. entries];
@@ -46,6 +48,17 @@ public sealed class TimerService : IDisposable
         _thread = new Thread(Loop) { IsBackground = true, Name = name, Priority = ThreadPriority.AboveNormal };
         _thread.Start();
     }
+
+    /// <summary>Delivery to a device actor (Mailbox route): TimerExpired.</summary>
+    public static Action<long, IClock> ToActor(IActorRef actor)
+        => (deadline, clock) => actor.Tell(new DeviceActor.TimerExpired(deadline, clock), ActorRefs.NoSender);
+
+    /// <summary>Delivery on the timer thread (Direct route): the model advanced under the device's lock.</summary>
+    public static Action<long, IClock> Direct(ITimedDevice device, Lock deviceLock)
+        => (deadline, clock) =>
+        {
+            lock (deviceLock) device.Advance(Math.Max(deadline, clock.NowNanoseconds));
+        };
 
     /// <summary>Deadlines delivered so far.</summary>
     public long Delivered { get; private set; }
@@ -114,7 +127,7 @@ public sealed class TimerService : IDisposable
             {
                 if (_lateness.Count < 100_000) _lateness.Add(now - next);
             }
-            _entries[due].Target.Tell(new DeviceActor.TimerExpired(next, _clock), ActorRefs.NoSender);
+            _entries[due].Deliver(next, _clock);
         }
     }
 
