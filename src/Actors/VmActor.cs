@@ -392,10 +392,18 @@ public sealed class VmActor : ReceiveActor, IWithTimers
 
     private void TeardownComplete()
     {
+        if (_timers is not null) _log.Info("timer service: {0}", _timers.Summary());
         _timers?.Dispose();
         _timers = null;
         if (_machine is not null)
         {
+            // Exit counts per device: what the default routes are chosen from (docs/actors.md).
+            _log.Info("exit counts, machine generation {0}: {1}", _machine.Generation, string.Join(", ", _machine.Platform.Devices
+                .Select(d => (d.Model.Name, d.Route, Count: Interlocked.Read(ref d.Endpoint.Accesses)))
+                .Where(d => d.Count > 0).OrderByDescending(d => d.Count).Select(d => $"{d.Name} {d.Count} ({d.Route})")));
+            // No vCPU thread is left (the vCPU actors have stopped): the counts are final.
+            _log.Info("instructions retired, machine generation {0}: {1}", _machine.Generation,
+                string.Join(", ", _machine.Vcpus.Select(v => $"vcpu{v.Id} {v.InstructionsRetired}")));
             foreach (var dev in _machine.DeviceActors.Values)
             {
                 Context.Unwatch(dev);

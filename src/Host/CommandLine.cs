@@ -377,7 +377,7 @@ public static class CommandLine
                 case "iosize": ioSize = ParseInteger(what, "iosize", v); break;
                 case "route" when driver == "isa-debug-exit": routes[PcMachineBuilder.DebugExitName] = ParseRouteValue(what, v); break;
                 default:
-                    if (driver == "isa-debug-exit") throw new UsageException($"{what}: isa-debug-exit has no property '{k}' (it has iobase and iosize)");
+                    if (driver == "isa-debug-exit") throw new UsageException($"{what}: isa-debug-exit has no property '{k}' (it has iobase, iosize and route)");
                     break;
             }
         }

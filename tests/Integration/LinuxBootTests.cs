@@ -1,6 +1,7 @@
 // Debian's own kernel and a busybox initramfs (scripts/build-linux-guest.sh, from the package archive) booted on
-// the software CPU, against the same kernel and initramfs under QEMU TCG: both must reach the marker, compute the
-// same workload result, and power off through ACPI S5 (status 0 here; QEMU exits 0 too).
+// the software CPU in each kernel-irqchip mode, against the same kernel and initramfs under QEMU TCG: both must
+// reach the marker, compute the same workload result, and power off through ACPI S5 (status 0 here; QEMU exits 0
+// too). In deterministic mode two boots must print the same and retire the same number of instructions.
 namespace ActorVmm.Integration.Tests;
 
 [Trait("Category", "Slow")]
@@ -16,13 +17,17 @@ public sealed class LinuxBootTests
         return null;
     }
 
-    [LinuxGuestFact]
-    public void Debian_kernel_boots_runs_the_workload_and_powers_off_like_under_qemu()
+    [LinuxGuestTheory]
+    [InlineData("on")]
+    [InlineData("split")]
+    [InlineData("off")]
+    public void Debian_kernel_boots_runs_the_workload_and_powers_off_like_under_qemu(string irqchip)
     {
         string kernel = Artifact("vmlinuz")!, initrd = Artifact("initramfs-poweroff.cpio.gz")!;
         var ours = ActorVmmRunner.RunRaw(
-            ["-accel", "soft", "-m", "256", "-kernel", kernel, "-initrd", initrd, "-append", "console=ttyS0 quiet", "-nographic", "-no-reboot"],
-            TimeSpan.FromMinutes(5));
+            ["-accel", "soft", "-machine", $"kernel-irqchip={irqchip}", "-m", "256", "-kernel", kernel, "-initrd", initrd,
+             "-append", "console=ttyS0 quiet", "-nographic", "-no-reboot"],
+            TimeSpan.FromMinutes(8));
         Assert.False(ours.TimedOut, "ActorVmm timed out; last lines:\n" + string.Join("\n", ours.Lines.TakeLast(20)));
         Assert.Contains(ours.Lines, l => l.StartsWith("ACTORVMM-GUEST-OK kernel=6.1.", StringComparison.Ordinal));
         string workload = Assert.Single(ours.Lines, l => l.StartsWith("ACTORVMM-WORKLOAD ", StringComparison.Ordinal));
@@ -38,10 +43,31 @@ public sealed class LinuxBootTests
     }
 }
 
+    [LinuxGuestTheory]
+    [InlineData("split")]
+    [InlineData("off")]
+    public void Deterministic_boots_print_the_same_and_retire_the_same_instructions(string irqchip)
+    {
+        string kernel = Artifact("vmlinuz")!, initrd = Artifact("initramfs-poweroff.cpio.gz")!;
+        GuestRun Boot() => ActorVmmRunner.RunRaw(
+            ["-accel", "soft", "-machine", $"kernel-irqchip={irqchip}", "-m", "256", "-kernel", kernel, "-initrd", initrd,
+             "-append", "console=ttyS0", "-nographic", "-no-reboot", "--deterministic", "--log-level", "info"],
+            TimeSpan.FromMinutes(8));
+        var first = Boot();
+        var second = Boot();
+        Assert.False(first.TimedOut || second.TimedOut, "ActorVmm timed out");
+        Assert.Equal(0, first.ExitStatus);
+        Assert.Contains(first.Lines, l => l.StartsWith("ACTORVMM-GUEST-POWEROFF", StringComparison.Ordinal));
+        Assert.Equal(first.Lines, second.Lines);
+        string count = DeterminismTests.InstructionsRetired(first);
+        Assert.Equal(count, DeterminismTests.InstructionsRetired(second));
+    }
+}
+
 /// <summary>Skipped, with the reason, when scripts/build-linux-guest.sh has not been run.</summary>
-public sealed class LinuxGuestFactAttribute : FactAttribute
+public sealed class LinuxGuestTheoryAttribute : TheoryAttribute
 {
-    public LinuxGuestFactAttribute()
+    public LinuxGuestTheoryAttribute()
     {
         bool present = false;
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null && !present; dir = dir.Parent)

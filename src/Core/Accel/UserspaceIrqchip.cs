@@ -26,12 +26,14 @@ public interface IUserspaceIrqchip
     /// <summary>Off: the CPU's IA32_APIC_BASE changed (the CPU validates and keeps it; the userspace LAPIC follows).</summary>
     void ApicBaseChanged(int vcpuId, ulong value);
 
-    /// <summary>The earliest deadline of the timers outside the accelerator (ns on the VM clock), or null.</summary>
+    /// <summary>The earliest deadline (ns on the VM clock) of the timers outside the accelerator that the vCPU runs itself, or null.</summary>
     long? NextDeadlineNs { get; }
 
     /// <summary>
-    /// Deterministic mode: runs every timer outside the accelerator whose deadline is at or before
-    /// <paramref name="nowNs"/>, to completion, on the calling vCPU thread (lock-step with the instruction clock).
+    /// Runs the timers outside the accelerator whose deadline is at or before <paramref name="nowNs"/> on the calling
+    /// vCPU thread, at an instruction-batch boundary: in deterministic mode all of them, in lock-step with the
+    /// instruction clock; on host time those reached directly (a running vCPU is the one thread sure to be on a
+    /// CPU; the timer service delivers the others, and these too when no vCPU runs).
     /// </summary>
     void RunDueTimers(long nowNs);
 }

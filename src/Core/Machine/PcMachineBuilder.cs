@@ -166,7 +166,7 @@ public static class PcMachineBuilder
             // The platform's timers must run on the accelerator's clock (the guest's TSC and kernel LAPIC timer use it).
             var clock = vm.Clock ?? options.Clock ?? new HostClock();
             var rtcStart = config.Deterministic ? new DateTime(2026, 1, 1, 0, 0, 0, DateTimeKind.Utc) : DateTime.UtcNow;
-            chip = new PlatformIrqchip(config.Irqchip, vm, clock, control, config.RamBytes, config.VcpuCount, rtcStart);
+            chip = new PlatformIrqchip(config.Irqchip, vm, clock, control, config.RamBytes, config.VcpuCount, rtcStart) { LockStep = config.Deterministic };
         }
         IIrqLine Irq(int gsi) => chip is not null ? chip.Line(gsi) : new VmIrqLine(vm, gsi);
 

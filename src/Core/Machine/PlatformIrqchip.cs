@@ -551,6 +551,8 @@ public sealed class PlatformIrqchip
             }
         }
         HostedDevices = devices;
+        // The Direct route under a lock of its own until a machine builder maps each device with its route.
+        foreach (var d in devices) Endpoints[d.Device.Name] = new DirectEndpoint(d.Device);
     }
 
     public IrqchipMode Mode { get; }
@@ -580,7 +582,10 @@ public sealed class PlatformIrqchip
 
     private long _undelivered;
 
-    /// <summary>The endpoint through which each hosted device is reached, by name (set by the machine builder).</summary>
+    /// <summary>
+    /// The endpoint through which each hosted device is reached, by name: set by the machine builder before any vCPU
+    /// runs, read-only afterwards.
+    /// </summary>
     public Dictionary<string, BusEndpoint> Endpoints { get; } = [];
 
     /// <summary>The interrupt line of ISA IRQ / GSI <paramref name="gsi"/> for a platform device (UART, i8042, SCI).</summary>
@@ -629,16 +634,48 @@ public sealed class PlatformIrqchip
         }
     }
 
-    /// <summary>Advances every hosted device whose deadline has passed, on the calling thread (deterministic lock-step).</summary>
+    /// <summary>Deterministic mode: the vCPU runs every due timer itself, whatever the device's route (lock-step).</summary>
+    public bool LockStep { get; init; }
+
+    /// <summary>
+    /// Advances the hosted devices whose deadline has passed, on the calling (vCPU) thread: those on the Direct route
+    /// under their device lock, as a Direct access is made; those on the Mailbox route only in lock-step
+    /// (deterministic) mode, otherwise the timer service delivers theirs to their actors.
+    /// </summary>
     public void RunDueTimers(long nowNs)
     {
-        foreach (var d in HostedDevices)
+        foreach (var (device, directLock) in VcpuTimed)
         {
-            if (d.Device.Timer.DeadlineNs <= nowNs) d.Device.Advance(nowNs);
+            if (device.Timer.DeadlineNs > nowNs) continue;
+            if (directLock is null)
+            {
+                device.Advance(nowNs);
+                continue;
+            }
+            lock (directLock) device.Advance(nowNs);
         }
     }
 
-    internal BusEndpoint EndpointOf(HostedDevice device) => Endpoints.TryGetValue(device.Name, out var e) ? e : new DirectEndpoint(device);
+    private (HostedDevice Device, Lock? DirectLock)[]? _vcpuTimed;
+
+    /// <summary>The devices whose timers the vCPU runs, with the Direct route's lock (null: lock-step on the Mailbox route).</summary>
+    private (HostedDevice Device, Lock? DirectLock)[] VcpuTimed => _vcpuTimed ??= [..
+        HostedDevices.Select(d => (d.Device, Endpoint: EndpointOf(d.Device)))
+            .Where(d => LockStep || d.Endpoint is DirectEndpoint)
+            .Select(d => (d.Device, d.Endpoint is DirectEndpoint direct ? direct.Lock : null))];
+
+    /// <summary>The earliest deadline the vCPU runs itself (RunDueTimers): the Direct-route devices', or all in lock-step.</summary>
+    public long? NextVcpuDeadlineNs
+    {
+        get
+        {
+            long min = long.MaxValue;
+            foreach (var (device, _) in VcpuTimed) min = Math.Min(min, device.Timer.DeadlineNs);
+            return min == long.MaxValue ? null : min;
+        }
+    }
+
+    internal BusEndpoint EndpointOf(HostedDevice device) => Endpoints[device.Name];
 
     /// <summary>A level EOI from a local APIC: a write of the vector to the IOAPIC's EOI register through its route.</summary>
     internal void LapicEoi(byte vector)
@@ -646,7 +683,9 @@ public sealed class PlatformIrqchip
         Span<byte> b = stackalloc byte[4];
         b.Clear();
         b[0] = vector;
-        EndpointOf(IoApic).Write(Devices.IoApic.EoiRegister, b);
+        var endpoint = EndpointOf(IoApic);
+        Interlocked.Increment(ref endpoint.Accesses);
+        endpoint.Write(Devices.IoApic.EoiRegister, b);
     }
 
     private sealed class IsaLine(PlatformIrqchip chip, int gsi) : IIrqLine
@@ -752,20 +791,31 @@ public sealed class IrqchipExitHandler : IExitHandler, IUserspaceIrqchip
 
     public void MmioRead(ulong gpa, Span<byte> data)
     {
-        if (InApicPage(gpa)) _lapic!.Read(gpa - (_apicBase & 0xf_ffff_f000UL), data);
-        else _platform.MmioRead(gpa, data);
+        if (!InApicPage(gpa))
+        {
+            _platform.MmioRead(gpa, data);
+            return;
+        }
+        _lapic!.Accesses++;
+        _lapic.Read(gpa - (_apicBase & 0xf_ffff_f000UL), data);
     }
 
     public void MmioWrite(ulong gpa, ReadOnlySpan<byte> data)
     {
-        if (InApicPage(gpa)) _lapic!.Write(gpa - (_apicBase & 0xf_ffff_f000UL), data);
-        else _platform.MmioWrite(gpa, data);
+        if (!InApicPage(gpa))
+        {
+            _platform.MmioWrite(gpa, data);
+            return;
+        }
+        _lapic!.Accesses++;
+        _lapic.Write(gpa - (_apicBase & 0xf_ffff_f000UL), data);
     }
 
     public bool MsrRead(uint msr, out ulong value)
     {
         if (_lapic is null || HostedLapic.MsrOffset(msr) is not ulong offset) return _platform.MsrRead(msr, out value);
         Span<byte> b = stackalloc byte[9];
+        _lapic.Accesses++;
         _lapic.Read(offset, b);
         value = BinaryPrimitives.ReadUInt64LittleEndian(b);
         return b[8] == 1;
@@ -776,6 +826,7 @@ public sealed class IrqchipExitHandler : IExitHandler, IUserspaceIrqchip
         if (_lapic is null || HostedLapic.MsrOffset(msr) is not ulong offset) return _platform.MsrWrite(msr, value);
         Span<byte> b = stackalloc byte[8];
         BinaryPrimitives.WriteUInt64LittleEndian(b, value);
+        _lapic.Accesses++;
         _lapic.Write(offset, b);
         Span<byte> status = stackalloc byte[1];
         _lapic.Read(HostedLapic.MsrStatusOffset, status);
@@ -787,6 +838,7 @@ public sealed class IrqchipExitHandler : IExitHandler, IUserspaceIrqchip
         Span<byte> b = stackalloc byte[2];
         if (_lapic is not null)
         {
+            _lapic.Accesses++;
             _lapic.Read(HostedLapic.IntaOffset, b);
             if (b[0] == HostedLapic.IntaVector)
             {
@@ -800,7 +852,9 @@ public sealed class IrqchipExitHandler : IExitHandler, IUserspaceIrqchip
             }
         }
         // ExtINT: the 8259's INTA cycle, through the PIC's route.
-        _chip.EndpointOf(_chip.Pic).Read(HostedPic.IntaOffset, b);
+        var pic = _chip.EndpointOf(_chip.Pic);
+        Interlocked.Increment(ref pic.Accesses);
+        pic.Read(HostedPic.IntaOffset, b);
         vector = b[1];
         return b[0] == 1;
     }
@@ -832,7 +886,7 @@ public sealed class IrqchipExitHandler : IExitHandler, IUserspaceIrqchip
         _lapic.Write(HostedLapic.ApicBaseOffset, b);
     }
 
-    public long? NextDeadlineNs => _chip.NextDeadlineNs;
+    public long? NextDeadlineNs => _chip.NextVcpuDeadlineNs;
 
     public void RunDueTimers(long nowNs) => _chip.RunDueTimers(nowNs);
 }

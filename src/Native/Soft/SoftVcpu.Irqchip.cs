@@ -5,9 +5,10 @@
 // acknowledge cycle through the platform (IUserspaceIrqchip.TryAcknowledge on its exit handler: in off the local
 // APIC moves the vector from IRR to ISR there and then, or hands ExtINT to the 8259's INTA) and injects the vector
 // it gets. In split the request is the 8259's INTR on the kernel local APIC's LINT0 and only an ExtINT is taken
-// from the platform. CR8 is the platform local APIC's TPR in off. In deterministic mode the platform's timers are
-// run here, at batch boundaries, in lock-step with the instruction clock; while halted, time skips to the
-// earliest deadline of the kernel's and the platform's timers alike.
+// from the platform. CR8 is the platform local APIC's TPR in off. The platform's due timers are run here at batch
+// boundaries too (RunDueTimers): in deterministic mode all of them, in lock-step with the instruction clock (while
+// halted, time skips to the earliest deadline of the kernel's and the platform's timers alike); on host time those
+// on the Direct route, whichever of this thread and the timer service gets there first.
 using ActorVmm.Core.Accel;
 
 namespace ActorVmm.Native.Soft;
@@ -33,18 +34,18 @@ public sealed partial class SoftVcpu
     /// <summary>True while the platform's local APIC (off) has an interrupt for this vCPU.</summary>
     public bool InterruptRequested => Volatile.Read(ref _interruptRequest);
 
-    /// <summary>The earliest timer deadline the vCPU must wake for: the kernel's, and in deterministic mode the platform's.</summary>
+    /// <summary>The earliest timer deadline the vCPU must wake for: the kernel's and the platform's it runs itself.</summary>
     private long NextDeadline(SoftKernelDevices kernel)
     {
         long next = kernel.NextDeadlineNs ?? long.MaxValue;
-        if (_userIrqchip is { } chip && _vm.Clock.Deterministic) next = Math.Min(next, chip.NextDeadlineNs ?? long.MaxValue);
+        if (_userIrqchip is { } chip) next = Math.Min(next, chip.NextDeadlineNs ?? long.MaxValue);
         return next;
     }
 
-    /// <summary>Deterministic mode: the platform's due timers, on this thread, at this instruction count.</summary>
+    /// <summary>The platform's due timers, on this thread (deterministic mode: all of them, at this instruction count).</summary>
     private void RunUserspaceTimers(SoftClock clock)
     {
-        if (_userIrqchip is { } chip && clock.Deterministic) chip.RunDueTimers(clock.NowNanoseconds);
+        if (_userIrqchip is { } chip) chip.RunDueTimers(clock.NowNanoseconds);
     }
 
     /// <summary>Off: the INTA cycle through the platform while the request is up and the CPU can take it.</summary>
