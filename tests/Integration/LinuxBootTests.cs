@@ -27,7 +27,7 @@ public sealed class LinuxBootTests
         var ours = ActorVmmRunner.RunRaw(
             ["-accel", "soft", "-machine", $"kernel-irqchip={irqchip}", "-m", "256", "-kernel", kernel, "-initrd", initrd,
              "-append", "console=ttyS0 quiet", "-nographic", "-no-reboot"],
-            TimeSpan.FromMinutes(8));
+            TimeSpan.FromMinutes(15));
         Assert.False(ours.TimedOut, "ActorVmm timed out; last lines:\n" + string.Join("\n", ours.Lines.TakeLast(20)));
         Assert.Contains(ours.Lines, l => l.StartsWith("ACTORVMM-GUEST-OK kernel=6.1.", StringComparison.Ordinal));
         string workload = Assert.Single(ours.Lines, l => l.StartsWith("ACTORVMM-WORKLOAD ", StringComparison.Ordinal));
@@ -52,7 +52,7 @@ public sealed class LinuxBootTests
         GuestRun Boot() => ActorVmmRunner.RunRaw(
             ["-accel", "soft", "-machine", $"kernel-irqchip={irqchip}", "-m", "256", "-kernel", kernel, "-initrd", initrd,
              "-append", "console=ttyS0", "-nographic", "-no-reboot", "--deterministic", "--log-level", "info"],
-            TimeSpan.FromMinutes(8));
+            TimeSpan.FromMinutes(15));
         var first = Boot();
         var second = Boot();
         Assert.False(first.TimedOut || second.TimedOut, "ActorVmm timed out");
