@@ -41,7 +41,6 @@ public sealed class LinuxBootTests
             TimeSpan.FromMinutes(2));
         Assert.Contains(reference.Lines, l => l == workload);
     }
-}
 
     [LinuxGuestTheory]
     [InlineData("split")]
