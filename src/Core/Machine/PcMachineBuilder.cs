@@ -17,8 +17,8 @@
 //          IOAPIC (MMIO 0xfec00000) and HPET (MMIO 0xfed00000) are platform devices here (PlatformIrqchip), each
 //          with its route; device lines go to the PIC and IOAPIC.
 //   off    as split, plus one local APIC per vCPU ("lapicN"), reached from the vCPU's exit handler.
-// Default routes come from measured exit counts (docs/actors.md, DefaultRoute): the cold RTC and ACPI PM block take
-// the Mailbox route, every other device the Direct route.
+// Default routes come from measured exit counts (docs/actors.md, DefaultRoute): the cold ACPI PM block takes the
+// Mailbox route, every other device the Direct route.
 using ActorVmm.Core.Accel;
 using ActorVmm.Core.Bus;
 using ActorVmm.Core.Devices;
@@ -135,14 +135,17 @@ public static class PcMachineBuilder
 
     /// <summary>
     /// The route a device takes unless the command line overrides it, from the exit counts of a Debian Linux boot to
-    /// power-off (docs/actors.md): the RTC (about 170 exits) and the ACPI PM block (about 130) are cold and take the
-    /// Mailbox route, so they live in their actors like any peripheral; the PIT (about 35,000), the local APIC in off
-    /// (about 32,000), the HPET (about 9,000), the IOAPIC (about 1,000 with the EOIs) and the PIC (on every ExtINT's
-    /// INTA) are hot or on the interrupt path and take the Direct route, as does every other device.
+    /// power-off (docs/actors.md): the ACPI PM block (about 130 exits) is cold and takes the Mailbox route, so it lives
+    /// in its actor like any peripheral; the PIT (about 35,000), the local APIC in off (about 32,000), the HPET (about
+    /// 9,000), the IOAPIC (about 1,000 with the EOIs) and the PIC (on every ExtINT's INTA) are hot or on the interrupt
+    /// path and take the Direct route. So does the RTC (about 170): cold, but its periodic interrupt needs the
+    /// running vCPU's timer delivery, which only the Direct route gets (a Mailbox device's deadlines reach it through
+    /// the timer thread and its actor, milliseconds late on a loaded host: the apic guest then saw a new periodic
+    /// interrupt between its handler's register C read and its EOI, which it never does under QEMU).
     /// </summary>
     public static Route DefaultRoute(string deviceName) => deviceName switch
     {
-        PlatformIrqchip.RtcName or PlatformIrqchip.PmName => Route.Mailbox,
+        PlatformIrqchip.PmName => Route.Mailbox,
         _ => Route.Direct,
     };
 

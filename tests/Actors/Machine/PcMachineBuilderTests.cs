@@ -112,8 +112,8 @@ public sealed class PcMachineBuilderTests
         var (platform, vm, _, _) = Build(config, (device, route) => route == Route.Direct ? new DirectEndpoint(device) : new TestMailboxEndpoint(device.Name));
         Assert.NotNull(platform.Irqchip);
         string[] expected = mode == IrqchipMode.Off
-            ? ["pic@0x20-0x21 Direct", "pit@0x40-0x43 Direct", "rtc@0x70-0x73 Mailbox", "acpi-pm@0x600-0x60b Mailbox", "ioapic@0xfec00000-0xfec00fff Direct", "hpet@0xfed00000-0xfed003ff Direct", "lapic0@cpu Direct"]
-            : ["pic@0x20-0x21 Direct", "pit@0x40-0x43 Direct", "rtc@0x70-0x73 Mailbox", "acpi-pm@0x600-0x60b Mailbox", "ioapic@0xfec00000-0xfec00fff Direct", "hpet@0xfed00000-0xfed003ff Direct"];
+            ? ["pic@0x20-0x21 Direct", "pit@0x40-0x43 Direct", "rtc@0x70-0x73 Direct", "acpi-pm@0x600-0x60b Mailbox", "ioapic@0xfec00000-0xfec00fff Direct", "hpet@0xfed00000-0xfed003ff Direct", "lapic0@cpu Direct"]
+            : ["pic@0x20-0x21 Direct", "pit@0x40-0x43 Direct", "rtc@0x70-0x73 Direct", "acpi-pm@0x600-0x60b Mailbox", "ioapic@0xfec00000-0xfec00fff Direct", "hpet@0xfed00000-0xfed003ff Direct"];
         Assert.Equal(expected, platform.Devices.Skip(7).Select(d => $"{d.Model.Name}@{d.Where} {d.Route}"));
         // The slave PIC, ELCR and port 0x61 are further ranges of the PIC and PIT.
         Assert.Equal("pic", platform.Bus.Pio.Lookup(0xa1, out ushort offset)!.Name);
