@@ -32,9 +32,15 @@ using ActorVmm.Core.Memory;
 
 namespace ActorVmm.Actors;
 
-/// <summary>The kernel and its modules (multiboot) or initrd (Linux), read and parsed by the host before the VM exists.</summary>
-public sealed record BootImages(IKernelImage Kernel, IReadOnlyList<(string Name, ReadOnlyMemory<byte> Data)> Modules)
+/// <summary>
+/// The kernel and its modules (multiboot) or initrd (Linux), or the BIOS firmware (then Kernel is null), read and
+/// parsed by the host before the VM exists.
+/// </summary>
+public sealed record BootImages(IKernelImage? Kernel, IReadOnlyList<(string Name, ReadOnlyMemory<byte> Data)> Modules)
 {
+    /// <summary>BIOS firmware the machine resets into (-bios), or null for a direct kernel boot.</summary>
+    public BiosImage? Bios { get; init; }
+
     /// <summary>The Linux initrd (name for errors, contents), or null.</summary>
     public (string Name, ReadOnlyMemory<byte> Data)? Initrd { get; init; }
 
@@ -120,6 +126,8 @@ public sealed class VmActor : ReceiveActor, IWithTimers
     private readonly MachineConfig _config;
     private readonly IAccelerator _accelerator;
     private readonly BootImages _images;
+    /// <summary>The BIOS ROM and shadow map of the current machine (-bios); freed after its VM.</summary>
+    private BiosFirmware? _firmware;
     private readonly ByteSinkFactory _sinks;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly List<IActorRef> _waiters = [];
@@ -272,7 +280,18 @@ public sealed class VmActor : ReceiveActor, IWithTimers
         try
         {
             vm = _accelerator.CreateVm(new VmSpec(_config.RamBytes, _config.VcpuCount, _config.Irqchip) { Deterministic = _config.Deterministic });
-            var boot = LoadKernel(vm.Memory);
+            BiosFirmware? firmware = null;
+            BootState boot;
+            if (_images.Bios is { } bios)
+            {
+                firmware = BiosFirmware.Load(vm.Memory, bios);
+                _firmware = firmware;
+                boot = BiosFirmware.ResetState();
+            }
+            else
+            {
+                boot = LoadKernel(vm.Memory);
+            }
             var deviceActors = new Dictionary<string, IActorRef>();
             var gate = new VcpuGate();
             var control = new MachineControl(Self, generation, gate);
@@ -283,7 +302,7 @@ public sealed class VmActor : ReceiveActor, IWithTimers
                 Context.Watch(actor);
                 deviceActors[device.Name] = actor;
                 return route == Route.Direct ? new DirectEndpoint(device, modelLock) : new MailboxEndpoint(device.Name, actor);
-            }, new PlatformOptions(BootTimerReport: (value, ns) => _log.Info("boot timer: guest wrote {0} at {1:F3} ms", value, ns / 1e6)));
+            }, new PlatformOptions(BootTimerReport: (value, ns) => _log.Info("boot timer: guest wrote {0} at {1:F3} ms", value, ns / 1e6), Pam: firmware?.Pam));
             var vcpus = new IVcpu[_config.VcpuCount];
             var vcpuActors = new IActorRef[_config.VcpuCount];
             var dispatchers = new ExitDispatcher[_config.VcpuCount];
@@ -315,6 +334,7 @@ public sealed class VmActor : ReceiveActor, IWithTimers
             foreach (var child in Context.GetChildren()) Context.Stop(child);
             _vcpusAlive.Clear();
             vm?.Dispose();
+            DisposeFirmware();
             _machine = null;
             var (reason, status) = e is BootImageException or MachineConfigException or GuestMemoryException
                 ? (VmEndReason.ConfigError, ExitStatus.ConfigError)
@@ -334,6 +354,7 @@ public sealed class VmActor : ReceiveActor, IWithTimers
             MultibootImage mb => MultibootLoader.Load(memory, mb, _config.MultibootCommandLine, _images.Modules),
             LinuxBzImage bz => LinuxLoader.LoadBzImage(memory, bz, _config.Append, initrd?.Data, initrd?.Name ?? "", platform),
             PvhImage pvh => LinuxLoader.LoadPvh(memory, pvh, _config.Append, initrd?.Data, initrd?.Name ?? "", platform),
+            null => throw new BootImageException("no kernel to load"),
             var other => throw new BootImageException($"{other.Name}: no loader for {other.Format}"),
         };
     }
@@ -384,6 +405,12 @@ public sealed class VmActor : ReceiveActor, IWithTimers
             VcpuActor.SendControl(_machine.VcpuActors[i], _machine.Vcpus[i], VcpuActor.Stop.Instance, Self);
     }
 
+    private void DisposeFirmware()
+    {
+        _firmware?.Dispose();
+        _firmware = null;
+    }
+
     private void TeardownComplete()
     {
         if (_machine is not null)
@@ -396,6 +423,7 @@ public sealed class VmActor : ReceiveActor, IWithTimers
             _machine.Vm.Dispose();
             _machine = null;
         }
+        DisposeFirmware();
         if (_afterTeardown is { } f)
         {
             FinishNow(f);

@@ -6,6 +6,7 @@
 //   (-initrd FILE for a Linux kernel)  --linux-boot auto|pvh|bzimage
 //   -serial stdio|mon:stdio|file:PATH|null|none  (repeat for COM2-COM4)   -nographic  -display none
 //   -monitor none  -no-reboot  -device isa-debug-exit[,iobase=0xf4][,iosize=4]  -debugcon stdio|file:PATH|null|none
+//   -global isa-debugcon.iobase=N (the debug console's port)  -bios FILE (instead of -kernel)  -boot reboot-timeout=MS
 //   --deterministic  --log-level verbose|debug|info|warning|error  --log-file PATH
 //   --route DEVICE=direct|mailbox  --help  --version
 // Options may be written with one dash or two, as QEMU allows. Everything wrong is a UsageException whose
@@ -47,7 +48,7 @@ public static class CommandLine
 
     private static readonly HashSet<string> WithArgument =
         ["accel", "machine", "M", "m", "smp", "kernel", "append", "initrd", "serial", "display", "monitor", "device",
-         "debugcon", "bios", "log-level", "log-file", "route", "linux-boot"];
+         "debugcon", "bios", "boot", "global", "log-level", "log-file", "route", "linux-boot"];
 
     public static ParsedCommand Parse(IReadOnlyList<string> args)
     {
@@ -140,7 +141,15 @@ public static class CommandLine
                     config = config with { DebugExit = ParseDevice(what, value) };
                     break;
                 case "bios":
-                    throw new UsageException($"{what}: firmware boot is not implemented yet (boot a multiboot kernel with -kernel)");
+                    if (value.Length == 0) throw new UsageException($"{shown}: empty path");
+                    config = config with { BiosPath = value };
+                    break;
+                case "boot":
+                    config = ParseBoot(what, value, config);
+                    break;
+                case "global":
+                    config = ParseGlobal(what, value, config);
+                    break;
                 case "log-level":
                     host = host with { LogLevel = ParseLogLevel(what, value), LogLevelExplicit = true };
                     break;
@@ -169,7 +178,8 @@ public static class CommandLine
 
         if (serials is not null) config = config with { SerialPorts = serials };
         if (routes.Count > 0) config = config with { RouteOverrides = routes };
-        if (string.IsNullOrEmpty(config.KernelPath)) throw new UsageException("no kernel given (use -kernel PATH)");
+        if (string.IsNullOrEmpty(config.KernelPath) && string.IsNullOrEmpty(config.BiosPath))
+            throw new UsageException("no kernel given (use -kernel PATH, or -bios FILE to boot firmware)");
         var errors = config.Validate();
         if (errors.Count > 0) throw new UsageException(errors[0]);
         return new ParsedCommand(CommandKind.Run, config, host);
@@ -320,6 +330,40 @@ public static class CommandLine
         throw new UsageException($"{what}: unsupported {kind} (use stdio, file:PATH, null or none)");
     }
 
+    /// <summary>QEMU's -boot: only reboot-timeout=MS (the firmware's wait after no bootable device; -1 = never) and order=/menu= as QEMU's defaults.</summary>
+    private static MachineConfig ParseBoot(string what, string value, MachineConfig config)
+    {
+        foreach (var (k, v) in SplitProps(what, value))
+        {
+            switch (k)
+            {
+                case "reboot-timeout":
+                    bool neg = v.StartsWith('-');
+                    int ms = neg ? -ParseInteger(what, k, v[1..]) : ParseInteger(what, k, v);
+                    if (ms is < -1 or > 0xffff) throw new UsageException($"{what}: reboot-timeout must be -1 (never) or 0-65535 ms");
+                    config = config with { RebootTimeoutMs = ms };
+                    break;
+                case "menu" when v == "off":
+                    break;
+                default:
+                    throw new UsageException($"{what}: unsupported -boot property '{k ?? v}' (supported: reboot-timeout=MS, menu=off)");
+            }
+        }
+        return config;
+    }
+
+    /// <summary>QEMU's -global DRIVER.PROP=VALUE: only isa-debugcon.iobase (the debug console's port).</summary>
+    private static MachineConfig ParseGlobal(string what, string value, MachineConfig config)
+    {
+        int eq = value.IndexOf('=', StringComparison.Ordinal);
+        string key = eq < 0 ? value : value[..eq];
+        if (key != "isa-debugcon.iobase" || eq < 0)
+            throw new UsageException($"{what}: unsupported -global (supported: isa-debugcon.iobase=PORT)");
+        int port = ParseInteger(what, "iobase", value[(eq + 1)..]);
+        if (port is < 0 or > 0xffff) throw new UsageException($"{what}: iobase 0x{port:x} is outside the port space 0-0xffff");
+        return config with { DebugConPort = (ushort)port };
+    }
+
     private static string DeviceType(string value)
     {
         int comma = value.IndexOf(',', StringComparison.Ordinal);
@@ -408,7 +452,9 @@ public static class CommandLine
           -machine pc[,kernel-irqchip=on]   machine type and where the irqchip lives (split/off: not yet)
           -m SIZE                       guest RAM: MiB, or with a K/M/G suffix (default 128M, at most 3G)
           -smp 1                        vCPUs (only 1 for now)
-          -kernel PATH                  kernel (required): Multiboot v1, Linux bzImage, or ELF with a PVH note
+          -kernel PATH                  kernel: Multiboot v1, Linux bzImage, or ELF with a PVH note
+          -bios FILE                    boot BIOS firmware instead (e.g. /usr/share/seabios/bios.bin; not with -kernel)
+          -boot reboot-timeout=MS       firmware's wait before rebooting when nothing boots (-1: never, default)
           -append CMDLINE               kernel command line
           -initrd "MOD [ARGS],MOD2"     multiboot modules; for a Linux kernel: the initrd file
           -serial stdio|file:PATH|null|none   COM1 (repeat for COM2-COM4); default stdio
@@ -416,6 +462,7 @@ public static class CommandLine
           -no-reboot                    a guest reset or triple fault ends the run
           -device isa-debug-exit[,iobase=0xf4][,iosize=4]   test exit device
           -debugcon stdio|file:PATH|null|none   debug console at port 0xe9
+          -global isa-debugcon.iobase=PORT      move the debug console (SeaBIOS writes to 0x402)
         Options of our own:
           --deterministic               time advances with retired instructions
           --log-level LEVEL             verbose, debug, info, warning (default), error
