@@ -1,7 +1,8 @@
 // The VM actor (DESIGN.md §6): one per VM, the error kernel. It owns the accelerator VM and everything
 // built on it, and is the only place that decides what a guest's stop means.
 // Build (StartMachine): create the accelerator VM (guest memory comes with it), load the kernel (multiboot
-// kernel and modules; Linux kernel, initrd, MP and ACPI tables), create the device models (PcMachineBuilder) with one DeviceActor each and the endpoint for
+// kernel and modules; Linux kernel, initrd, MP and ACPI tables; or, with -bios, map the firmware ROM and its
+// PAM shadow window and start at the reset vector), create the device models (PcMachineBuilder) with one DeviceActor each and the endpoint for
 // its route (Direct: DirectEndpoint sharing the actor's lock; Mailbox: MailboxEndpoint), create vCPU 0 with
 // the loader's entry state, and start a VcpuActor on its own thread.
 // Ends and what they mean (exit statuses in ActorVmm.Core.Machine.ExitStatus):
@@ -16,7 +17,7 @@
 // Pause/Resume from the host pause and resume every vCPU between slices.
 // Reboot re-creates the whole machine from the configuration (new accelerator VM, kernel reloaded, fresh
 // device models). Teardown order: kick and stop the vCPU actors, wait until they have terminated (so no
-// thread is inside IVcpu.Run), stop the device actors, then dispose the VM. Everything a machine produces
+// thread is inside IVcpu.Run), stop the device actors, then dispose the VM and then the firmware ROM. Everything a machine produces
 // carries its generation, so late messages from a torn-down machine are ignored. A machine that dies soon
 // after it started is rebuilt with back-off (5 ms doubling to 1 s), so a guest stuck in a triple-fault
 // loop costs little host CPU; Quit still ends the run at once.
