@@ -7,6 +7,7 @@
 //   -serial stdio|mon:stdio|file:PATH|null|none  (repeat for COM2-COM4)   -nographic  -display none
 //   -monitor none  -no-reboot  -device isa-debug-exit[,iobase=0xf4][,iosize=4]  -debugcon stdio|file:PATH|null|none
 //   -global isa-debugcon.iobase=N (the debug console's port)  -bios FILE (instead of -kernel)  -boot reboot-timeout=MS
+//   -chardev stdio|file|null,id=ID[,path=P] with -device isa-debugcon[,iobase=N],chardev=ID (the other spelling)
 //   --deterministic  --log-level verbose|debug|info|warning|error  --log-file PATH
 //   --route DEVICE=direct|mailbox  --help  --version
 // Options may be written with one dash or two, as QEMU allows. Everything wrong is a UsageException whose
@@ -48,7 +49,7 @@ public static class CommandLine
 
     private static readonly HashSet<string> WithArgument =
         ["accel", "machine", "M", "m", "smp", "kernel", "append", "initrd", "serial", "display", "monitor", "device",
-         "debugcon", "bios", "boot", "global", "log-level", "log-file", "route", "linux-boot"];
+         "debugcon", "bios", "boot", "global", "chardev", "log-level", "log-file", "route", "linux-boot"];
 
     public static ParsedCommand Parse(IReadOnlyList<string> args)
     {
@@ -59,6 +60,8 @@ public static class CommandLine
         var host = new HostOptions();
         List<CharBackend?>? serials = null;
         var routes = new Dictionary<string, Route>();
+        var chardevs = new Dictionary<string, CharBackend?>();
+        (string What, string Value)? debugconDevice = null;
 
         for (; i < args.Count; i++)
         {
@@ -135,6 +138,14 @@ public static class CommandLine
                 case "monitor":
                     if (value != "none") throw new UsageException($"{what}: the QEMU monitor is not supported (use -monitor none)");
                     break;
+                case "chardev":
+                    var (id, backend) = ParseChardev(what, value);
+                    if (!chardevs.TryAdd(id, backend)) throw new UsageException($"{what}: chardev id '{id}' is already in use");
+                    break;
+                case "device" when DeviceType(value) == "isa-debugcon":
+                    if (debugconDevice is not null) throw new UsageException($"{what}: isa-debugcon given twice");
+                    debugconDevice = (what, value); // its chardev may come later on the command line
+                    break;
                 case "device":
                     if (config.DebugExit is not null && DeviceType(value) == "isa-debug-exit")
                         throw new UsageException($"{what}: isa-debug-exit given twice");
@@ -177,6 +188,7 @@ public static class CommandLine
         }
 
         if (serials is not null) config = config with { SerialPorts = serials };
+        if (debugconDevice is { } dd) config = ParseDebugconDevice(dd.What, dd.Value, chardevs, config);
         if (routes.Count > 0) config = config with { RouteOverrides = routes };
         if (string.IsNullOrEmpty(config.KernelPath) && string.IsNullOrEmpty(config.BiosPath))
             throw new UsageException("no kernel given (use -kernel PATH, or -bios FILE to boot firmware)");
@@ -364,6 +376,55 @@ public static class CommandLine
         return config with { DebugConPort = (ushort)port };
     }
 
+    /// <summary>QEMU's -chardev BACKEND,id=ID[,path=PATH] for the backends a debug console can use: stdio, file, null.</summary>
+    private static (string Id, CharBackend? Backend) ParseChardev(string what, string value)
+    {
+        string? kind = null, id = null, path = null;
+        foreach (var (k, v) in SplitProps(what, value))
+        {
+            switch (k)
+            {
+                case null or "backend": kind = v; break;
+                case "id": id = v; break;
+                case "path": path = v; break;
+                default: throw new UsageException($"{what}: unsupported chardev property '{k}' (supported: id, path)");
+            }
+        }
+        if (string.IsNullOrEmpty(id)) throw new UsageException($"{what}: a chardev needs an id=");
+        CharBackend backend = kind switch
+        {
+            "stdio" => CharBackend.Stdio,
+            "null" => CharBackend.None,
+            "file" when !string.IsNullOrEmpty(path) => CharBackend.ToFile(path),
+            "file" => throw new UsageException($"{what}: a file chardev needs path="),
+            _ => throw new UsageException($"{what}: unsupported chardev backend '{kind}' (use stdio, file or null)"),
+        };
+        return (id, backend);
+    }
+
+    /// <summary>QEMU's -device isa-debugcon[,iobase=N],chardev=ID: the debug console at a port, output to a -chardev.</summary>
+    private static MachineConfig ParseDebugconDevice(string what, string value, Dictionary<string, CharBackend?> chardevs, MachineConfig config)
+    {
+        int ioBase = DebugConDefaultPort;
+        string? chardev = null;
+        foreach (var (k, v) in SplitProps(what, value))
+        {
+            switch (k)
+            {
+                case null or "driver": break;
+                case "iobase": ioBase = ParseInteger(what, "iobase", v); break;
+                case "chardev": chardev = v; break;
+                default: throw new UsageException($"{what}: isa-debugcon has no property '{k}' (it has iobase and chardev)");
+            }
+        }
+        if (ioBase is < 0 or > 0xffff) throw new UsageException($"{what}: iobase 0x{ioBase:x} is outside the port space 0-0xffff");
+        if (chardev is null) throw new UsageException($"{what}: isa-debugcon needs chardev=ID (a -chardev)");
+        if (!chardevs.TryGetValue(chardev, out var backend)) throw new UsageException($"{what}: no -chardev with id '{chardev}'");
+        return config with { DebugCon = backend, DebugConPort = (ushort)ioBase };
+    }
+
+    private const int DebugConDefaultPort = 0xe9;
+
     private static string DeviceType(string value)
     {
         int comma = value.IndexOf(',', StringComparison.Ordinal);
@@ -463,6 +524,7 @@ public static class CommandLine
           -device isa-debug-exit[,iobase=0xf4][,iosize=4]   test exit device
           -debugcon stdio|file:PATH|null|none   debug console at port 0xe9
           -global isa-debugcon.iobase=PORT      move the debug console (SeaBIOS writes to 0x402)
+          -chardev stdio|file|null,id=ID[,path=P] -device isa-debugcon[,iobase=PORT],chardev=ID   the same
         Options of our own:
           --deterministic               time advances with retired instructions
           --log-level LEVEL             verbose, debug, info, warning (default), error

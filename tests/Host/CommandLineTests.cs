@@ -45,6 +45,23 @@ public sealed class CommandLineTests
         Assert.Equal((ushort)0xe9, Parse("-bios", "b").DebugConPort);
     }
 
+    [Fact]
+    public void The_chardev_spelling_of_a_debug_console_parses_too()
+    {
+        var c = Parse("-bios", "b", "-device", "isa-debugcon,iobase=0x402,chardev=dbg", "-chardev", "file,id=dbg,path=/tmp/d.txt");
+        Assert.Equal(CharBackend.ToFile("/tmp/d.txt"), c.DebugCon);
+        Assert.Equal((ushort)0x402, c.DebugConPort);
+        c = Parse("-bios", "b", "-chardev", "stdio,id=x", "-device", "isa-debugcon,chardev=x");
+        Assert.Equal(CharBackend.Stdio, c.DebugCon);
+        Assert.Equal((ushort)0xe9, c.DebugConPort);
+        Assert.Equal("-device isa-debugcon,chardev=nope: no -chardev with id 'nope'", Reject("-bios", "b", "-device", "isa-debugcon,chardev=nope"));
+        Assert.Equal("-device isa-debugcon: isa-debugcon needs chardev=ID (a -chardev)", Reject("-bios", "b", "-device", "isa-debugcon"));
+        Assert.Equal("-chardev socket,id=s: unsupported chardev backend 'socket' (use stdio, file or null)", Reject("-bios", "b", "-chardev", "socket,id=s"));
+        Assert.Equal("-chardev file,id=f: a file chardev needs path=", Reject("-bios", "b", "-chardev", "file,id=f"));
+        Assert.Equal("-chardev null,id=a: chardev id 'a' is already in use", Reject("-bios", "b", "-chardev", "null,id=a", "-chardev", "null,id=a"));
+        Assert.Equal("-chardev stdio: a chardev needs an id=", Reject("-bios", "b", "-chardev", "stdio"));
+    }
+
     [Theory]
     [InlineData(0, "empty")]
     [InlineData(65536, "at least 128 KiB")]
