@@ -63,6 +63,7 @@ public sealed class PlatformIrqchip
         var rtc = new Rtc146818(clock, new LegacyTimerLine(this, 8), rtcStart);
         rtc.SetMemorySize(Math.Min(ramBytes, 0xC000_0000UL), ramBytes > 0xC000_0000UL ? ramBytes - 0xC000_0000UL : 0);
         rtc.SetCpuCount(vcpuCount);
+        rtc.SetBootOrder("cad"); // as in the kernel-irqchip=on machine: QEMU's default PC order, which SeaBIOS reads
         Rtc = new HostedModel<Rtc146818>(rtc, (m, now) => m.Advance(now), m => m.NextDeadlineNs);
         Pm = new HostedModel<AcpiPm>(new AcpiPm(clock, Line(9), control), (m, now) => m.Advance(now), m => m.NextDeadlineNs);
         var hpet = new Hpet(clock, SetIoApicPin, (irq, level) => Pic.SetIrq(irq, level), routeCapability: HpetRouteCapability,
