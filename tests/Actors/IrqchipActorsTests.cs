@@ -114,7 +114,7 @@ public sealed class IrqchipActorsTests : TestKit
         Assert.False(_vcpu.Level);
 
         _chip.SetIrq(4, true);
-        AwaitCondition(() => _vcpu.Level, TimeSpan.FromSeconds(10));
+        AwaitCondition(() => _vcpu.Level, TimeSpan.FromSeconds(30));
         Assert.Equal(1u << 4, ApicRead(0x220)); // IRR bits 64-95: vector 0x44 requested
         Assert.Equal(0u, ApicRead(0x120));      // not in service yet
 
@@ -134,7 +134,7 @@ public sealed class IrqchipActorsTests : TestKit
     {
         InitPic(0); // all inputs unmasked; the BSP's LINT0 is ExtINT at power-up
         _chip.SetIrq(3, true);
-        AwaitCondition(() => _vcpu.Level, TimeSpan.FromSeconds(10));
+        AwaitCondition(() => _vcpu.Level, TimeSpan.FromSeconds(30));
         Assert.True(_handler.TryAcknowledge(0, out byte vector));
         Assert.Equal(0x23, vector);
         Assert.False(_vcpu.Level);
@@ -153,7 +153,7 @@ public sealed class IrqchipActorsTests : TestKit
         Assert.False(_vcpu.Level);
         ApicWrite(0x80, 0x30); // the guest lowers TPR through the page: CR8 sees it, the vector goes through
         Assert.Equal(0x30u, _handler.ReadTaskPriority(0));
-        AwaitCondition(() => _vcpu.Level, TimeSpan.FromSeconds(10));
+        AwaitCondition(() => _vcpu.Level, TimeSpan.FromSeconds(30));
         Assert.True(_handler.TryAcknowledge(0, out byte vector));
         Assert.Equal(0x45, vector);
     }
@@ -180,9 +180,11 @@ public sealed class IrqchipActorsTests : TestKit
         ApicWrite(0x320, 0x60);     // LVT timer: one-shot, vector 0x60
         using var timers = new TimerService(_chip.Clock, [(_chip.LocalApics[0].Timer, TimerService.ToActor(_lapicActor))]);
         ApicWrite(0x380, 2_000_000); // 2 ms
-        AwaitCondition(() => _vcpu.Level, TimeSpan.FromSeconds(10));
+        AwaitCondition(() => _vcpu.Level, TimeSpan.FromSeconds(30));
         Assert.True(_handler.TryAcknowledge(0, out byte vector));
         Assert.Equal(0x60, vector);
-        Assert.Equal(1, timers.Delivered);
+        // Nothing else advances this APIC (no vCPU runs): the timer service delivered it. A deadline the actor has not
+        // acted on within TimerService.RedeliverNs is delivered again, so a loaded host may show more than one.
+        Assert.True(timers.Delivered >= 1);
     }
 }
