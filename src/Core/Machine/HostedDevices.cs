@@ -252,7 +252,10 @@ public sealed class HostedLapic : HostedDevice
         _bus = bus;
         _eoi = levelEoi;
         _cpu = new CpuLink(this, nmi);
-        Model = new LocalApic((uint)id, bsp: id == 0, 1_000_000_000, clock, _cpu, new Outbox(this), v => _eois.Enqueue(v));
+        Model = new LocalApic((uint)id, bsp: id == 0, 1_000_000_000, clock, _cpu, new Outbox(this), v =>
+        {
+            if (_eois.Count < 256) _eois.Enqueue(v); // flushed after every access: a bound, never reached
+        });
     }
 
     public int Id { get; }
