@@ -56,6 +56,45 @@ public sealed unsafe class HostKernel : IKernelInterface
         return p;
     }
 
+    public void* MmapAnonymous(ulong length)
+    {
+        int anon = Os == HostOs.FreeBsd ? 0x1000 : 0x20;
+        const int MapPrivate = 2;
+        // SAFETY: a new private anonymous mapping chosen by the kernel.
+        void* p = Interop.Libc.Mmap(null, (nuint)length, (int)(MapProtection.Read | MapProtection.Write), MapPrivate | anon, -1, 0);
+        if (p == (void*)-1) throw new KernelCallException($"mmap of {length} anonymous bytes", Marshal.GetLastPInvokeError(), Os);
+        return p;
+    }
+
+    /// <summary>The real-time signal used to kick vCPU threads out of KVM_RUN (SIGRTMIN+6; .NET uses SIGRTMIN itself).</summary>
+    public const int KickSignal = 40;
+
+    private static int s_kickHandlerInstalled;
+
+    [System.Runtime.InteropServices.UnmanagedCallersOnly]
+    private static void OnKickSignal(int signal)
+    {
+        // Nothing to do: the signal's only purpose is to make the blocked system call return EINTR.
+    }
+
+    public nint PrepareKickableThread()
+    {
+        if (Os != HostOs.Linux) return 0;
+        if (Interlocked.Exchange(ref s_kickHandlerInstalled, 1) == 0)
+        {
+            // glibc struct sigaction on x86-64: handler (8), sa_mask (128), sa_flags (4, padded to 8), sa_restorer (8).
+            byte* act = stackalloc byte[152];
+            new Span<byte>(act, 152).Clear();
+            *(nint*)act = (nint)(delegate* unmanaged<int, void>)&OnKickSignal;
+            // sa_flags 0: no SA_RESTART, so KVM_RUN returns EINTR.
+            if (Interop.Libc.Sigaction(KickSignal, act, null) != 0)
+                throw new KernelCallException($"sigaction({KickSignal})", Marshal.GetLastPInvokeError(), Os);
+        }
+        return Interop.Libc.PthreadSelf();
+    }
+
+    public int KickThread(nint token) => token == 0 ? Errno.EINVAL : Interop.Libc.PthreadKill(token, KickSignal);
+
     public int Munmap(void* address, nuint length) => Interop.Libc.Munmap(address, length) == 0 ? 0 : Marshal.GetLastPInvokeError();
 
     public int TrySysctlWrite(string name, ReadOnlySpan<byte> newValue)

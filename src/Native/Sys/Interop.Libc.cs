@@ -52,6 +52,16 @@ internal static unsafe partial class Interop
         [LibraryImport(Name, EntryPoint = "cpuset_setaffinity", SetLastError = true)]
         internal static partial int CpusetSetAffinity(int level, int which, long id, nuint setsize, void* mask);
 
+        [LibraryImport(Name, EntryPoint = "sigaction", SetLastError = true)]
+        internal static partial int Sigaction(int signal, void* act, void* oldact);
+
+        [LibraryImport(Name, EntryPoint = "pthread_self")]
+        internal static partial nint PthreadSelf();
+
+        /// <summary>pthread_kill(3): returns the error number (not through errno).</summary>
+        [LibraryImport(Name, EntryPoint = "pthread_kill")]
+        internal static partial int PthreadKill(nint thread, int signal);
+
         /// <summary>Linux sched_setaffinity(2).</summary>
         [LibraryImport(Name, EntryPoint = "sched_setaffinity", SetLastError = true)]
         internal static partial int SchedSetAffinity(int pid, nuint setsize, void* mask);

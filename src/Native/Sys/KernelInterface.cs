@@ -139,6 +139,18 @@ public unsafe interface IKernelInterface
     /// <summary>mmap(addr, length, prot, MAP_SHARED, fd, offset) of a device; shared mapping of the object at offset.</summary>
     void* Mmap(KernelFd fd, ulong length, MapProtection prot, long offset);
 
+    /// <summary>mmap(NULL, length, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0): page-aligned zeroed memory.</summary>
+    void* MmapAnonymous(ulong length);
+
+    /// <summary>
+    /// Makes the calling thread interruptible by <see cref="KickThread"/>: a blocking system call it makes (KVM_RUN)
+    /// returns EINTR when kicked. Returns the token KickThread takes.
+    /// </summary>
+    nint PrepareKickableThread();
+
+    /// <summary>Interrupts the thread a <see cref="PrepareKickableThread"/> token names: 0 or errno.</summary>
+    int KickThread(nint token);
+
     /// <summary>munmap: 0 or errno.</summary>
     int Munmap(void* address, nuint length);
 

@@ -120,6 +120,12 @@ public sealed unsafe partial class VmmStandIn : IKernelInterface
 
     public int Munmap(void* address, nuint length) => 0;
 
+    public void* MmapAnonymous(ulong length) => System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)length, 4096);
+
+    public nint PrepareKickableThread() => 0; // vmm kicks with VM_SUSPEND_CPU, not signals
+
+    public int KickThread(nint token) => Errno.EINVAL;
+
     public int TryIoctl(KernelFd fd, IoctlRequest request, void* arg)
     {
         Log.Enqueue(request.Name);
