@@ -7,6 +7,7 @@
 // Usability (probe): /dev/kvm exists and opens read-write, KVM_GET_API_VERSION is 12, and the capabilities each
 // mode needs are present (user memory; irqchip + PIT2 for on; split irqchip + MSI for split).
 using ActorVmm.Core.Accel;
+using ActorVmm.Core.Machine;
 using ActorVmm.Native.Sys;
 
 namespace ActorVmm.Native.Kvm;
@@ -38,7 +39,7 @@ public sealed class KvmAccelerator : IAccelerator
     public static unsafe KvmAvailability Probe(IKernelInterface kernel)
     {
         var none = new HashSet<IrqchipMode>();
-        if (kernel.Os != HostOs.Linux) return new(false, $"KVM is Linux's hypervisor; this host runs {HostPlatform.Current}", none);
+        if (kernel.Os != HostOs.Linux) return new(false, $"KVM is Linux's hypervisor; this host runs {HostPlatform.Describe(kernel.Os)}", none);
         int e = kernel.Access(Device);
         if (e == Errno.ENOENT) return new(false, $"no {Device} (no KVM in this kernel, kvm_intel/kvm_amd not loaded, or no hardware virtualization)", none);
         if (e is Errno.EACCES or Errno.EPERM) return new(false, $"{Device}: permission denied (add the user to the kvm group)", none);
@@ -61,11 +62,11 @@ public sealed class KvmAccelerator : IAccelerator
     public IVm CreateVm(VmSpec spec)
     {
         if (spec.Deterministic)
-            throw new NotSupportedException("kvm accelerator: deterministic time needs the software CPU (-accel soft)");
+            throw new MachineConfigException("kvm accelerator: deterministic time needs the software CPU (-accel soft)");
         var a = Probe(_kernel);
-        if (!a.Usable) throw new NotSupportedException($"kvm accelerator: {a.Detail}");
+        if (!a.Usable) throw new MachineConfigException($"kvm accelerator: {a.Detail}");
         if (!a.Modes.Contains(spec.Irqchip))
-            throw new NotSupportedException($"kvm accelerator: kernel-irqchip={spec.Irqchip.ToString().ToLowerInvariant()} needs capabilities this kernel lacks " +
+            throw new MachineConfigException($"kvm accelerator: kernel-irqchip={spec.Irqchip.ToString().ToLowerInvariant()} needs capabilities this kernel lacks " +
                 (spec.Irqchip == IrqchipMode.On ? "(KVM_CAP_IRQCHIP, KVM_CAP_PIT2)" : "(KVM_CAP_SPLIT_IRQCHIP, KVM_CAP_SIGNAL_MSI)"));
         return new KvmVm(this, spec);
     }

@@ -209,5 +209,12 @@ public static class HostPlatform
     public static HostOs Current { get; } =
         OperatingSystem.IsLinux() ? HostOs.Linux : OperatingSystem.IsFreeBSD() ? HostOs.FreeBsd : HostOs.Other;
 
+    public static string Describe(HostOs os) => os switch
+    {
+        HostOs.Linux => "Linux",
+        HostOs.FreeBsd => "FreeBSD",
+        _ => RuntimeInformation.OSDescription,
+    };
+
     public static bool IsX64 => RuntimeInformation.ProcessArchitecture == Architecture.X64;
 }

@@ -7,6 +7,7 @@
 // (the seed's plan for one was never published), so a userspace LAPIC cannot be built on it.
 // All kernel calls go through IKernelInterface: HostKernel on a FreeBSD host, a stand-in in tests.
 using ActorVmm.Core.Accel;
+using ActorVmm.Core.Machine;
 using ActorVmm.Native.Sys;
 
 namespace ActorVmm.Native.Vmm;
@@ -38,11 +39,11 @@ public sealed class VmmAccelerator : IAccelerator
     public IVm CreateVm(VmSpec spec)
     {
         if (spec.Irqchip == IrqchipMode.Off)
-            throw new NotSupportedException(OffRefusal);
+            throw new MachineConfigException(OffRefusal);
         if (spec.Deterministic)
-            throw new NotSupportedException("vmm accelerator: deterministic time needs the software CPU (-accel soft); vmm's timers run on host time");
+            throw new MachineConfigException("vmm accelerator: deterministic time needs the software CPU (-accel soft); vmm's timers run on host time");
         var availability = VmmProbe.Probe(_kernel);
-        if (!availability.Usable) throw new NotSupportedException($"vmm accelerator: {availability.Detail}");
+        if (!availability.Usable) throw new MachineConfigException($"vmm accelerator: {availability.Detail}");
         return new VmmVm(this, spec, _generation ?? availability.Generation);
     }
 

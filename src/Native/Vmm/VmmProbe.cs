@@ -17,7 +17,7 @@ public static class VmmProbe
     public static VmmAvailability Probe(IKernelInterface kernel)
     {
         if (kernel.Os != HostOs.FreeBsd)
-            return new(false, VmmGeneration.FreeBsd15, $"vmm(4) is FreeBSD's hypervisor; this host runs {HostPlatform.Current}");
+            return new(false, VmmGeneration.FreeBsd15, $"vmm(4) is FreeBSD's hypervisor; this host runs {HostPlatform.Describe(kernel.Os)}");
         int e = kernel.Access(ControlDevice);
         if (e == 0) return new(true, VmmGeneration.FreeBsd15, $"{ControlDevice} (FreeBSD 15.x interface)");
         if (e is Errno.EACCES or Errno.EPERM)

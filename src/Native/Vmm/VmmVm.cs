@@ -8,6 +8,7 @@
 // thread may call them. split (seed extension): SendMsi only; the IOAPIC and PIC live in userspace.
 using System.Text;
 using ActorVmm.Core.Accel;
+using ActorVmm.Core.Machine;
 using ActorVmm.Core.Memory;
 using ActorVmm.Native.Sys;
 
@@ -149,7 +150,7 @@ public sealed unsafe class VmmVm : IVm
     {
         int flags = 0;
         int r = _kernel.TryIoctl(_fd, VmmIoctls.VM_GET_FLAGS, ref flags);
-        if (r < 0) throw new NotSupportedException(VmmAccelerator.SplitRefusal(-r, _kernel.Os));
+        if (r < 0) throw new MachineConfigException(VmmAccelerator.SplitRefusal(-r, _kernel.Os));
         SeedExtensions = true;
         flags |= VmmConstants.FlagQemu;
         _kernel.Ioctl(_fd, VmmIoctls.VM_SET_FLAGS, ref flags);

@@ -222,7 +222,7 @@ public sealed class VmmBackendTests
     public void Split_needs_the_seed_extension_and_off_is_refused_with_what_the_kernel_lacks()
     {
         var stock = new VmmAccelerator(new VmmStandIn());
-        var e = Assert.Throws<NotSupportedException>(() => stock.CreateVm(new VmSpec(0x80000, 1, IrqchipMode.Split)));
+        var e = Assert.Throws<ActorVmm.Core.Machine.MachineConfigException>(() => stock.CreateVm(new VmSpec(0x80000, 1, IrqchipMode.Split)));
         Assert.Contains("VM_SET_FLAGS", e.Message);
         Assert.Contains("ENOTTY", e.Message);
         var seedKernel = new VmmStandIn(seedExtensions: true);
@@ -232,7 +232,7 @@ public sealed class VmmBackendTests
             Assert.Equal(1, seedKernel.FindVm(vm.Name)!.Flags);
             Assert.Throws<InvalidOperationException>(() => vm.SetIrqLine(4, true));
         }
-        var off = Assert.Throws<NotSupportedException>(() => new VmmAccelerator(seedKernel).CreateVm(new VmSpec(0x80000, 1, IrqchipMode.Off)));
+        var off = Assert.Throws<ActorVmm.Core.Machine.MachineConfigException>(() => new VmmAccelerator(seedKernel).CreateVm(new VmSpec(0x80000, 1, IrqchipMode.Off)));
         Assert.Contains("interrupt window", off.Message);
         Assert.Empty(new VmmStandIn().VmNames);
     }
