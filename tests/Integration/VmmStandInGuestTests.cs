@@ -42,6 +42,8 @@ public sealed class VmmStandInGuestTests : IDisposable
         var (lines, status, kernel) = RunUnderVmm("hello.bin", "console=ttyS0 answer=42", generation);
         Assert.Equal(HelloExitStatus, status);
         Assert.Equal([.. HelloHead, .. HelloQemuMemory64, .. HelloTail($"{kernelPath} console=ttyS0 answer=42"), ""], lines);
+        Assert.Contains("VM_RUN", kernel.Log);          // the guest ran through the vmm backend's VM_RUN loop
+        Assert.Contains("VM_MMAP_MEMSEG", kernel.Log);
         Assert.Empty(kernel.VmNames); // the VM was destroyed at the end of the run
     }
 
