@@ -274,3 +274,114 @@ public sealed class VmmBackendTests
         Assert.Equal(regs, vcpu.GetRegisters());
     }
 }
+
+/// <summary>The run loop fed with exits the software CPU never produces, scripted into the stand-in's VM_RUN.</summary>
+public sealed unsafe class VmmScriptedExitTests
+{
+    private static (VmmVm Vm, IVcpu Vcpu, StandInVcpu StandIn) Setup()
+    {
+        var kernel = new VmmStandIn();
+        var vm = (VmmVm)new VmmAccelerator(kernel).CreateVm(new VmSpec(0x80000, 1, IrqchipMode.On));
+        vm.Memory.Write(0x1000, [0xFA, 0xF4]); // cli; hlt: the run ends Halted once the scripted exits are used up
+        var vcpu = vm.CreateVcpu(0);
+        var sys = SystemRegisters.PowerOn();
+        sys.Cs = SegmentRegister.RealMode(0, code: true);
+        vcpu.SetSystemRegisters(sys);
+        vcpu.SetRegisters(new CpuRegisters { Rip = 0x1000, Rflags = 2 });
+        return (vm, vcpu, kernel.FindVm(vm.Name)!.Vcpu!);
+    }
+
+    private static Action<nint> Exit(VmExitCode code, Action<nint>? fill = null) => p =>
+    {
+        ((VmExit*)p)->ExitCode = code;
+        ((VmExit*)p)->Rip = 0x1000;
+        fill?.Invoke(p);
+    };
+
+    private sealed class NoDevices : IExitHandler
+    {
+        public void PortRead(ushort port, Span<byte> data) => data.Fill(0xff);
+        public void PortWrite(ushort port, ReadOnlySpan<byte> data) { }
+        public void MmioRead(ulong gpa, Span<byte> data) => data.Fill(0xff);
+        public void MmioWrite(ulong gpa, ReadOnlySpan<byte> data) { }
+        public bool MsrRead(uint msr, out ulong value) { value = 0; return false; }
+        public bool MsrWrite(uint msr, ulong value) => false;
+    }
+
+    [Fact]
+    public void Bogus_reqidle_pause_and_mtrap_re_enter_the_guest()
+    {
+        var (vm, vcpu, standIn) = Setup();
+        using (vm)
+        {
+            foreach (var c in new[] { VmExitCode.Bogus, VmExitCode.ReqIdle, VmExitCode.Pause, VmExitCode.Mtrap })
+                standIn.ScriptedExits.Enqueue(Exit(c));
+            Assert.Equal(VcpuExitKind.Halted, vcpu.Run(new NoDevices()).Kind);
+            Assert.True(standIn.ScriptedExits.IsEmpty);
+        }
+    }
+
+    [Theory]
+    [InlineData(VmSuspendHow.Reset, VcpuExitKind.Reset)]
+    [InlineData(VmSuspendHow.PowerOff, VcpuExitKind.PowerOff)]
+    [InlineData(VmSuspendHow.Halt, VcpuExitKind.Halted)]
+    [InlineData(VmSuspendHow.TripleFault, VcpuExitKind.Shutdown)]
+    [InlineData(VmSuspendHow.Destroy, VcpuExitKind.Error)]
+    public void Suspended_says_why_the_vm_stopped(VmSuspendHow how, VcpuExitKind expected)
+    {
+        var (vm, vcpu, standIn) = Setup();
+        using (vm)
+        {
+            standIn.ScriptedExits.Enqueue(Exit(VmExitCode.Suspended, p => ((VmExit*)p)->SuspendHow = how));
+            Assert.Equal(expected, vcpu.Run(new NoDevices()).Kind);
+        }
+    }
+
+    [Fact]
+    public void A_vmx_exit_ends_the_run_with_the_kernels_codes()
+    {
+        var (vm, vcpu, standIn) = Setup();
+        using (vm)
+        {
+            standIn.ScriptedExits.Enqueue(Exit(VmExitCode.Vmx, p =>
+            {
+                var e = (VmExit*)p;
+                e->VmxStatus = 0;
+                e->VmxExitReason = 33;
+                e->VmxQualification = 0x80000021;
+                e->VmxInstError = 7;
+            }));
+            var r = vcpu.Run(new NoDevices());
+            Assert.Equal(VcpuExitKind.Error, r.Kind);
+            Assert.Equal("vmm: VMX exit at rip 0x1000: status 0, exit reason 33, qualification 0x80000021, instruction error 7", r.Detail);
+        }
+    }
+
+    [Fact]
+    public void An_unknown_exit_code_and_a_task_switch_end_the_run_as_errors()
+    {
+        var (vm, vcpu, standIn) = Setup();
+        using (vm)
+        {
+            standIn.ScriptedExits.Enqueue(Exit((VmExitCode)99));
+            Assert.Equal("vmm: unhandled exit 99 (99) at rip 0x1000", vcpu.Run(new NoDevices()).Detail);
+            standIn.ScriptedExits.Enqueue(Exit(VmExitCode.TaskSwitch));
+            Assert.Equal(VcpuExitKind.Error, vcpu.Run(new NoDevices()).Kind);
+        }
+    }
+
+    [Fact]
+    public void A_kernel_hlt_exit_with_interrupts_off_is_halted_and_with_them_on_re_enters()
+    {
+        var (vm, vcpu, standIn) = Setup();
+        using (vm)
+        {
+            standIn.ScriptedExits.Enqueue(Exit(VmExitCode.Hlt, p => ((VmExit*)p)->HltRflags = 0x202));
+            standIn.ScriptedExits.Enqueue(Exit(VmExitCode.Hlt, p => ((VmExit*)p)->HltRflags = 0x002));
+            var r = vcpu.Run(new NoDevices());
+            Assert.Equal(new VcpuExit(VcpuExitKind.Halted, "HLT with interrupts disabled"), r);
+            Assert.True(standIn.ScriptedExits.IsEmpty);
+            Assert.Equal(0x1000UL, vcpu.GetRegisters().Rip); // the scripted exits did not move the guest
+        }
+    }
+}

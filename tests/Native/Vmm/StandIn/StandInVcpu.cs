@@ -3,7 +3,8 @@
 // other port, MMIO or unmodelled MSR access throws out of the instruction before it has changed anything. That
 // becomes the vm_exit: INOUT (or INOUT_STR for INS/OUTS, with the paging, index, count, address size and segment
 // fields filled from the decoded instruction), INST_EMUL (the instruction bytes, decoded = KernelDecodes) or
-// RDMSR/WRMSR. nextrip is kept as the kernel keeps it and applied at the next VM_RUN.
+// RDMSR/WRMSR. nextrip is kept as the kernel keeps it and applied at the next VM_RUN. Tests can also script exits
+// the software CPU never produces (ScriptedExits): VMX errors, BOGUS, REQIDLE, suspends.
 using ActorVmm.Core.Accel;
 using ActorVmm.Native.Soft;
 using ActorVmm.Native.Sys;
@@ -130,6 +131,12 @@ public sealed unsafe class StandInVcpu : IDisposable
         return 0;
     }
 
+    /// <summary>
+    /// Exits a test wants VM_RUN to return before the CPU runs again (the action fills the 136-byte vm_exit), for
+    /// exit kinds the software CPU never produces (VMX errors, BOGUS, REQIDLE, a suspend for destroy...).
+    /// </summary>
+    public System.Collections.Concurrent.ConcurrentQueue<Action<nint>> ScriptedExits { get; } = new();
+
     internal int Run(nint exitPtr, nint cpuset, ulong cpusetSize)
     {
         if (!_active) return -Errno.EINVAL;
@@ -137,6 +144,12 @@ public sealed unsafe class StandInVcpu : IDisposable
         var exit = (byte*)exitPtr;
         new Span<byte>(exit, 136).Clear();
         if (cpuset != 0) new Span<byte>((void*)cpuset, (int)Math.Min(cpusetSize, 128)).Clear();
+        if (ScriptedExits.TryDequeue(out var scripted))
+        {
+            scripted(exitPtr);
+            Exits[Math.Clamp(*(int*)exit, 0, 26)]++;
+            return 0;
+        }
         Interlocked.Exchange(ref _running, 1);
         try
         {
