@@ -32,8 +32,8 @@ internal static class HostMain
         => Run(args, accelerators, ActorVmm.Native.Sys.HostKernel.Instance);
 
     /// <param name="accelerators">Creates the accelerator for an -accel name, or null when there is none (tests supply their own).</param>
-    /// <param name="kernel">The kernel accel-info and -accel auto probe (tests: a stand-in).</param>
-    internal static int Run(string[] args, Func<string, IAccelerator?> accelerators, ActorVmm.Native.Sys.IKernelInterface kernel)
+    /// <param name="hostKernel">The kernel accel-info and -accel auto probe (tests: a stand-in).</param>
+    internal static int Run(string[] args, Func<string, IAccelerator?> accelerators, ActorVmm.Native.Sys.IKernelInterface hostKernel)
     {
         var started = Stopwatch.StartNew();
         ParsedCommand command;
@@ -54,7 +54,7 @@ internal static class HostMain
                 Console.Out.WriteLine($"actorvmm {Version}");
                 return 0;
             case CommandKind.AccelInfo:
-                Console.Out.Write(Accelerators.Describe(kernel));
+                Console.Out.Write(Accelerators.Describe(hostKernel));
                 return 0;
         }
         var config = command.Config!;
@@ -77,10 +77,11 @@ internal static class HostMain
 
         using var logger = CreateLogger(hostOptions);
         Log.Logger = logger;
-        logger.Information("kernel {Kernel}: {Format}", config.KernelPath, images.Kernel.Format);
+        if (images.Kernel is { } kernel) logger.Information("kernel {Kernel}: {Format}", config.KernelPath, kernel.Format);
+        if (images.Bios is { } bios) logger.Information("BIOS {Bios}: {Size} KiB ROM at 0x{Base:x}", bios.Name, bios.Data.Length / 1024, bios.Base);
         if (config.Accelerator == "auto")
         {
-            Accelerators.Create("auto", kernel, out string why);
+            Accelerators.Create("auto", hostKernel, out string why);
             logger.Information("accelerator: {Why}", why);
         }
         else logger.Information("accelerator: {Name}", accelerator.Name);
@@ -150,6 +151,17 @@ internal static class HostMain
     /// <summary>Reads and parses the kernel and reads the modules or the initrd; every failure names the option and file.</summary>
     internal static BootImages LoadImages(MachineConfig config)
     {
+        if (config.BiosPath is { } biosPath)
+        {
+            try
+            {
+                return new BootImages(null, []) { Bios = BiosImage.Parse(ReadFile("-bios", biosPath), biosPath) };
+            }
+            catch (BootImageException e)
+            {
+                throw new UsageException($"-bios {e.Message}");
+            }
+        }
         string kernelPath = config.KernelPath!;
         var kernelBytes = ReadFile("-kernel", kernelPath);
         KernelChoice kernel;
