@@ -1,8 +1,9 @@
 // The actor side of kernel-irqchip=split and off (DESIGN.md §3, §6): the platform's interrupt controllers and
 // timers (ActorVmm.Core.Machine.PlatformIrqchip) are device models like any other, each hosted by a DeviceActor
 // that VmActor creates through the machine builder's endpoint factory. What is added here is their timers: on host
-// time one TimerService per machine delivers their deadlines by each device's route (Direct: on the timer thread
-// under the device's lock; Mailbox: to its actor); in deterministic mode there is none,
+// time one TimerService per machine delivers their deadlines by each device's route (Direct: it kicks the vCPUs,
+// which run the due deadline at their next batch boundary; Mailbox: TimerExpired to its actor); in deterministic
+// mode there is none,
 // as the vCPU runs due deadlines itself in lock-step with its instruction clock.
 using Akka.Actor;
 using ActorVmm.Core.Accel;
@@ -22,8 +23,8 @@ public static class IrqchipActors
         var entries = new List<(TimerSlot, Action<long, Core.Devices.IClock>)>();
         foreach (var d in chip.HostedDevices)
         {
-            if (chip.Endpoints.TryGetValue(d.Device.Name, out var endpoint) && endpoint is Core.Bus.DirectEndpoint direct)
-                entries.Add((d.Device.Timer, TimerService.Direct(d.Device, direct.Lock)));
+            if (chip.Endpoints.TryGetValue(d.Device.Name, out var endpoint) && endpoint is Core.Bus.DirectEndpoint)
+                entries.Add((d.Device.Timer, (_, _) => chip.KickVcpus()));
             else if (deviceActors.TryGetValue(d.Device.Name, out var actor))
                 entries.Add((d.Device.Timer, TimerService.ToActor(actor)));
         }

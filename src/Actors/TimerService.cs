@@ -3,13 +3,15 @@
 // sub-millisecond precision. Akka's scheduler ticks every 10 ms, too coarse for a PIT or APIC timer; this is one
 // dedicated thread that sleeps until the earliest deadline and delivers it by the device's route: on the Mailbox
 // route it tells the device's actor TimerExpired, which advances the model under its lock; on the Direct route it
-// advances the model itself under the same lock, as a vCPU's Direct access does (one thread hop fewer). The model
-// then re-arms its slot.
+// kicks the vCPUs, which advance the model at their next instruction-batch boundary, as the kernel-irqchip=on kernel
+// does its own timers (so a running guest never sees a Direct device's timer change state between two of its
+// instructions: the apic guest's handler reads RTC register C and then EOIs, and expects no new interrupt between).
+// The model then re-arms its slot.
 // Waiting: an OS wait (SemaphoreSlim, millisecond resolution) until about SpinThresholdNs before the deadline, then
 // a spin on the clock for the rest, so a deadline is delivered within microseconds of its time when the thread has a
 // CPU, at the cost of at most SpinThresholdNs of spinning per deadline. On a host with more runnable threads than
-// CPUs the OS may not run this thread for milliseconds: the running vCPU delivers the deadlines of Direct-route
-// devices itself at its instruction-batch boundaries (IUserspaceIrqchip.RunDueTimers), whichever comes first. A slot whose deadline moves earlier wakes
+// CPUs the OS may not run this thread for milliseconds: a running vCPU runs the due deadlines of Direct-route
+// devices at its batch boundaries without being kicked (IUserspaceIrqchip.RunDueTimers); the kick matters for a halted one. A slot whose deadline moves earlier wakes
 // the thread (TimerSlot.Changed). Lateness (delivery time minus deadline) is recorded for measurement
 // (docs/actors.md).
 // In deterministic mode there is no timer thread: the vCPU runs due deadlines itself in lock-step with the
@@ -54,13 +56,6 @@ public sealed class TimerService : IDisposable
     /// <summary>Delivery to a device actor (Mailbox route): TimerExpired.</summary>
     public static Action<long, IClock> ToActor(IActorRef actor)
         => (deadline, clock) => actor.Tell(new DeviceActor.TimerExpired(deadline, clock), ActorRefs.NoSender);
-
-    /// <summary>Delivery on the timer thread (Direct route): the model advanced under the device's lock.</summary>
-    public static Action<long, IClock> Direct(ITimedDevice device, Lock deviceLock)
-        => (deadline, clock) =>
-        {
-            lock (deviceLock) device.Advance(Math.Max(deadline, clock.NowNanoseconds));
-        };
 
     /// <summary>Deadlines delivered so far.</summary>
     public long Delivered { get; private set; }

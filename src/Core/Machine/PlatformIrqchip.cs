@@ -154,6 +154,15 @@ public sealed class PlatformIrqchip
         }
     }
 
+    /// <summary>
+    /// Makes every vCPU leave its run promptly (IVcpu.Kick): the timer service's delivery of a Direct-route device's
+    /// deadline, which the vCPU then runs at its next batch boundary (RunDueTimers).
+    /// </summary>
+    public void KickVcpus()
+    {
+        foreach (var v in _vcpus) v.Kick();
+    }
+
     private readonly Lock _intrLock = new();
     private bool _intrLevel;
 
