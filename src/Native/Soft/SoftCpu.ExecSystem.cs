@@ -237,9 +237,11 @@ public sealed partial class SoftCpu
     {
         switch (i.Mnemonic)
         {
+            // The serializing instructions (SDM vol. 3 §9.3) first drop code other vCPUs wrote (Serialize, SoftCpu.Smp.cs).
             case Mnemonic.Lgdt or Mnemonic.Lidt:
                 {
                     RequireCpl0();
+                    Serialize();
                     ushort limit = (ushort)ReadMem(i, 16);
                     ulong b = ReadMem(i, Mode64 ? 64 : 32, 2); // 64-bit mode: an 8-byte base whatever the operand size
                     if (!Mode64 && OperandBytes(i) == 2) b &= 0xff_ffff;
@@ -260,6 +262,7 @@ public sealed partial class SoftCpu
                 {
                     RequireProtectedMode();
                     RequireCpl0();
+                    Serialize();
                     ushort sel = (ushort)ReadOp(i, 0, 16);
                     if ((sel & 0xfffc) == 0)
                     {
@@ -278,6 +281,7 @@ public sealed partial class SoftCpu
                 {
                     RequireProtectedMode();
                     RequireCpl0();
+                    Serialize();
                     ushort sel = (ushort)ReadOp(i, 0, 16);
                     if ((sel & 0xfffc) == 0 || (sel & 4) != 0) throw new CpuFault(ExGP, (uint)(sel & 0xfffc));
                     ulong d = LoadDescriptor(sel, ExGP);
@@ -307,10 +311,11 @@ public sealed partial class SoftCpu
                     return true;
                 }
             case Mnemonic.Clts: RequireCpl0(); Cr0 &= ~8UL; return true;
-            case Mnemonic.Invd or Mnemonic.Wbinvd: RequireCpl0(); return true;
+            case Mnemonic.Invd or Mnemonic.Wbinvd: RequireCpl0(); Serialize(); return true;
             case Mnemonic.Invlpg:
                 {
                     RequireCpl0();
+                    Serialize();
                     ref var seg = ref MemorySegment(i, out byte fv);
                     ulong offset = EffectiveOffset(i);
                     InvalidatePage(Mode64 ? Linear64(ref seg, fv, offset) : (seg.Base + offset) & 0xffff_ffff);
@@ -334,6 +339,7 @@ public sealed partial class SoftCpu
     private void MoveControlRegister(in Instruction i)
     {
         RequireCpl0();
+        if (i.Op0Register.IsCR()) Serialize(); // MOV to a control register serializes
         var r0 = i.Op0Register;
         var r1 = i.Op1Register;
         if (r0.IsCR())

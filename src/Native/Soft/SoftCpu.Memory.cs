@@ -186,6 +186,7 @@ public sealed unsafe partial class SoftCpu
                 default: Unsafe.WriteUnaligned(p, value); break;
             }
             _decodeCache.NotifyWrite(pa, size);
+            _smp?.Store(pa, size); // other vCPUs' cached code (SmpCoherence); null with one vCPU
             return;
         }
         WritePhysicalSlow(pa, value, size);

@@ -382,8 +382,11 @@ public sealed partial class SoftCpu
                 return true;
             case Mnemonic.Fxsave or Mnemonic.Fxsave64: Fxsave(i, i.Mnemonic == Mnemonic.Fxsave64); return true;
             case Mnemonic.Fxrstor or Mnemonic.Fxrstor64: Fxrstor(i, i.Mnemonic == Mnemonic.Fxrstor64); return true;
+            case Mnemonic.Mfence:
+                if (_smp is not null) Interlocked.MemoryBarrier(); // other vCPUs' threads: the host's full fence
+                return true;
             default:
-                return true; // SFENCE, LFENCE, MFENCE, PREFETCHh: memory here is coherent and in order
+                return true; // SFENCE, LFENCE, PREFETCHh: stores leave the host in order (x86-64 hosts are TSO)
         }
     }
 
