@@ -471,6 +471,15 @@ public sealed class SoftVcpu : IVcpu
         Signal();
     }
 
+    /// <summary>
+    /// Leaves the wait-for-SIPI state without a start-up IPI, to run from the registers set (as KVM_SET_MP_STATE
+    /// RUNNABLE does): for hosts that start every vCPU themselves, and tests.
+    /// </summary>
+    public void MakeRunnable()
+    {
+        lock (_eventLock) _waitForSipi = false;
+    }
+
     /// <summary>INIT from the local APIC (an INIT IPI or an INIT-mode LVT): taken at the vCPU's next instruction boundary.</summary>
     internal void QueueInit()
     {
