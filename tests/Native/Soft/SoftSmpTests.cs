@@ -42,17 +42,20 @@ public sealed class SoftSmpTests
         {
             var exits = new FakeExits();
             var deadline = DateTime.UtcNow + timeout;
-            while (DateTime.UtcNow < deadline)
+            try
             {
-                var exit = v.Run(exits);
-                if (exit.Kind is VcpuExitKind.Halted or VcpuExitKind.Shutdown or VcpuExitKind.Error)
+                while (DateTime.UtcNow < deadline)
                 {
-                    foreach (var other in vcpus) other.Kick(); // the others are parked: let them see it
-                    return;
+                    var exit = v.Run(exits);
+                    if (exit.Kind is VcpuExitKind.Halted or VcpuExitKind.Shutdown or VcpuExitKind.Error) return;
+                    if (v.Cpu is { IsHalted: true, InterruptWindowOpen: false }) return;
                 }
-                if (v.Cpu is { IsHalted: true, InterruptWindowOpen: false }) return;
             }
-        })).ToList();
+            finally
+            {
+                foreach (var other in vcpus) other.Kick(); // parked or still running: let them see the end
+            }
+        }) { IsBackground = true }).ToList();
         threads.ForEach(t => t.Start());
         foreach (var t in threads) Assert.True(t.Join(timeout + TimeSpan.FromSeconds(10)), "a vCPU thread did not finish");
     }
