@@ -311,7 +311,7 @@ public static class CommandLine
         }
         long product = (long)sockets.Value * fixedPart * cores.Value;
         string topology = $"sockets ({sockets}) * dies ({d}) * clusters ({cl}) * cores ({cores}) * threads ({t})";
-        long max = maxcpus ?? product;
+        long max = maxcpus ?? cpus ?? product; // QEMU: maxcpus defaults to cpus, else to the product
         if (product != max) throw new UsageException($"{what}: inconsistent CPU topology: {topology} = {product}, but maxcpus is {max}");
         long count = cpus ?? max;
         if (count > max) throw new UsageException($"{what}: inconsistent CPU topology: {count} CPUs but at most maxcpus = {max} ({topology})");
