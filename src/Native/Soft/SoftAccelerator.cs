@@ -312,6 +312,7 @@ public sealed class SoftVcpu : IVcpu
     /// </summary>
     private void TakeStartupSignals(SoftCpu cpu)
     {
+        if (!Volatile.Read(ref _pendingInit) && Volatile.Read(ref _pendingSipi) < 0) return; // the common case: no lock
         bool init;
         int sipi = -1;
         lock (_eventLock)
