@@ -177,6 +177,8 @@ internal readonly struct FastForm
     public static FastForm Analyze(in Instruction i)
     {
         var m = i.Mnemonic;
+        // LOCK forms (and XCHG with memory, which has no fast form) must stay on Execute: with several vCPUs it runs
+        // them atomically (SoftCpu.Smp.cs).
         if (i.Code == Code.INVALID || i.HasLockPrefix) return default;
         int opCount = i.OpCount;
         var k0 = opCount > 0 ? i.Op0Kind : OpKind.Register;

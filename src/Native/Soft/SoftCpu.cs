@@ -10,7 +10,8 @@
 //
 // Structure: state lives in plain fields (registers as a ulong array, segment caches as SegmentRegister,
 // flags as lazy flags — see SoftCpu.Flags.cs). Instructions are decoded by Iced once and cached per guest
-// physical page (DecodeCache); a write to a page that holds cached code drops that page's cache. Execution
+// physical page (DecodeCache); a write to a page that holds cached code drops that page's cache (with several
+// vCPUs, other vCPUs' caches too: SmpCoherence, SoftCpu.Smp.cs, which also makes LOCK forms atomic). Execution
 // dispatches on the mnemonic to width-generic handlers grouped by family (SoftCpu.Exec*.cs).
 // Architectural faults are thrown as CpuFault inside an instruction and caught at the instruction boundary,
 // where they are delivered through the IDT; the common path allocates nothing.

@@ -21,7 +21,8 @@
 // hardware-disabled). The soft CPU keeps IA32_APIC_BASE itself; the local APIC follows it (enable, disable,
 // relocation) before every access and at every batch boundary. ACPI S5 and the PM reset become the vCPU exits
 // PowerOff and Reset, as a kernel reports them.
-// Not here: INIT, start-up and SMI reaching the CPU (one vCPU, no SMM: they are counted, see ApicSignals),
+// INIT and start-up IPIs reach the target vCPU through ApicSignals (SoftVcpu: INIT reset, wait-for-SIPI).
+// Not here: SMI reaching the CPU (no SMM: counted, see ApicSignals),
 // x2APIC mode (the soft CPU does not let IA32_APIC_BASE.EXTD be set), the TSC offset a guest WRMSR to the TSC
 // makes (TSC-deadline compares with the VM clock's TSC).
 // Lock: one lock for all kernel devices (they call each other: PIT -> PIC -> LAPIC, IOAPIC -> LAPIC -> IOAPIC);
