@@ -5,7 +5,7 @@
 // mode (64-bit and compatibility mode, SoftCpu.Long.cs); 32-bit, PAE and 4-level paging with NX
 // (SoftCpu.Paging.cs); the general-purpose integer instruction set; the x87 FPU (SoftCpu.X87.cs, Float80.cs);
 // port I/O and MMIO as inline exits; HLT, CLI/STI with the interrupt shadow, exceptions with their error codes,
-// double and triple fault. Not yet: MMX/SSE, virtual-8086 mode, task switches, the TSS I/O permission bitmap (IN/OUT at CPL > IOPL raise
+// double and triple fault; MMX and SSE-SSE4.2 (SoftCpu.Mmx.cs, Sse*.cs). Not yet: virtual-8086 mode, task switches, the TSS I/O permission bitmap (IN/OUT at CPL > IOPL raise
 // #GP(0)). Everything not implemented raises #UD. docs/cpu.md has the full inventory.
 //
 // Structure: state lives in plain fields (registers as a ulong array, segment caches as SegmentRegister,
