@@ -185,7 +185,7 @@ public sealed unsafe partial class SoftCpu
                 case 4: Unsafe.WriteUnaligned(p, (uint)value); break;
                 default: Unsafe.WriteUnaligned(p, value); break;
             }
-            _decodeCache.NotifyWrite(pa, size);
+            if (_decodeCache.NotifyWrite(pa, size)) _fetchValid = false; // stored into cached code: fetch through the cache again
             return;
         }
         WritePhysicalSlow(pa, value, size);
