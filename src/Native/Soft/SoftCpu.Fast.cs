@@ -381,6 +381,27 @@ public sealed partial class SoftCpu
             case ((int)FastKind.PopR << 2) | W64: Gpr[f.Dst] = Pop(8); return;
             case ((int)FastKind.PushR << 2) | W32: Push((uint)Gpr[f.Dst], 4); return;
             case ((int)FastKind.PopR << 2) | W32: SetGpr<Width32>(f.Dst, Pop(4)); return;
+            case ((int)FastKind.CallRel << 2) | W64:
+                {
+                    ulong t = NearTarget(f);
+                    Push(_nextRip, 8);
+                    _nextRip = t;
+                    return;
+                }
+            case ((int)FastKind.Ret << 2) | W64:
+                {
+                    ulong t = CheckNearTarget(PeekStack(0, 8));
+                    Pop(8);
+                    _nextRip = t;
+                    return;
+                }
+            case ((int)FastKind.StoreImm << 2) | W32: FastWrite(f, f.Value, 32); return;
+            case ((int)FastKind.StoreImm << 2) | W64: FastWrite(f, f.Value, 64); return;
+            case ((int)FastKind.AluMI << 2) | W32: FastAluMI<Width32>(f); return;
+            case ((int)FastKind.AluMI << 2) | W64: FastAluMI<Width64>(f); return;
+            case ((int)FastKind.ShiftRI << 2) | W32: FastShift(in f, 32); return;
+            case ((int)FastKind.ShiftRI << 2) | W64: FastShift(in f, 64); return;
+            case (int)FastKind.SetccR << 2: SetGpr(f.Dst, 8, Condition(f.Cc) ? 1UL : 0); return;
             default:
                 ExecuteFastGeneric(in f, in i);
                 return;
@@ -429,6 +450,14 @@ public sealed partial class SoftCpu
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void FastAluMI<W>(in FastForm f)
+        where W : struct, IOperandWidth
+    {
+        ulong r = AluOp(f.Op, FastRead(f, W.Bits), f.Value, W.Bits);
+        if (f.Op is not (FastAlu.Cmp or FastAlu.Test)) FastWrite(f, r, W.Bits);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void FastIncDec<W>(in FastForm f)
         where W : struct, IOperandWidth
     {
@@ -437,6 +466,43 @@ public sealed partial class SoftCpu
         SetGpr<W>(f.Dst, r);
         _carryIn = GetCf();
         SetLazy(f.Op == FastAlu.Inc ? LazyOp.Inc : LazyOp.Dec, a, 1, r, W.Bits);
+    }
+
+    /// <summary>SHL/SAL, SHR, SAR of a register by an immediate (Op: Add left, Sub logical right, Sbb arithmetic right).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void FastShift(in FastForm f, int bits)
+    {
+        int count = (int)f.Value;
+        ulong v = GetGpr(f.Dst, bits);
+        if (count == 0)
+        {
+            if (bits == 32) SetGpr(f.Dst, 32, v); // no flags change; a 32-bit register is still zero-extended
+            return;
+        }
+        ulong mask = SizeMask(bits), sign = 1UL << (bits - 1), r;
+        bool cf, of;
+        if (f.Op == FastAlu.Add)
+        {
+            r = count >= 64 ? 0 : (v << count) & mask;
+            cf = count <= bits && ((v >> (bits - count)) & 1) != 0;
+            of = ((r & sign) != 0) ^ cf;
+        }
+        else if (f.Op == FastAlu.Sub)
+        {
+            r = count >= 64 ? 0 : v >> count;
+            cf = count <= bits && ((v >> (count - 1)) & 1) != 0;
+            of = (v & sign) != 0 && !(_model286 && count > 1);
+        }
+        else
+        {
+            long sv = (long)SignExtend(v, bits);
+            int c = Math.Min(count, bits);
+            r = (ulong)(sv >> Math.Min(c, 63)) & mask;
+            cf = ((sv >> (c - 1)) & 1) != 0;
+            of = false;
+        }
+        SetGpr(f.Dst, bits, r);
+        SetArith(SzpFlags(r, bits) | (cf ? CF : 0) | (of ? OF_ : 0));
     }
 
     /// <summary>Every fast kind at every width, width-generic (the dispatch above takes the hot ones first).</summary>
@@ -503,41 +569,7 @@ public sealed partial class SoftCpu
                     else if (bits == 32) SetGpr(f.Dst, 32, GetGpr(f.Dst, 32));
                     return;
                 }
-            case FastKind.ShiftRI:
-                {
-                    int count = (int)f.Value;
-                    ulong v = GetGpr(f.Dst, bits);
-                    if (count == 0)
-                    {
-                        if (bits == 32) SetGpr(f.Dst, 32, v); // no flags change; a 32-bit register is still zero-extended
-                        return;
-                    }
-                    ulong mask = SizeMask(bits), sign = 1UL << (bits - 1), r;
-                    bool cf, of;
-                    if (f.Op == FastAlu.Add)
-                    {
-                        r = count >= 64 ? 0 : (v << count) & mask;
-                        cf = count <= bits && ((v >> (bits - count)) & 1) != 0;
-                        of = ((r & sign) != 0) ^ cf;
-                    }
-                    else if (f.Op == FastAlu.Sub)
-                    {
-                        r = count >= 64 ? 0 : v >> count;
-                        cf = count <= bits && ((v >> (count - 1)) & 1) != 0;
-                        of = (v & sign) != 0 && !(_model286 && count > 1);
-                    }
-                    else
-                    {
-                        long sv = (long)SignExtend(v, bits);
-                        int c = Math.Min(count, bits);
-                        r = (ulong)(sv >> Math.Min(c, 63)) & mask;
-                        cf = ((sv >> (c - 1)) & 1) != 0;
-                        of = false;
-                    }
-                    SetGpr(f.Dst, bits, r);
-                    SetArith(SzpFlags(r, bits) | (cf ? CF : 0) | (of ? OF_ : 0));
-                    return;
-                }
+            case FastKind.ShiftRI: FastShift(in f, bits); return;
             case FastKind.PushR: Push(GetGpr(f.Dst, bits), bits / 8); return;
             case FastKind.PopR: SetGpr(f.Dst, bits, Pop(bits / 8)); return;
             case FastKind.Jcc:
