@@ -233,7 +233,7 @@ public sealed unsafe partial class SoftCpu
                 {
                     byte* w = region.WriteHost + (pa - region.Start);
                     for (int i = 0; i < size; i++) w[i] = (byte)(value >> (8 * i));
-                    _decodeCache.NotifyWrite(pa, size);
+                    if (_decodeCache.NotifyWrite(pa, size)) _fetchValid = false;
                 }
                 return;
             }
@@ -269,5 +269,6 @@ public sealed unsafe partial class SoftCpu
         _ramHost = null;
         _ramStart = _ramEnd = 0;
         _decodeCache.Clear();
+        _fetchValid = false; // the fetch cache holds a decoded page that Clear just dropped
     }
 }

@@ -381,7 +381,8 @@ public sealed unsafe partial class SoftCpu
     // Fetch cache: the linear code page the last instruction came from, its decoded page, and the values of the
     // mode they were checked under. Valid until CS changes, the TLB is flushed (CR0/CR3/CR4/EFER writes, INVLPG)
     // or cached code is dropped (a CPU store into cached code, WritePhysical; DecodeCache.Clear through
-    // SetSystemRegisters, which flushes the TLB too). Instructions in the last 14 bytes of a page, which may run into
+    // SetSystemRegisters, which flushes the TLB too, or SyncMemoryMap): whatever drops decoded code clears
+    // _fetchValid, because Fetch does not look at DecodeCache.Generation. Instructions in the last 14 bytes of a page, which may run into
     // the next one, always take the full path.
     private bool _fetchValid;
     private ulong _fetchPageLinear, _fetchBase, _fetchLimit, _fetchLinearMask, _fetchIpMask = 0xffff;
