@@ -126,20 +126,24 @@ internal sealed unsafe class DecodeCache
         Clear();
     }
 
-    /// <summary>Called for every CPU store to RAM; drops cached code on the pages written.</summary>
+    /// <summary>
+    /// Called for every CPU store to RAM; drops cached code on the pages written. True when it dropped some: the CPU's
+    /// fetch cache (which does not look at <see cref="Generation"/> per instruction) must then be rebuilt.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void NotifyWrite(ulong pa, int size)
+    public bool NotifyWrite(ulong pa, int size)
     {
         ulong first = pa >> PageShift;
         if (first < (ulong)_codePageBits.Length * 8 && (_codePageBits[first >> 3] & (1 << (int)(first & 7))) == 0
             && ((pa + (ulong)size - 1) >> PageShift) == first)
-            return;
-        Invalidate(pa, size);
+            return false;
+        return Invalidate(pa, size);
     }
 
-    /// <summary>Drops cached code overlapping [pa, pa+size) (also for host writes: loaders, DMA).</summary>
-    public void Invalidate(ulong pa, long size)
+    /// <summary>Drops cached code overlapping [pa, pa+size) (also for host writes: loaders, DMA); true when some was dropped.</summary>
+    public bool Invalidate(ulong pa, long size)
     {
+        int generation = Generation;
         ulong first = pa >> PageShift, last = (pa + (ulong)Math.Max(size, 1) - 1) >> PageShift;
         for (ulong p = first; p <= last; p++)
         {
@@ -159,6 +163,7 @@ internal sealed unsafe class DecodeCache
             _lastPage = null;
             Generation++;
         }
+        return Generation != generation;
     }
 
     public void Clear()

@@ -74,14 +74,22 @@ public sealed unsafe partial class SoftCpu
     /// <summary>Between instruction batches: drops code other vCPUs wrote (queued and provisional pages).</summary>
     internal void SmpBoundary()
     {
-        if (_smp is { HasWork: true } s) s.Sync(_decodeCache, boundary: true);
+        if (_smp is { HasWork: true } s)
+        {
+            s.Sync(_decodeCache, boundary: true);
+            _fetchValid = false; // the fetch cache may hold a page Sync just dropped (it does not re-check the cache's version)
+        }
     }
 
     /// <summary>A serializing instruction: no code another vCPU wrote before signalling this one survives it.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void Serialize()
     {
-        if (_smp is { HasWork: true } s) s.Sync(_decodeCache, boundary: false);
+        if (_smp is { HasWork: true } s)
+        {
+            s.Sync(_decodeCache, boundary: false);
+            _fetchValid = false;
+        }
     }
 
     /// <summary>True for the instructions that must be atomic against other vCPUs (the LOCK forms and XCHG with memory).</summary>
