@@ -10,7 +10,7 @@ using BenchmarkDotNet.Running;
 if (args is ["timers", ..])
 {
     TimerLatency.Run();
-    return;
+    return 0;
 }
 
 if (args is ["quick", ..])
