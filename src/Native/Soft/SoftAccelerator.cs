@@ -29,7 +29,7 @@ public sealed class SoftAccelerator : IAccelerator
     }
 }
 
-public sealed unsafe class SoftVm : IVm
+public sealed unsafe class SoftVm : IVm, IPowerButton
 {
     private readonly NativeRam _ram;
     private readonly List<SoftVcpu> _vcpus = [];
@@ -75,6 +75,9 @@ public sealed unsafe class SoftVm : IVm
 
     /// <summary>An MSI: decoded and delivered through the in-kernel APIC bus, as a kernel irqchip does.</summary>
     public void SendMsi(ulong address, uint data) => Kernel.SendMsi(address, data);
+
+    /// <summary>The in-kernel ACPI PM block's power button (QMP's system_powerdown).</summary>
+    public void PressPowerButton() => Kernel.PressPowerButton();
 
     public void InjectNmi(int vcpuId)
     {

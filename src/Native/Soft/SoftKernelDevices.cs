@@ -123,6 +123,12 @@ public sealed class SoftKernelDevices : IMachineControl
         return true;
     }
 
+    /// <summary>The host pressed the ACPI power button: PWRBTN_STS, and the SCI if the guest enabled it.</summary>
+    public void PressPowerButton()
+    {
+        lock (_lock) Pm.PressPowerButton();
+    }
+
     private void DriveIsaOrGsi(int gsi, bool level)
     {
         if (gsi < 16 && gsi != 2) Pic.SetIrq(gsi, level);
