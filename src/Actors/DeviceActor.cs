@@ -10,8 +10,10 @@
 // each register message it keeps the model's state (DeviceStateKeeper) as the last good state. When a message
 // throws, the VM actor's strategy restarts the actor: the model is put back to the last good state and the
 // failed message is retried first, ahead of everything queued (so a waiting read is answered, not lost, and
-// program order holds); a message that fails again is dropped (a read answered all-ones) and counted. An
-// actor stopped for good answers the read it was retrying. On the Direct route the vCPU thread also touches
+// program order holds), after each restart up to MaxRetries times: under the VM actor's strategy a message
+// that keeps failing exhausts the restart budget first and escalates (docs/actors.md); under a parent that
+// restarts without limit it is then dropped (a read answered all-ones). An actor stopped for good answers the
+// read it was retrying. On the Direct route the vCPU thread also touches
 // the model, so the model is kept as it is. DeviceCell holds what must outlive an actor instance.
 // Faults (Faults.cs) apply to the work messages: RegisterWrite, RegisterRead, HostInput, PowerButton.
 using Akka.Actor;
@@ -52,7 +54,7 @@ public sealed class DeviceActor : ReceiveActor, IWithTimers, IWithUnboundedStash
         /// <summary>Restarts of the actor under supervision.</summary>
         public int Restarts { get; init; }
 
-        /// <summary>Failed messages retried after a restart, and those that failed again and were dropped.</summary>
+        /// <summary>Failed messages retried after a restart, and retries that failed again.</summary>
         public long Retried { get; init; }
 
         public long RetryFailures { get; init; }
@@ -77,11 +79,14 @@ public sealed class DeviceActor : ReceiveActor, IWithTimers, IWithUnboundedStash
         internal object? LastGood;
         internal object? Retry;
         internal IActorRef? RetrySender;
-        internal bool RetryIsSecondTry;
+        internal int RetryAttempts;
         internal long Reads, Writes, InputBytes, DroppedInput, Retried, RetryFailures, Hangs;
     }
 
     public const int MaxPendingInput = 64 * 1024;
+
+    /// <summary>How often a failed message is retried after restarts before it is dropped.</summary>
+    public const int MaxRetries = 3;
     private static readonly TimeSpan InputRetry = TimeSpan.FromMilliseconds(2);
 
     private readonly DeviceCell _cell;
@@ -275,20 +280,25 @@ public sealed class DeviceActor : ReceiveActor, IWithTimers, IWithUnboundedStash
 
     protected override void PreRestart(Exception reason, object message)
     {
-        // The message that failed is retried once, first thing after the restart; one that fails on its retry is
-        // dropped (a read answered all-ones) so a poisonous message cannot hold the device.
+        // The message that failed is retried first thing after the restart, up to MaxRetries times: under the VM
+        // actor's strategy (3 restarts in 10 s) a message that keeps failing escalates before that (the VM restarts);
+        // under a parent that restarts without limit it is dropped then (a read answered all-ones) and counted.
         var failed = _current ?? message;
-        if (ReferenceEquals(failed, _cell.Retry) && _cell.RetryIsSecondTry)
+        if (ReferenceEquals(failed, _cell.Retry))
         {
             _cell.RetryFailures++;
-            if (failed is RegisterRead r) AnswerFloating(r);
-            _cell.Retry = null;
+            if (++_cell.RetryAttempts >= MaxRetries)
+            {
+                if (failed is RegisterRead r) AnswerFloating(r);
+                _log.Error("{0}: {1} failed {2} times; dropped", _model.Name, failed.GetType().Name, _cell.RetryAttempts + 1);
+                _cell.Retry = null;
+            }
         }
         else if (failed is RegisterWrite or RegisterRead or HostInput or PowerButton)
         {
             _cell.Retry = failed;
             _cell.RetrySender = Sender;
-            _cell.RetryIsSecondTry = false;
+            _cell.RetryAttempts = 0;
         }
         if (_cell.Keeper is { } keeper && _cell.LastGood is { } good && reason is not InjectedFaultException)
         {
@@ -314,7 +324,6 @@ public sealed class DeviceActor : ReceiveActor, IWithTimers, IWithUnboundedStash
         if (_cell.Retry is { } retry)
         {
             _cell.Retried++;
-            _cell.RetryIsSecondTry = true;
             Stash.Prepend([new Envelope(retry, _cell.RetrySender)]);
             Stash.UnstashAll();
         }

@@ -228,7 +228,14 @@ public sealed partial class VmActor
         Reboot($"supervision: {detail}", "host-error", guest: false);
     }
 
-    private DeviceStats DeviceStatsOf(Machine machine, PlatformDevice d)
+    /// <summary>The counters of the machine torn down last (GetStats answers them once no machine is built).</summary>
+    private Stats? _lastStats;
+
+    private static Stats StatsOf(Machine machine)
+        => new(machine.Generation, [.. machine.Platform.Devices.Select(d => DeviceStatsOf(machine, d))],
+            machine.Dispatchers.Sum(x => x.UnclaimedPortAccesses), machine.Dispatchers.Sum(x => x.UnclaimedMmioAccesses));
+
+    private static DeviceStats DeviceStatsOf(Machine machine, PlatformDevice d)
     {
         var e = d.Endpoint;
         machine.DeviceFaults.TryGetValue(d.Model.Name, out var faults);
@@ -241,6 +248,28 @@ public sealed partial class VmActor
             Restarts = faults?.Restarts ?? 0,
             FaultsFired = faults is null ? 0 : faults.Thrown + faults.Slowed + faults.Dropped + faults.Hangs,
         };
+    }
+
+    /// <summary>A decision put off until the mailbox-route devices of machine <paramref name="Generation"/> have drained.</summary>
+    private sealed record Deferred(int Generation, Action Act);
+
+    /// <summary>
+    /// Runs <paramref name="act"/> once every Mailbox-route device actor has handled what was queued before now (a
+    /// GetStats round trip each, at most 2 s), so the writes a vCPU posted before it ended take effect first; at once
+    /// when no device is on the Mailbox route.
+    /// </summary>
+    private void AfterMailboxDevicesDrained(Machine machine, Action act)
+    {
+        var actors = machine.Platform.Devices.Where(d => d.Route == Core.Bus.Route.Mailbox && machine.DeviceActors.ContainsKey(d.Model.Name))
+            .Select(d => machine.DeviceActors[d.Model.Name]).ToList();
+        if (actors.Count == 0)
+        {
+            act();
+            return;
+        }
+        var deferred = new Deferred(machine.Generation, act);
+        Task.WhenAll(actors.Select(a => a.Ask<DeviceActor.Stats>(DeviceActor.GetStats.Instance, TimeSpan.FromSeconds(2))))
+            .PipeTo(Self, success: _ => deferred, failure: _ => deferred);
     }
 
     private void Emit(string name, IReadOnlyDictionary<string, object?>? data = null)

@@ -204,14 +204,7 @@ public sealed partial class VmActor : ReceiveActor, IWithTimers
         Receive<GetStatus>(_ => Sender.Tell(new Status(_state, _generation, _reboots)));
         Receive<GetStats>(_ =>
         {
-            if (_machine is null)
-            {
-                Sender.Tell(new Stats(_generation, [], 0, 0));
-                return;
-            }
-            var devices = _machine.Platform.Devices.Select(d => DeviceStatsOf(_machine, d)).ToList();
-            Sender.Tell(new Stats(_machine.Generation, devices,
-                _machine.Dispatchers.Sum(x => x.UnclaimedPortAccesses), _machine.Dispatchers.Sum(x => x.UnclaimedMmioAccesses)));
+            Sender.Tell(_machine is null ? _lastStats ?? new Stats(_generation, [], 0, 0) : StatsOf(_machine));
         });
         Receive<BuildMachine>(_ =>
         {
@@ -237,7 +230,31 @@ public sealed partial class VmActor : ReceiveActor, IWithTimers
         Receive<VcpuActor.Ended>(m =>
         {
             if (_machine is null || !_machine.VcpuActors.Contains(Sender) || !IsLive) return;
-            var exit = m.Exit;
+            // Writes the vCPU posted before it ended reach their devices first (a debug-exit write, then HLT).
+            AfterMailboxDevicesDrained(_machine, () => OnVcpuEnded(m));
+        });
+        Receive<Deferred>(m =>
+        {
+            if (_machine is not null && m.Generation == _machine.Generation && IsLive) m.Act();
+        });
+        Receive<Terminated>(t =>
+        {
+            if (_vcpusAlive.Remove(t.ActorRef))
+            {
+                if (_state == VmRunState.TearingDown && _vcpusAlive.Count == 0) TeardownComplete();
+                else if (IsLive) ChildFailedForGood(t.ActorRef, $"{t.ActorRef.Path.Name} failed repeatedly and was stopped");
+                return;
+            }
+            if (_subscribers.Remove(t.ActorRef)) return;
+            if (IsLive && _machine is not null && _machine.DeviceActors.ContainsValue(t.ActorRef))
+                ChildFailedForGood(t.ActorRef, $"device {t.ActorRef.Path.Name} failed repeatedly and was stopped");
+        });
+    }
+
+    private void OnVcpuEnded(VcpuActor.Ended m)
+    {
+        var exit = m.Exit;
+        {
             switch (exit.Kind)
             {
                 case VcpuExitKind.Shutdown:
@@ -259,18 +276,7 @@ public sealed partial class VmActor : ReceiveActor, IWithTimers
                     Finish(new VmFinished(VmEndReason.InternalError, ExitStatus.InternalError, $"vCPU {m.Id}: {exit}"));
                     break;
             }
-        });
-        Receive<Terminated>(t =>
-        {
-            if (_vcpusAlive.Remove(t.ActorRef))
-            {
-                if (_state == VmRunState.TearingDown && _vcpusAlive.Count == 0) TeardownComplete();
-                else if (IsLive) ChildFailedForGood(t.ActorRef, $"{t.ActorRef.Path.Name} failed repeatedly and was stopped");
-                return;
-            }
-            if (IsLive && _machine is not null && _machine.DeviceActors.ContainsValue(t.ActorRef))
-                ChildFailedForGood(t.ActorRef, $"device {t.ActorRef.Path.Name} failed repeatedly and was stopped");
-        });
+        }
     }
 
     public static Props Props(MachineConfig config, IAccelerator accelerator, BootImages images, ByteSinkFactory sinks, VmActions? actions = null)
@@ -424,6 +430,7 @@ public sealed partial class VmActor : ReceiveActor, IWithTimers
     {
         if (_machine is not null)
         {
+            _lastStats = StatsOf(_machine);
             foreach (var dev in _machine.DeviceActors.Values)
             {
                 Context.Unwatch(dev);
