@@ -8,6 +8,15 @@ using ActorVmm.Core.Devices;
 
 namespace ActorVmm.Actors;
 
+/// <summary>A model outside the PC set (a test double, a device of a later stage) that offers its state itself.</summary>
+public interface IStatefulDevice
+{
+    object CaptureState();
+
+    /// <exception cref="ArgumentException">The state is not one this model can load.</exception>
+    void RestoreState(object state);
+}
+
 /// <summary>Takes and puts back one model's state; null from <see cref="For"/> when the model has none.</summary>
 public sealed class DeviceStateKeeper(Func<object> capture, Action<object> restore)
 {
@@ -17,6 +26,7 @@ public sealed class DeviceStateKeeper(Func<object> capture, Action<object> resto
 
     public static DeviceStateKeeper? For(IBusDevice model) => model switch
     {
+        IStatefulDevice d => new(d.CaptureState, d.RestoreState),
         Uart16550 u => new(u.GetState, s => u.LoadState((Uart16550State)s)),
         SystemControlPortA p => new(p.GetState, s => p.FromState((SystemControlPortAState)s)),
         ResetControlRegister r => new(() => r.GetState(), s => r.FromState((byte)s)),

@@ -198,6 +198,7 @@ public sealed partial class VmActor
     private bool ShutdownPauses(string detail, string reason, bool guest = true)
     {
         if (!_actions.PauseOnShutdown || _machine is null) return false;
+        if (_state == VmRunState.Shutdown) return true;
         for (int i = 0; i < _machine.Vcpus.Length; i++)
             VcpuActor.SendControl(_machine.VcpuActors[i], _machine.Vcpus[i], VcpuActor.Pause.Instance, Self);
         _state = VmRunState.Shutdown;
