@@ -13,6 +13,11 @@
 //   vCPU Error/Debug, a child that dies → finish InternalError, 8
 //   Quit from the host                  → finish HostQuit, 0
 //   SystemReset from the host           → as a guest reset
+//   a child stopped by supervision      → VM restart; the 4th within 60 s → finish InternalError, 8
+// With -action shutdown=pause the ends of a guest power-off (and of a no-reboot reset or triple fault) become
+// the Shutdown state instead (VmActor.Control.cs). A vCPU's end is acted on once the Mailbox-route devices
+// have drained, so writes it posted first (a debug-exit write before HLT) take effect first.
+// Events (STOP, RESUME, RESET, SHUTDOWN, POWERDOWN), fault commands, power button, vCPU list: VmActor.Control.cs.
 // Pause/Resume from the host pause and resume every vCPU between slices.
 // Reboot re-creates the whole machine from the configuration (new accelerator VM, kernel reloaded, fresh
 // device models). Teardown order: kick and stop the vCPU actors, wait until they have terminated (so no

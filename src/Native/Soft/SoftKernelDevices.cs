@@ -20,7 +20,8 @@
 // ISR), else the PIC's vector through LINT0 in ExtINT mode (or straight from INTR while the APIC is
 // hardware-disabled). The soft CPU keeps IA32_APIC_BASE itself; the local APIC follows it (enable, disable,
 // relocation) before every access and at every batch boundary. ACPI S5 and the PM reset become the vCPU exits
-// PowerOff and Reset, as a kernel reports them.
+// PowerOff and Reset, as a kernel reports them. The host's power button (PressPowerButton, QMP's
+// system_powerdown through IPowerButton) sets PWRBTN_STS under the lock and so raises the SCI the guest enabled.
 // Not here: INIT, start-up and SMI reaching the CPU (one vCPU, no SMM: they are counted, see ApicSignals),
 // x2APIC mode (the soft CPU does not let IA32_APIC_BASE.EXTD be set), the TSC offset a guest WRMSR to the TSC
 // makes (TSC-deadline compares with the VM clock's TSC).
