@@ -258,3 +258,32 @@ public sealed class RestartTests() : TestKit(ActorVmmConfig.Config)
         AwaitCondition(() => OpenFiles() <= files + 2, Wait);
     }
 }
+
+public sealed class DeviceStateKeeperTests
+{
+    private sealed class NoStop : Core.Devices.IMachineControl
+    {
+        public void RequestStop(Core.Devices.MachineStopRequest request)
+        {
+        }
+    }
+
+    [Fact]
+    public void Every_device_of_the_PC_machine_and_of_the_soft_kernel_has_a_state_that_goes_back_in_place()
+    {
+        var config = FaultMatrixTests.ConfigFor(IrqchipMode.On) with { RouteOverrides = new Dictionary<string, Route>() };
+        using var vm = new FakeVm(new VmSpec(config.RamBytes, 1, IrqchipMode.On), (v, c, h) => VcpuExit.SliceEnd);
+        var platform = PcMachineBuilder.Build(config, vm, (_, _) => new RecordingSink(), new NoStop(), PcMachineBuilder.DirectOnly);
+        var soft = (SoftVm)new SoftAccelerator().CreateVm(new VmSpec(16 << 20, 1, IrqchipMode.On));
+        using var _ = soft;
+        Core.Bus.IBusDevice[] kernel = [soft.Kernel.Pit, soft.Kernel.Rtc, soft.Kernel.Pm, soft.Kernel.IoApic, soft.Kernel.Hpet];
+        foreach (var model in platform.Devices.Select(d => d.Model).Concat(kernel))
+        {
+            var keeper = DeviceStateKeeper.For(model);
+            Assert.True(keeper is not null, $"{model.Name}: no state keeper");
+            var state = keeper.Capture();
+            keeper.Restore(state);
+            Assert.Equivalent(state, keeper.Capture());
+        }
+    }
+}
