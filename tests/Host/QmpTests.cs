@@ -307,6 +307,39 @@ public sealed class QmpTests : IDisposable
         Assert.True(run.Wait(Wait));
     }
 
+    [Fact]
+    public void The_socket_can_be_TCP_and_wait_on_holds_the_guest_until_a_client_connects()
+    {
+        var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        probe.Start();
+        int port = ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
+        probe.Stop();
+        string serial = Path.Combine(_dir, "com1.txt");
+        var run = Task.Run(() => HostMain.Run(["-accel", "soft", "-m", "16", "-kernel", Guest(), "-serial", $"file:{serial}", "-qmp", $"tcp:127.0.0.1:{port},server"]));
+        Thread.Sleep(500);
+        Assert.Equal("", SerialText(serial)); // wait=on: nothing runs before a client is there
+        using var tcp = new System.Net.Sockets.TcpClient();
+        var deadline = DateTime.UtcNow + Wait;
+        while (true)
+        {
+            try
+            {
+                tcp.Connect(System.Net.IPAddress.Loopback, port);
+                break;
+            }
+            catch (SocketException) when (DateTime.UtcNow < deadline)
+            {
+                Thread.Sleep(20);
+            }
+        }
+        var reader = new StreamReader(tcp.GetStream(), Encoding.UTF8);
+        Assert.Contains("\"QMP\"", reader.ReadLine(), StringComparison.Ordinal);
+        var stream = tcp.GetStream();
+        stream.Write("{\"execute\":\"qmp_capabilities\"}\n{\"execute\":\"quit\"}\n"u8);
+        Until(() => run.IsCompleted);
+        Assert.Equal(0, run.Result);
+    }
+
     [Theory]
     [InlineData("unix:/tmp/x.sock,server,wait=off", "/tmp/x.sock", false)]
     [InlineData("unix:/tmp/x.sock,server=on", "/tmp/x.sock", true)]

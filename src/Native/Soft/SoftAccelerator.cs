@@ -2,7 +2,8 @@
 // without a hypervisor. Guest RAM is native memory (below 4 GiB in this stage, one region). In
 // kernel-irqchip=on the interrupt controllers (PIC, IOAPIC, one local APIC per vCPU) and the timers run on the
 // vCPU thread (SoftKernelDevices); the irqchip entry points drive their inputs (SetIrqLine: GSIs, SendMsi: the
-// APIC bus). Time: host time, or instruction-driven in deterministic mode.
+// APIC bus); IPowerButton presses the in-kernel ACPI PM block's power button (QMP's system_powerdown). Time:
+// host time, or instruction-driven in deterministic mode.
 using ActorVmm.Core.Accel;
 using ActorVmm.Core.Devices;
 using ActorVmm.Core.Memory;
