@@ -10,7 +10,7 @@
 //   guest reset, vCPU Reset             → reboot; with no-reboot finish Reset, 0 (as QEMU)
 //   vCPU Shutdown (triple fault)        → reboot; with no-reboot finish TripleFault, 4
 //   vCPU Halted (IF = 0)                → finish Halted, 6
-//   vCPU Error/Debug, a child that dies → finish InternalError, 8
+//   vCPU Error/Debug                    → finish InternalError, 8
 //   Quit from the host                  → finish HostQuit, 0
 //   SystemReset from the host           → as a guest reset
 //   a child stopped by supervision      → VM restart; the 4th within 60 s → finish InternalError, 8
@@ -259,28 +259,26 @@ public sealed partial class VmActor : ReceiveActor, IWithTimers
     private void OnVcpuEnded(VcpuActor.Ended m)
     {
         var exit = m.Exit;
+        switch (exit.Kind)
         {
-            switch (exit.Kind)
-            {
-                case VcpuExitKind.Shutdown:
-                    if (!_config.NoReboot)
-                        Reboot($"vCPU {m.Id}: triple fault{Suffix(exit)}", "guest-reset", guest: true);
-                    else if (!ShutdownPauses($"vCPU {m.Id}: triple fault{Suffix(exit)}", "guest-reset"))
-                        Finish(new VmFinished(VmEndReason.TripleFault, ExitStatus.TripleFault, $"vCPU {m.Id}: triple fault{Suffix(exit)}"));
-                    break;
-                case VcpuExitKind.Reset:
-                    Reset($"vCPU {m.Id}: reset");
-                    break;
-                case VcpuExitKind.PowerOff:
-                    PowerOff($"vCPU {m.Id}: powered off");
-                    break;
-                case VcpuExitKind.Halted:
-                    Finish(new VmFinished(VmEndReason.Halted, ExitStatus.Halted, $"vCPU {m.Id}: halted with interrupts disabled{Suffix(exit)}"));
-                    break;
-                default:
-                    Finish(new VmFinished(VmEndReason.InternalError, ExitStatus.InternalError, $"vCPU {m.Id}: {exit}"));
-                    break;
-            }
+            case VcpuExitKind.Shutdown:
+                if (!_config.NoReboot)
+                    Reboot($"vCPU {m.Id}: triple fault{Suffix(exit)}", "guest-reset", guest: true);
+                else if (!ShutdownPauses($"vCPU {m.Id}: triple fault{Suffix(exit)}", "guest-reset"))
+                    Finish(new VmFinished(VmEndReason.TripleFault, ExitStatus.TripleFault, $"vCPU {m.Id}: triple fault{Suffix(exit)}"));
+                break;
+            case VcpuExitKind.Reset:
+                Reset($"vCPU {m.Id}: reset");
+                break;
+            case VcpuExitKind.PowerOff:
+                PowerOff($"vCPU {m.Id}: powered off");
+                break;
+            case VcpuExitKind.Halted:
+                Finish(new VmFinished(VmEndReason.Halted, ExitStatus.Halted, $"vCPU {m.Id}: halted with interrupts disabled{Suffix(exit)}"));
+                break;
+            default:
+                Finish(new VmFinished(VmEndReason.InternalError, ExitStatus.InternalError, $"vCPU {m.Id}: {exit}"));
+                break;
         }
     }
 
