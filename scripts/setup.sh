@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepares a fresh Debian/Ubuntu machine to build, run and test ActorVmm:
 #   - Debian packages: nasm and binutils (to assemble the test guests), qemu-system-x86 (the reference the
-#     tests compare against), acpica-tools (iasl, which checks the DSDT ActorVmm writes);
+#     tests compare against), acpica-tools (iasl, which checks the DSDT ActorVmm writes), seabios (the BIOS
+#     image -bios boots: /usr/share/seabios/bios.bin);
 #   - the guest programs under tests/Guests, assembled into artifacts/guests;
 #   - the Linux guest (scripts/build-linux-guest.sh: Debian's kernel and busybox-static from the package archive,
 #     and the initramfs images) in artifacts/linux, unless ACTORVMM_NO_LINUX=1;
@@ -16,6 +17,7 @@ command -v nasm >/dev/null || need+=(nasm)
 command -v ld >/dev/null || need+=(binutils)
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v iasl >/dev/null || need+=(acpica-tools)
+[ -f /usr/share/seabios/bios.bin ] || need+=(seabios)
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing ${need[*]}" >&2
     sudo_cmd=()

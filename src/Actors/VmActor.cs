@@ -1,7 +1,8 @@
 // The VM actor (DESIGN.md §6): one per VM, the error kernel. It owns the accelerator VM and everything
 // built on it, and is the only place that decides what a guest's stop means.
 // Build (StartMachine): create the accelerator VM (guest memory comes with it), load the kernel (multiboot
-// kernel and modules; Linux kernel, initrd, MP and ACPI tables), create the device models (PcMachineBuilder) with one DeviceActor each and the endpoint for
+// kernel and modules; Linux kernel, initrd, MP and ACPI tables; or, with -bios, map the firmware ROM and its
+// PAM shadow window and start at the reset vector), create the device models (PcMachineBuilder) with one DeviceActor each and the endpoint for
 // its route (Direct: DirectEndpoint sharing the actor's lock; Mailbox: MailboxEndpoint), create vCPU 0 with
 // the loader's entry state, and start a VcpuActor on its own thread.
 // Ends and what they mean (exit statuses in ActorVmm.Core.Machine.ExitStatus):
@@ -21,7 +22,7 @@
 // Pause/Resume from the host pause and resume every vCPU between slices.
 // Reboot re-creates the whole machine from the configuration (new accelerator VM, kernel reloaded, fresh
 // device models). Teardown order: kick and stop the vCPU actors, wait until they have terminated (so no
-// thread is inside IVcpu.Run), stop the device actors, then dispose the VM. Everything a machine produces
+// thread is inside IVcpu.Run), stop the device actors, then dispose the VM and then the firmware ROM. Everything a machine produces
 // carries its generation, so late messages from a torn-down machine are ignored. A machine that dies soon
 // after it started is rebuilt with back-off (5 ms doubling to 1 s), so a guest stuck in a triple-fault
 // loop costs little host CPU; Quit still ends the run at once.
@@ -37,9 +38,15 @@ using ActorVmm.Core.Memory;
 
 namespace ActorVmm.Actors;
 
-/// <summary>The kernel and its modules (multiboot) or initrd (Linux), read and parsed by the host before the VM exists.</summary>
-public sealed record BootImages(IKernelImage Kernel, IReadOnlyList<(string Name, ReadOnlyMemory<byte> Data)> Modules)
+/// <summary>
+/// The kernel and its modules (multiboot) or initrd (Linux), or the BIOS firmware (then Kernel is null), read and
+/// parsed by the host before the VM exists.
+/// </summary>
+public sealed record BootImages(IKernelImage? Kernel, IReadOnlyList<(string Name, ReadOnlyMemory<byte> Data)> Modules)
 {
+    /// <summary>BIOS firmware the machine resets into (-bios), or null for a direct kernel boot.</summary>
+    public BiosImage? Bios { get; init; }
+
     /// <summary>The Linux initrd (name for errors, contents), or null.</summary>
     public (string Name, ReadOnlyMemory<byte> Data)? Initrd { get; init; }
 
@@ -141,6 +148,8 @@ public sealed partial class VmActor : ReceiveActor, IWithTimers
     private readonly MachineConfig _config;
     private readonly IAccelerator _accelerator;
     private readonly BootImages _images;
+    /// <summary>The BIOS ROM and shadow map of the current machine (-bios); freed after its VM.</summary>
+    private BiosFirmware? _firmware;
     private readonly ByteSinkFactory _sinks;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly List<IActorRef> _waiters = [];
@@ -304,7 +313,18 @@ public sealed partial class VmActor : ReceiveActor, IWithTimers
         try
         {
             vm = _accelerator.CreateVm(new VmSpec(_config.RamBytes, _config.VcpuCount, _config.Irqchip) { Deterministic = _config.Deterministic });
-            var boot = LoadKernel(vm.Memory);
+            BiosFirmware? firmware = null;
+            BootState boot;
+            if (_images.Bios is { } bios)
+            {
+                firmware = BiosFirmware.Load(vm.Memory, bios);
+                _firmware = firmware;
+                boot = BiosFirmware.ResetState();
+            }
+            else
+            {
+                boot = LoadKernel(vm.Memory);
+            }
             var deviceActors = new Dictionary<string, IActorRef>();
             var gate = new VcpuGate();
             var control = new MachineControl(Self, generation, gate);
@@ -317,7 +337,7 @@ public sealed partial class VmActor : ReceiveActor, IWithTimers
                 Context.Watch(actor);
                 deviceActors[device.Name] = actor;
                 return route == Route.Direct ? new DirectEndpoint(device, modelLock) : new MailboxEndpoint(device.Name, actor);
-            }, new PlatformOptions(BootTimerReport: (value, ns) => _log.Info("boot timer: guest wrote {0} at {1:F3} ms", value, ns / 1e6)));
+            }, new PlatformOptions(BootTimerReport: (value, ns) => _log.Info("boot timer: guest wrote {0} at {1:F3} ms", value, ns / 1e6), Pam: firmware?.Pam));
             var vcpus = new IVcpu[_config.VcpuCount];
             var vcpuActors = new IActorRef[_config.VcpuCount];
             var dispatchers = new ExitDispatcher[_config.VcpuCount];
@@ -356,6 +376,7 @@ public sealed partial class VmActor : ReceiveActor, IWithTimers
             foreach (var child in Context.GetChildren()) Context.Stop(child);
             _vcpusAlive.Clear();
             vm?.Dispose();
+            DisposeFirmware();
             _machine = null;
             var (reason, status) = e is BootImageException or MachineConfigException or GuestMemoryException
                 ? (VmEndReason.ConfigError, ExitStatus.ConfigError)
@@ -375,6 +396,7 @@ public sealed partial class VmActor : ReceiveActor, IWithTimers
             MultibootImage mb => MultibootLoader.Load(memory, mb, _config.MultibootCommandLine, _images.Modules),
             LinuxBzImage bz => LinuxLoader.LoadBzImage(memory, bz, _config.Append, initrd?.Data, initrd?.Name ?? "", platform),
             PvhImage pvh => LinuxLoader.LoadPvh(memory, pvh, _config.Append, initrd?.Data, initrd?.Name ?? "", platform),
+            null => throw new BootImageException("no kernel to load"),
             var other => throw new BootImageException($"{other.Name}: no loader for {other.Format}"),
         };
     }
@@ -429,6 +451,12 @@ public sealed partial class VmActor : ReceiveActor, IWithTimers
             VcpuActor.SendControl(_machine.VcpuActors[i], _machine.Vcpus[i], VcpuActor.Stop.Instance, Self);
     }
 
+    private void DisposeFirmware()
+    {
+        _firmware?.Dispose();
+        _firmware = null;
+    }
+
     private void TeardownComplete()
     {
         if (_machine is not null)
@@ -442,6 +470,7 @@ public sealed partial class VmActor : ReceiveActor, IWithTimers
             _machine.Vm.Dispose();
             _machine = null;
         }
+        DisposeFirmware();
         if (_afterTeardown is { } f)
         {
             FinishNow(f);

@@ -6,6 +6,8 @@
 //   (-initrd FILE for a Linux kernel)  --linux-boot auto|pvh|bzimage
 //   -serial stdio|mon:stdio|file:PATH|null|none  (repeat for COM2-COM4)   -nographic  -display none
 //   -monitor none  -no-reboot  -device isa-debug-exit[,iobase=0xf4][,iosize=4]  -debugcon stdio|file:PATH|null|none
+//   -global isa-debugcon.iobase=N (the debug console's port)  -bios FILE (instead of -kernel)  -boot reboot-timeout=MS
+//   -chardev stdio|file|null,id=ID[,path=P] with -device isa-debugcon[,iobase=N],chardev=ID (the other spelling)
 //   --deterministic  --log-level verbose|debug|info|warning|error  --log-file PATH
 //   --route DEVICE=direct|mailbox  --help  --version
 //   -qmp unix:PATH,server[,wait=off] | tcp:[HOST]:PORT,server[,wait=off]   (the control socket: QmpServer)
@@ -56,7 +58,7 @@ public static class CommandLine
 
     private static readonly HashSet<string> WithArgument =
         ["accel", "machine", "M", "m", "smp", "kernel", "append", "initrd", "serial", "display", "monitor", "device",
-         "debugcon", "bios", "log-level", "log-file", "route", "linux-boot", "qmp", "action"];
+         "debugcon", "bios", "boot", "global", "chardev", "log-level", "log-file", "route", "linux-boot", "qmp", "action"];
 
     public static ParsedCommand Parse(IReadOnlyList<string> args)
     {
@@ -67,6 +69,8 @@ public static class CommandLine
         var host = new HostOptions();
         List<CharBackend?>? serials = null;
         var routes = new Dictionary<string, Route>();
+        var chardevs = new Dictionary<string, CharBackend?>();
+        (string What, string Value)? debugconDevice = null;
 
         for (; i < args.Count; i++)
         {
@@ -143,13 +147,29 @@ public static class CommandLine
                 case "monitor":
                     if (value != "none") throw new UsageException($"{what}: the QEMU monitor is not supported (use -monitor none)");
                     break;
+                case "chardev":
+                    var (id, backend) = ParseChardev(what, value);
+                    if (!chardevs.TryAdd(id, backend)) throw new UsageException($"{what}: chardev id '{id}' is already in use");
+                    break;
+                case "device" when DeviceType(value) == "isa-debugcon":
+                    if (debugconDevice is not null) throw new UsageException($"{what}: isa-debugcon given twice");
+                    debugconDevice = (what, value); // its chardev may come later on the command line
+                    break;
                 case "device":
                     if (config.DebugExit is not null && DeviceType(value) == "isa-debug-exit")
                         throw new UsageException($"{what}: isa-debug-exit given twice");
                     config = config with { DebugExit = ParseDevice(what, value) };
                     break;
                 case "bios":
-                    throw new UsageException($"{what}: firmware boot is not implemented yet (boot a multiboot kernel with -kernel)");
+                    if (value.Length == 0) throw new UsageException($"{shown}: empty path");
+                    config = config with { BiosPath = value };
+                    break;
+                case "boot":
+                    config = ParseBoot(what, value, config);
+                    break;
+                case "global":
+                    config = ParseGlobal(what, value, config);
+                    break;
                 case "log-level":
                     host = host with { LogLevel = ParseLogLevel(what, value), LogLevelExplicit = true };
                     break;
@@ -183,8 +203,10 @@ public static class CommandLine
         }
 
         if (serials is not null) config = config with { SerialPorts = serials };
+        if (debugconDevice is { } dd) config = ParseDebugconDevice(dd.What, dd.Value, chardevs, config);
         if (routes.Count > 0) config = config with { RouteOverrides = routes };
-        if (string.IsNullOrEmpty(config.KernelPath)) throw new UsageException("no kernel given (use -kernel PATH)");
+        if (string.IsNullOrEmpty(config.KernelPath) && string.IsNullOrEmpty(config.BiosPath))
+            throw new UsageException("no kernel given (use -kernel PATH, or -bios FILE to boot firmware)");
         var errors = config.Validate();
         if (errors.Count > 0) throw new UsageException(errors[0]);
         return new ParsedCommand(CommandKind.Run, config, host);
@@ -334,6 +356,89 @@ public static class CommandLine
         }
         throw new UsageException($"{what}: unsupported {kind} (use stdio, file:PATH, null or none)");
     }
+
+    /// <summary>QEMU's -boot: only reboot-timeout=MS (the firmware's wait after no bootable device; -1 = never) and order=/menu= as QEMU's defaults.</summary>
+    private static MachineConfig ParseBoot(string what, string value, MachineConfig config)
+    {
+        foreach (var (k, v) in SplitProps(what, value))
+        {
+            switch (k)
+            {
+                case "reboot-timeout":
+                    bool neg = v.StartsWith('-');
+                    int ms = neg ? -ParseInteger(what, k, v[1..]) : ParseInteger(what, k, v);
+                    if (ms is < -1 or > 0xffff) throw new UsageException($"{what}: reboot-timeout must be -1 (never) or 0-65535 ms");
+                    config = config with { RebootTimeoutMs = ms };
+                    break;
+                case "menu" when v == "off":
+                    break;
+                default:
+                    throw new UsageException($"{what}: unsupported -boot property '{k ?? v}' (supported: reboot-timeout=MS, menu=off)");
+            }
+        }
+        return config;
+    }
+
+    /// <summary>QEMU's -global DRIVER.PROP=VALUE: only isa-debugcon.iobase (the debug console's port).</summary>
+    private static MachineConfig ParseGlobal(string what, string value, MachineConfig config)
+    {
+        int eq = value.IndexOf('=', StringComparison.Ordinal);
+        string key = eq < 0 ? value : value[..eq];
+        if (key != "isa-debugcon.iobase" || eq < 0)
+            throw new UsageException($"{what}: unsupported -global (supported: isa-debugcon.iobase=PORT)");
+        int port = ParseInteger(what, "iobase", value[(eq + 1)..]);
+        if (port is < 0 or > 0xffff) throw new UsageException($"{what}: iobase 0x{port:x} is outside the port space 0-0xffff");
+        return config with { DebugConPort = (ushort)port };
+    }
+
+    /// <summary>QEMU's -chardev BACKEND,id=ID[,path=PATH] for the backends a debug console can use: stdio, file, null.</summary>
+    private static (string Id, CharBackend? Backend) ParseChardev(string what, string value)
+    {
+        string? kind = null, id = null, path = null;
+        foreach (var (k, v) in SplitProps(what, value))
+        {
+            switch (k)
+            {
+                case null or "backend": kind = v; break;
+                case "id": id = v; break;
+                case "path": path = v; break;
+                default: throw new UsageException($"{what}: unsupported chardev property '{k}' (supported: id, path)");
+            }
+        }
+        if (string.IsNullOrEmpty(id)) throw new UsageException($"{what}: a chardev needs an id=");
+        CharBackend backend = kind switch
+        {
+            "stdio" => CharBackend.Stdio,
+            "null" => CharBackend.None,
+            "file" when !string.IsNullOrEmpty(path) => CharBackend.ToFile(path),
+            "file" => throw new UsageException($"{what}: a file chardev needs path="),
+            _ => throw new UsageException($"{what}: unsupported chardev backend '{kind}' (use stdio, file or null)"),
+        };
+        return (id, backend);
+    }
+
+    /// <summary>QEMU's -device isa-debugcon[,iobase=N],chardev=ID: the debug console at a port, output to a -chardev.</summary>
+    private static MachineConfig ParseDebugconDevice(string what, string value, Dictionary<string, CharBackend?> chardevs, MachineConfig config)
+    {
+        int ioBase = DebugConDefaultPort;
+        string? chardev = null;
+        foreach (var (k, v) in SplitProps(what, value))
+        {
+            switch (k)
+            {
+                case null or "driver": break;
+                case "iobase": ioBase = ParseInteger(what, "iobase", v); break;
+                case "chardev": chardev = v; break;
+                default: throw new UsageException($"{what}: isa-debugcon has no property '{k}' (it has iobase and chardev)");
+            }
+        }
+        if (ioBase is < 0 or > 0xffff) throw new UsageException($"{what}: iobase 0x{ioBase:x} is outside the port space 0-0xffff");
+        if (chardev is null) throw new UsageException($"{what}: isa-debugcon needs chardev=ID (a -chardev)");
+        if (!chardevs.TryGetValue(chardev, out var backend)) throw new UsageException($"{what}: no -chardev with id '{chardev}'");
+        return config with { DebugCon = backend, DebugConPort = (ushort)ioBase };
+    }
+
+    private const int DebugConDefaultPort = 0xe9;
 
     private static string DeviceType(string value)
     {
@@ -524,7 +629,9 @@ public static class CommandLine
           -machine pc[,kernel-irqchip=on]   machine type and where the irqchip lives (split/off: not yet)
           -m SIZE                       guest RAM: MiB, or with a K/M/G suffix (default 128M, at most 3G)
           -smp 1                        vCPUs (only 1 for now)
-          -kernel PATH                  kernel (required): Multiboot v1, Linux bzImage, or ELF with a PVH note
+          -kernel PATH                  kernel: Multiboot v1, Linux bzImage, or ELF with a PVH note
+          -bios FILE                    boot BIOS firmware instead (e.g. /usr/share/seabios/bios.bin; not with -kernel)
+          -boot reboot-timeout=MS       firmware's wait before rebooting when nothing boots (-1: never, default)
           -append CMDLINE               kernel command line
           -initrd "MOD [ARGS],MOD2"     multiboot modules; for a Linux kernel: the initrd file
           -serial stdio|file:PATH|null|none   COM1 (repeat for COM2-COM4); default stdio
@@ -538,6 +645,8 @@ public static class CommandLine
                                         (the default) the guest starts once a client has connected
           -device isa-debug-exit[,iobase=0xf4][,iosize=4]   test exit device
           -debugcon stdio|file:PATH|null|none   debug console at port 0xe9
+          -global isa-debugcon.iobase=PORT      move the debug console (SeaBIOS writes to 0x402)
+          -chardev stdio|file|null,id=ID[,path=P] -device isa-debugcon[,iobase=PORT],chardev=ID   the same
         Options of our own:
           --deterministic               time advances with retired instructions
           --log-level LEVEL             verbose, debug, info, warning (default), error

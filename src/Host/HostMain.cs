@@ -71,7 +71,8 @@ internal static class HostMain
 
         using var logger = CreateLogger(hostOptions);
         Log.Logger = logger;
-        logger.Information("kernel {Kernel}: {Format}", config.KernelPath, images.Kernel.Format);
+        if (images.Kernel is { } kernel) logger.Information("kernel {Kernel}: {Format}", config.KernelPath, kernel.Format);
+        if (images.Bios is { } bios) logger.Information("BIOS {Bios}: {Size} KiB ROM at 0x{Base:x}", bios.Name, bios.Data.Length / 1024, bios.Base);
         if (images.Note is { } note) logger.Information("{Note}", note);
         try
         {
@@ -158,6 +159,17 @@ internal static class HostMain
     /// <summary>Reads and parses the kernel and reads the modules or the initrd; every failure names the option and file.</summary>
     internal static BootImages LoadImages(MachineConfig config)
     {
+        if (config.BiosPath is { } biosPath)
+        {
+            try
+            {
+                return new BootImages(null, []) { Bios = BiosImage.Parse(ReadFile("-bios", biosPath), biosPath) };
+            }
+            catch (BootImageException e)
+            {
+                throw new UsageException($"-bios {e.Message}");
+            }
+        }
         string kernelPath = config.KernelPath!;
         var kernelBytes = ReadFile("-kernel", kernelPath);
         KernelChoice kernel;

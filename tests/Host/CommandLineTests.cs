@@ -31,6 +31,61 @@ public sealed class CommandLineTests
         Assert.False(c.NoReboot);
     }
 
+    [Fact]
+    public void A_bios_boot_parses_qemus_spelling()
+    {
+        var c = Parse("-bios", "/usr/share/seabios/bios.bin", "-nographic", "-debugcon", "file:d.txt", "-global", "isa-debugcon.iobase=0x402",
+            "-boot", "reboot-timeout=0", "-no-reboot");
+        Assert.Equal("/usr/share/seabios/bios.bin", c.BiosPath);
+        Assert.Null(c.KernelPath);
+        Assert.Equal((ushort)0x402, c.DebugConPort);
+        Assert.Equal(CharBackend.ToFile("d.txt"), c.DebugCon);
+        Assert.Equal(0, c.RebootTimeoutMs);
+        Assert.Equal(-1, Parse("-bios", "b").RebootTimeoutMs); // QEMU's default: wait for ever
+        Assert.Equal((ushort)0xe9, Parse("-bios", "b").DebugConPort);
+    }
+
+    [Fact]
+    public void The_chardev_spelling_of_a_debug_console_parses_too()
+    {
+        var c = Parse("-bios", "b", "-device", "isa-debugcon,iobase=0x402,chardev=dbg", "-chardev", "file,id=dbg,path=/tmp/d.txt");
+        Assert.Equal(CharBackend.ToFile("/tmp/d.txt"), c.DebugCon);
+        Assert.Equal((ushort)0x402, c.DebugConPort);
+        c = Parse("-bios", "b", "-chardev", "stdio,id=x", "-device", "isa-debugcon,chardev=x");
+        Assert.Equal(CharBackend.Stdio, c.DebugCon);
+        Assert.Equal((ushort)0xe9, c.DebugConPort);
+        Assert.Equal("-device isa-debugcon,chardev=nope: no -chardev with id 'nope'", Reject("-bios", "b", "-device", "isa-debugcon,chardev=nope"));
+        Assert.Equal("-device isa-debugcon: isa-debugcon needs chardev=ID (a -chardev)", Reject("-bios", "b", "-device", "isa-debugcon"));
+        Assert.Equal("-chardev socket,id=s: unsupported chardev backend 'socket' (use stdio, file or null)", Reject("-bios", "b", "-chardev", "socket,id=s"));
+        Assert.Equal("-chardev file,id=f: a file chardev needs path=", Reject("-bios", "b", "-chardev", "file,id=f"));
+        Assert.Equal("-chardev null,id=a: chardev id 'a' is already in use", Reject("-bios", "b", "-chardev", "null,id=a", "-chardev", "null,id=a"));
+        Assert.Equal("-chardev stdio: a chardev needs an id=", Reject("-bios", "b", "-chardev", "stdio"));
+    }
+
+    [Theory]
+    [InlineData(0, "empty")]
+    [InlineData(65536, "at least 128 KiB")]
+    [InlineData(100, "multiple of 64 KiB")]
+    [InlineData(131073, "multiple of 64 KiB")]
+    [InlineData(17 * 1024 * 1024, "larger than the 16 MiB")]
+    public void Bad_bios_files_are_refused_before_the_vm_starts(int size, string why)
+    {
+        string path = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllBytes(path, new byte[size]);
+            var e = Assert.Throws<UsageException>(() => HostMain.LoadImages(Parse("-bios", path)));
+            Assert.StartsWith($"-bios {path}: ", e.Message, StringComparison.Ordinal);
+            Assert.Contains(why, e.Message, StringComparison.Ordinal);
+            e = Assert.Throws<UsageException>(() => HostMain.LoadImages(Parse("-bios", path + ".missing")));
+            Assert.Contains(path + ".missing", e.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
     [Theory]
     [InlineData("run")]
     [InlineData("run", "--no-reboot")]
@@ -219,7 +274,6 @@ public sealed class CommandLineTests
     [InlineData("-device isa-debug-exit,iosize=0: iosize 0 at iobase 0x501 does not fit the port space 0-0xffff", "-device", "isa-debug-exit,iosize=0")]
     [InlineData("-device isa-debug-exit,colour=red: isa-debug-exit has no property 'colour' (it has iobase and iosize)", "-device", "isa-debug-exit,colour=red")]
     [InlineData("-debugcon vc: unsupported debugcon backend (use stdio, file:PATH, null or none)", "-debugcon", "vc")]
-    [InlineData("-bios bios.bin: firmware boot is not implemented yet (boot a multiboot kernel with -kernel)", "-bios", "bios.bin")]
     [InlineData("--log-level loud: unknown log level (use verbose, debug, info, warning, error or fatal)", "--log-level", "loud")]
     [InlineData("--route COM1=fast: route must be direct or mailbox", "--route", "COM1=fast")]
     [InlineData("-initrd a,,,: empty module name in the list", "-initrd", "a,,,")]
@@ -227,7 +281,13 @@ public sealed class CommandLineTests
         => Assert.Equal(message, Reject(option, value, "-kernel", "k"));
 
     [Theory]
-    [InlineData("no kernel given (use -kernel PATH)")]
+    [InlineData("no kernel given (use -kernel PATH, or -bios FILE to boot firmware)")]
+    [InlineData("-bios with -kernel: handing a kernel to the BIOS (QEMU's linuxboot option ROM) is not implemented; boot the kernel directly (without -bios) or the BIOS alone", "-bios", "b.bin", "-kernel", "k")]
+    [InlineData("-boot reboot-timeout=70000: reboot-timeout must be -1 (never) or 0-65535 ms", "-bios", "b", "-boot", "reboot-timeout=70000")]
+    [InlineData("-boot reboot-timeout=-2: reboot-timeout must be -1 (never) or 0-65535 ms", "-bios", "b", "-boot", "reboot-timeout=-2")]
+    [InlineData("-boot order=n: unsupported -boot property 'order' (supported: reboot-timeout=MS, menu=off)", "-bios", "b", "-boot", "order=n")]
+    [InlineData("-global e1000.mac=x: unsupported -global (supported: isa-debugcon.iobase=PORT)", "-bios", "b", "-global", "e1000.mac=x")]
+    [InlineData("-global isa-debugcon.iobase=0x10000: iobase 0x10000 is outside the port space 0-0xffff", "-bios", "b", "-global", "isa-debugcon.iobase=0x10000")]
     [InlineData("-hda: unknown option (see --help)", "-hda", "disk.img")]
     [InlineData("--frobnicate: unknown option (see --help)", "--frobnicate")]
     [InlineData("disk.img: unexpected argument (options start with '-'; see --help)", "disk.img")]

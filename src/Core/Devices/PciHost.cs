@@ -13,7 +13,8 @@
 // buses, or at an absent device/function, reads return all-ones (vendor 0xffff) and writes are dropped, as
 // a master abort does. CreateI440fx builds the i440FX host bridge (8086:1237 rev 02, class 0x060000, PAM0-6
 // at 0x59-0x5f and SMRAM at 0x72 writable) and the PIIX3 ISA bridge (8086:7000, class 0x060100, multi-function,
-// PIRQRC[A:D] at 0x60-0x63 reset to 0x80 and writable); the platform hears PAM and PIRQ writes through
+// PIRQRC[A:D] at 0x60-0x63 reset to 0x80 and writable), both with subsystem 1af4:1100, the ID QEMU gives every PCI
+// function of its machines (SeaBIOS recognises QEMU's i440FX by it); the platform hears PAM and PIRQ writes through
 // PciFunction.ConfigWritten and does the memory and interrupt routing itself.
 // Not emulated: other buses and PCI-to-PCI bridges, configuration mechanism #2, type-1 transactions,
 // PCIe extended configuration space (MMCONFIG).
@@ -59,9 +60,13 @@ public sealed class PciHost : IBusDevice
         return host;
     }
 
+    /// <summary>The subsystem vendor and ID QEMU gives every PCI function it does not give another (Red Hat, "QEMU").</summary>
+    public const ushort QemuSubsystemVendor = 0x1af4, QemuSubsystem = 0x1100;
+
     public static PciFunction CreateI440fxHostBridge()
     {
-        var f = new PciFunction("i440fx", 0x8086, 0x1237, 0x060000, revision: 0x02);
+        var f = new PciFunction("i440fx", 0x8086, 0x1237, 0x060000, revision: 0x02,
+            subsystemVendorId: QemuSubsystemVendor, subsystemId: QemuSubsystem);
         f.SetConfig16(PciFunction.COMMAND, 0x0006);
         f.SetConfig16(PciFunction.STATUS, 0x0280);
         f.SetWritable(I440fxPam0, 7);
@@ -72,7 +77,8 @@ public sealed class PciHost : IBusDevice
 
     public static PciFunction CreatePiix3IsaBridge()
     {
-        var f = new PciFunction("piix3", 0x8086, 0x7000, 0x060100, multiFunction: true);
+        var f = new PciFunction("piix3", 0x8086, 0x7000, 0x060100, multiFunction: true,
+            subsystemVendorId: QemuSubsystemVendor, subsystemId: QemuSubsystem);
         f.SetConfig16(PciFunction.COMMAND, 0x0007);
         f.SetConfig16(PciFunction.STATUS, 0x0200);
         f.SetConfig(Piix3Pirqrc, [0x80, 0x80, 0x80, 0x80]);

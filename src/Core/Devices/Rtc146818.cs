@@ -143,6 +143,32 @@ public sealed class Rtc146818 : IBusDevice
         _cmos[RegSmpCount] = (byte)(cpus - 1);
     }
 
+    /// <summary>
+    /// The boot order as QEMU's pc machine stores it for SeaBIOS, one nibble per device (1 floppy, 2 hard disk,
+    /// 3 CD-ROM, 4 network): the first two in 0x3d (first in bits 3:0), the third in 0x38 bits 7:4, whose bit 0
+    /// (set: skip the floppy boot-signature check) stays clear. <paramref name="order"/> is QEMU's -boot order
+    /// string, at most three of a, b, c, d, n ("cad" is QEMU's default).
+    /// </summary>
+    public void SetBootOrder(string order)
+    {
+        ArgumentNullException.ThrowIfNull(order);
+        if (order.Length > 3) throw new ArgumentException($"boot order '{order}': at most three devices", nameof(order));
+        Span<int> nibbles = stackalloc int[3];
+        for (int i = 0; i < order.Length; i++)
+        {
+            nibbles[i] = order[i] switch
+            {
+                'a' or 'b' => 1,
+                'c' => 2,
+                'd' => 3,
+                'n' => 4,
+                _ => throw new ArgumentException($"boot order '{order}': '{order[i]}' is not a, b, c, d or n", nameof(order)),
+            };
+        }
+        _cmos[0x3d] = (byte)(nibbles[1] << 4 | nibbles[0]);
+        _cmos[0x38] = (byte)((_cmos[0x38] & 0x0f) | nibbles[2] << 4);
+    }
+
     /// <summary>Equipment byte 0x14 (bit 1: FPU present; bits 5-4: 00 = VGA; bit 0 and 7-6: floppies).</summary>
     public void SetEquipment(byte value)
     {

@@ -1,5 +1,6 @@
 // What a machine is made of, as the user configured it (DESIGN.md §9): accelerator, irqchip placement,
-// RAM, vCPUs, the kernel and its modules, where the serial ports and the debug console go, the test exit
+// RAM, vCPUs, the kernel and its modules or the BIOS firmware, where the serial ports and the debug console go
+// (and the debug console's port), the firmware's reboot timeout, the test exit
 // device, the reset policy and per-device route overrides. A plain immutable record; Validate() lists
 // every problem in words that name the offending setting, so the host can refuse bad input before a VM
 // exists. Nothing here touches files: paths are checked by whoever opens them.
@@ -57,8 +58,17 @@ public sealed record MachineConfig
 
     public int VcpuCount { get; init; } = 1;
 
-    /// <summary>The kernel image (required): Multiboot v1, a Linux bzImage or an ELF with a PVH note.</summary>
+    /// <summary>The kernel image (required unless a BIOS boots the machine): Multiboot v1, a Linux bzImage or an ELF with a PVH note.</summary>
     public string? KernelPath { get; init; }
+
+    /// <summary>BIOS firmware (QEMU's -bios): the machine resets into it instead of entering a kernel directly.</summary>
+    public string? BiosPath { get; init; }
+
+    /// <summary>
+    /// Milliseconds the firmware waits after finding no bootable device before it reboots (QEMU's -boot
+    /// reboot-timeout, handed over as fw_cfg etc/boot-fail-wait); -1, the default, waits for ever.
+    /// </summary>
+    public int RebootTimeoutMs { get; init; } = -1;
 
     /// <summary>The kernel command line.</summary>
     public string Append { get; init; } = "";
@@ -77,8 +87,11 @@ public sealed record MachineConfig
 
     public DebugExitConfig? DebugExit { get; init; }
 
-    /// <summary>The debug console at port 0xe9, or null for none.</summary>
+    /// <summary>The debug console at <see cref="DebugConPort"/>, or null for none.</summary>
     public CharBackend? DebugCon { get; init; }
+
+    /// <summary>The debug console's port: 0xe9 (QEMU's default) or e.g. 0x402, where SeaBIOS writes (-global isa-debugcon.iobase=).</summary>
+    public ushort DebugConPort { get; init; } = 0xe9;
 
     /// <summary>A guest reset or triple fault ends the run instead of rebooting (QEMU's -no-reboot).</summary>
     public bool NoReboot { get; init; }
@@ -98,7 +111,10 @@ public sealed record MachineConfig
         else if (RamBytes > MaxRamBytes) errors.Add($"memory size {FormatSize(RamBytes)} is more than the {FormatSize(MaxRamBytes)} this machine supports");
         else if (RamBytes % 4096 != 0) errors.Add($"memory size {RamBytes} bytes is not a multiple of 4 KiB");
         if (VcpuCount != 1) errors.Add($"{VcpuCount} vCPUs: only 1 vCPU is supported for now");
-        if (string.IsNullOrEmpty(KernelPath)) errors.Add("no kernel given (use -kernel PATH)");
+        if (string.IsNullOrEmpty(KernelPath) && string.IsNullOrEmpty(BiosPath)) errors.Add("no kernel given (use -kernel PATH, or -bios FILE to boot firmware)");
+        if (!string.IsNullOrEmpty(KernelPath) && !string.IsNullOrEmpty(BiosPath))
+            errors.Add("-bios with -kernel: handing a kernel to the BIOS (QEMU's linuxboot option ROM) is not implemented; boot the kernel directly (without -bios) or the BIOS alone");
+        if (RebootTimeoutMs is < -1 or > 0xffff) errors.Add($"reboot-timeout {RebootTimeoutMs}: must be -1 (never) or 0-65535 ms");
         if (Append.Contains('\0', StringComparison.Ordinal)) errors.Add("the kernel command line contains a NUL character");
         foreach (var m in Modules)
         {

@@ -5,11 +5,14 @@
 // logic here stays free of Akka. Devices of this stage:
 //   COM1 0x3f8-0x3ff IRQ 4, COM2 0x2f8 IRQ 3, COM3 0x3e8 IRQ 4, COM4 0x2e8 IRQ 3   16550A UART
 //   isa-debug-exit at the configured iobase/iosize                                 (when configured)
-//   debugcon at 0xe9                                                               (when configured)
+//   debugcon at 0xe9 or the configured port (SeaBIOS: 0x402)                       (when configured)
 //   i8042 keyboard controller 0x60 and 0x64, IRQ 1/12; port 0x92 (fast A20, reset); 0xcf9 reset control
 //   PCI host 0xcf8 (CONFIG_ADDRESS, dword) and 0xcfc-0xcff (CONFIG_DATA): i440FX 00.0 and PIIX3 01.0
 //   fw_cfg 0x510 (selector), 0x511 (data), 0x514-0x51b (DMA): signature, ID, RAM size, CPU count, boot
-//     device, the command line, and the kernel and initrd blobs when the caller gives them
+//     device, nographic = 1 (there is no display: SeaBIOS then mirrors its console to COM1, as under QEMU's
+//     -nographic), the files etc/e820 (the RAM) and etc/boot-fail-wait (the reboot timeout), the command line,
+//     and the kernel and initrd blobs when the caller gives them
+//   with BIOS firmware, the host bridge's PAM registers drive the shadow-RAM map (I440fxPam)
 //   boot timer 0x440 (byte writes report value and elapsed time to the host)
 // The PIC, PIT, RTC, ACPI PM, IOAPIC, HPET and local APICs are not here: in kernel-irqchip=on they belong to the
 // accelerator's kernel side (SoftKernelDevices for the soft accelerator).
@@ -17,6 +20,7 @@
 using ActorVmm.Core.Accel;
 using ActorVmm.Core.Bus;
 using ActorVmm.Core.Devices;
+using ActorVmm.Core.Memory;
 
 namespace ActorVmm.Core.Machine;
 
@@ -42,7 +46,9 @@ public sealed record FwCfgBootItems(uint KernelAddress, byte[] Kernel, uint Init
 /// What the platform takes from its host beyond the configuration: the clock for platform timers (the boot
 /// timer; host time when null), where boot-timer writes are reported, and fw_cfg's kernel/initrd items.
 /// </summary>
-public sealed record PlatformOptions(IClock? Clock = null, Action<byte, long>? BootTimerReport = null, FwCfgBootItems? Boot = null);
+/// <param name="Pam">The BIOS's shadow-RAM map, which writes to the i440FX's PAM0-PAM6 drive; null without firmware.</param>
+public sealed record PlatformOptions(IClock? Clock = null, Action<byte, long>? BootTimerReport = null, FwCfgBootItems? Boot = null,
+    I440fxPam? Pam = null);
 
 /// <summary>Host monotonic time since construction.</summary>
 public sealed class HostClock : IClock
@@ -134,6 +140,7 @@ public static class PcMachineBuilder
         models.Add((new ResetControlRegister(control), new PortRange(0xcf9, 1)));
         // The PCI host is one model at 0xcf8 and 0xcfc-0xcff (the second range reaches it with offset 4).
         var pci = PciHost.CreateI440fx();
+        if (options.Pam is { } pam) WirePam(pci.GetFunction(0, 0)!, pam);
         models.Add((pci, new PortRange(PciHost.ConfigAddressPort, 1)));
         models.Add((CreateFwCfg(config, vm, options.Boot), new PortRange(FwCfg.BasePort, FwCfg.PortCount)));
         models.Add((new BootTimer(options.Clock ?? new HostClock(), options.BootTimerReport ?? ((_, _) => { })), new PortRange(BootTimerPort, 1)));
@@ -151,8 +158,8 @@ public static class PcMachineBuilder
         }
         if (config.DebugCon is { } dc)
         {
-            var dev = new DebugCon(sinks(DebugConName, dc), DebugCon.BochsPort, name: DebugConName);
-            models.Add((dev, new PortRange(DebugCon.BochsPort, 1)));
+            var dev = new DebugCon(sinks(DebugConName, dc), config.DebugConPort, name: DebugConName);
+            models.Add((dev, dev.Ports));
         }
 
         var builder = new BusBuilder();
@@ -189,6 +196,9 @@ public static class PcMachineBuilder
         fw.SetRamSize(config.RamBytes);
         fw.SetCpuCount((ushort)config.VcpuCount, (ushort)config.VcpuCount);
         fw.SetU16(FwCfg.BOOT_DEVICE, FwCfgBootDeviceDisk);
+        fw.SetU16(FwCfg.NOGRAPHIC, 1);
+        fw.AddFile(E820FileName, E820File(config.RamBytes));
+        fw.AddFile(BootFailWaitFileName, BitConverter.GetBytes(config.RebootTimeoutMs)); // little-endian, as the x86 guest reads it
         if (config.Append.Length > 0) fw.SetCommandLine(0, config.Append);
         if (boot is not null)
         {
@@ -196,6 +206,31 @@ public static class PcMachineBuilder
             if (boot.Initrd is not null) fw.SetInitrd(boot.InitrdAddress, boot.Initrd);
         }
         return fw;
+    }
+
+    public const string E820FileName = "etc/e820";
+    public const string BootFailWaitFileName = "etc/boot-fail-wait";
+
+    /// <summary>fw_cfg's etc/e820 as QEMU lays it out: 20-byte entries (u64 address, u64 length, u32 type 1 = RAM), little-endian.</summary>
+    public static byte[] E820File(ulong ramBytes)
+    {
+        var entry = new byte[20];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(entry, 0);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(entry.AsSpan(8), ramBytes);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(entry.AsSpan(16), 1);
+        return entry;
+    }
+
+    /// <summary>Every write that touches PAM0-PAM6 (0x59-0x5f) of the host bridge remaps the shadow window.</summary>
+    private static void WirePam(PciFunction hostBridge, I440fxPam pam)
+    {
+        hostBridge.ConfigWritten = (f, offset, length) =>
+        {
+            if (offset + length <= PciHost.I440fxPam0 || offset >= PciHost.I440fxPam0 + I440fxPam.RegisterCount) return;
+            Span<byte> regs = stackalloc byte[I440fxPam.RegisterCount];
+            f.ReadConfig(PciHost.I440fxPam0, regs);
+            pam.Apply(regs);
+        };
     }
 
     private static void AddRange(BusBuilder builder, PortRange ports, BusEndpoint endpoint)

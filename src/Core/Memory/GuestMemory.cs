@@ -3,6 +3,10 @@
 // Every access is bounds-checked; an access may cross from one region into the next when they are adjacent.
 // Guest-driven paths use the Try* forms, which never throw; loaders and the host use the throwing forms,
 // whose exception names the address that failed.
+// The map can change while the guest runs (a chipset's shadow-RAM registers, PAM on the i440FX): Remap swaps
+// regions atomically and bumps Version, which CPUs that cache region lookups compare to drop their caches.
+// A region may read from one host block and write to another (write-only shadowing: reads still come from
+// the ROM while writes fill the RAM beneath).
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
@@ -11,7 +15,9 @@ namespace ActorVmm.Core.Memory;
 /// <summary>One contiguous piece of guest-physical memory and the host memory behind it.</summary>
 public sealed unsafe class GuestRegion
 {
-    public GuestRegion(string name, ulong start, ulong size, byte* host, bool readOnly = false)
+    /// <param name="writeHost">Where guest writes land when they differ from reads (write-only shadow RAM); null:
+    /// writes go to <paramref name="host"/> (or are dropped when <paramref name="readOnly"/>).</param>
+    public GuestRegion(string name, ulong start, ulong size, byte* host, bool readOnly = false, byte* writeHost = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
         if (size == 0) throw new ArgumentOutOfRangeException(nameof(size), "a region cannot be empty");
@@ -22,6 +28,7 @@ public sealed unsafe class GuestRegion
         Size = size;
         Host = host;
         ReadOnly = readOnly;
+        WriteHost = readOnly ? null : writeHost != null ? writeHost : host;
     }
 
     public string Name { get; }
@@ -32,6 +39,12 @@ public sealed unsafe class GuestRegion
     public byte* Host { get; }
     /// <summary>ROM as the guest sees it: guest writes are dropped. Loaders may still write through the host pointer.</summary>
     public bool ReadOnly { get; }
+
+    /// <summary>Where guest writes land: <see cref="Host"/> for RAM, another block for write-only shadowing, null for ROM.</summary>
+    public byte* WriteHost { get; }
+
+    /// <summary>Guest writes land where guest reads come from (plain RAM): a CPU may read and write through one pointer.</summary>
+    public bool WritesInPlace => WriteHost == Host;
 
     public bool Contains(ulong gpa) => gpa - Start < Size;
 
@@ -44,19 +57,48 @@ public sealed class GuestMemoryException(string message) : Exception(message);
 /// <summary>The guest's physical address space of RAM and ROM (devices live on the bus, not here).</summary>
 public sealed unsafe class GuestMemory
 {
-    private readonly GuestRegion[] _regions;
+    private volatile GuestRegion[] _regions;
+    private readonly Lock _remapLock = new();
+    private int _version;
 
-    public GuestMemory(IEnumerable<GuestRegion> regions)
+    public GuestMemory(IEnumerable<GuestRegion> regions) => _regions = Sorted(regions);
+
+    public IReadOnlyList<GuestRegion> Regions => _regions;
+
+    /// <summary>Changes with every <see cref="Remap"/>: a CPU that cached a region (or code read from one) drops it.</summary>
+    public int Version => Volatile.Read(ref _version);
+
+    /// <summary>
+    /// Replaces <paramref name="remove"/> (regions of this map, by reference) with <paramref name="add"/> in one step.
+    /// Readers see the old map or the new one, never a mix. Throws when a region to remove is not mapped or the
+    /// result would overlap.
+    /// </summary>
+    public void Remap(IReadOnlyCollection<GuestRegion> remove, IReadOnlyCollection<GuestRegion> add)
     {
-        _regions = regions.OrderBy(r => r.Start).ToArray();
-        for (int i = 1; i < _regions.Length; i++)
+        ArgumentNullException.ThrowIfNull(remove);
+        ArgumentNullException.ThrowIfNull(add);
+        lock (_remapLock)
         {
-            if (_regions[i].Start < _regions[i - 1].End)
-                throw new ArgumentException($"guest memory region {_regions[i]} overlaps {_regions[i - 1]}");
+            var current = _regions;
+            foreach (var r in remove)
+            {
+                if (Array.IndexOf(current, r) < 0) throw new ArgumentException($"guest memory region {r} is not mapped", nameof(remove));
+            }
+            _regions = Sorted(current.Where(r => !remove.Contains(r)).Concat(add));
+            Interlocked.Increment(ref _version);
         }
     }
 
-    public IReadOnlyList<GuestRegion> Regions => _regions;
+    private static GuestRegion[] Sorted(IEnumerable<GuestRegion> regions)
+    {
+        var sorted = regions.OrderBy(r => r.Start).ToArray();
+        for (int i = 1; i < sorted.Length; i++)
+        {
+            if (sorted[i].Start < sorted[i - 1].End)
+                throw new ArgumentException($"guest memory region {sorted[i]} overlaps {sorted[i - 1]}");
+        }
+        return sorted;
+    }
 
     /// <summary>Total bytes of all regions.</summary>
     public ulong TotalSize => _regions.Aggregate(0UL, (a, r) => a + r.Size);
@@ -149,8 +191,10 @@ public sealed unsafe class GuestMemory
         {
             var r = FindRegion(gpa)!;
             int n = (int)Math.Min((ulong)source.Length, r.End - gpa);
-            if (!(honourReadOnly && r.ReadOnly))
-                source[..n].CopyTo(new Span<byte>(r.Host + (gpa - r.Start), n));
+            // The guest's view writes where the region's writes land (nowhere for ROM); the host's writes the contents.
+            byte* target = honourReadOnly ? r.WriteHost : r.Host;
+            if (target != null)
+                source[..n].CopyTo(new Span<byte>(target + (gpa - r.Start), n));
             source = source[n..];
             gpa += (ulong)n;
         }

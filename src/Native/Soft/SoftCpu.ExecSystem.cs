@@ -112,6 +112,7 @@ public sealed partial class SoftCpu
                             Span<byte> data = stackalloc byte[4];
                             BitConverter.TryWriteBytes(data, (uint)v);
                             _exits.PortWrite(port, data[..size]);
+                            SyncMemoryMap(); // a chipset register may have remapped memory (PAM)
                             AdvanceIndex(6, step, amask);
                             break;
                         }
@@ -170,6 +171,7 @@ public sealed partial class SoftCpu
         Span<byte> data = stackalloc byte[4];
         BitConverter.TryWriteBytes(data, (uint)ReadReg(i.Op1Register));
         _exits.PortWrite(port, data[..size]);
+        SyncMemoryMap(); // a chipset register (PCI config: the i440FX PAM) may have remapped memory
     }
 
     /// <summary>

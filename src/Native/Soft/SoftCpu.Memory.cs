@@ -1,6 +1,10 @@
 // Memory access for the software CPU: segment checks (limit, type, presence), linear to physical (identity
 // while paging is off), and physical access straight to host memory for RAM or through the exit handler for
 // everything else (MMIO). Writes to pages holding cached code drop that code (self-modifying code).
+// The one-region cache (_ramStart/_ramEnd/_ramHost) and the decoded code are dropped when the guest memory map
+// changes (GuestMemory.Version: ROM shadowing through the chipset's PAM registers); the check runs after each port
+// or MMIO write, where such a change comes from, and at the start of each run batch. A region whose writes land
+// elsewhere than its reads (ROM, write-only shadow RAM) takes the slow write path.
 using System.Runtime.CompilerServices;
 using ActorVmm.Core.Accel;
 
@@ -199,7 +203,7 @@ public sealed unsafe partial class SoftCpu
             _ramStart = region.Start;
             _ramEnd = region.End;
             _ramHost = region.Host;
-            _ramReadOnly = region.ReadOnly;
+            _ramReadOnly = !region.WritesInPlace;
             return ReadPhysical(pa, size);
         }
         Span<byte> buf = stackalloc byte[8];
@@ -222,7 +226,17 @@ public sealed unsafe partial class SoftCpu
         var region = _memory.FindRegion(pa);
         if (region is not null && pa + (ulong)size <= region.End)
         {
-            if (region.ReadOnly) return; // ROM: writes are dropped, as on a real board
+            if (!region.WritesInPlace)
+            {
+                // ROM: writes are dropped, as on a real board; write-only shadow RAM: they fill the RAM beneath.
+                if (region.WriteHost != null)
+                {
+                    byte* w = region.WriteHost + (pa - region.Start);
+                    for (int i = 0; i < size; i++) w[i] = (byte)(value >> (8 * i));
+                    _decodeCache.NotifyWrite(pa, size);
+                }
+                return;
+            }
             _ramStart = region.Start;
             _ramEnd = region.End;
             _ramHost = region.Host;
@@ -240,6 +254,20 @@ public sealed unsafe partial class SoftCpu
         else
         {
             _exits.MmioWrite(pa, data);
+            SyncMemoryMap();
         }
+    }
+
+    private int _memoryVersion;
+
+    /// <summary>Drops the cached region and all decoded code when the guest memory map has changed.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void SyncMemoryMap()
+    {
+        if (_memory.Version == _memoryVersion) return;
+        _memoryVersion = _memory.Version;
+        _ramHost = null;
+        _ramStart = _ramEnd = 0;
+        _decodeCache.Clear();
     }
 }

@@ -301,6 +301,7 @@ public sealed unsafe partial class SoftCpu
     /// </summary>
     internal StepOutcome Run(long budget, ref int stop)
     {
+        SyncMemoryMap(); // another thread (a device actor) may have remapped guest memory since the last batch
         while (budget > 0)
         {
             if (EventDue)

@@ -64,6 +64,7 @@ public sealed class SoftKernelDevices : IMachineControl
         Rtc = new Rtc146818(clock, new LegacyTimerLine(this, 8), rtcStart);
         Rtc.SetMemorySize(Math.Min(ramBytes, 0xC000_0000UL), ramBytes > 0xC000_0000UL ? ramBytes - 0xC000_0000UL : 0);
         Rtc.SetCpuCount(cpuCount);
+        Rtc.SetBootOrder("cad"); // QEMU's default order for a PC (hard disk, floppy, CD-ROM); SeaBIOS reads it
         Pm = new AcpiPm(clock, new IsaLine(this, 9), this);
         var b = new BusBuilder();
         b.AddPorts(new PortRange(0x20, 2), new DirectEndpoint(Pic.Master, _lock));

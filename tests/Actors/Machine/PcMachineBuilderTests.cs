@@ -77,6 +77,61 @@ public sealed class PcMachineBuilderTests
     }
 
     [Fact]
+    public void With_a_bios_the_host_bridge_pam_registers_remap_the_shadow_window()
+    {
+        var config = new MachineConfig { BiosPath = "bios.bin", RamBytes = 2 * MachineConfig.MiB };
+        var vm = new FakeVm(new VmSpec(config.RamBytes, 1, IrqchipMode.On), (v, c, h) => VcpuExit.SliceEnd);
+        var image = Core.Boot.BiosImage.Parse(Enumerable.Repeat((byte)0xb1, 128 * 1024).ToArray(), "bios.bin");
+        using var fw = Core.Boot.BiosFirmware.Load(vm.Memory, image);
+        var platform = PcMachineBuilder.Build(config, vm, (_, _) => new RecordingSink(), new StopRecorder(), PcMachineBuilder.DirectOnly,
+            new PlatformOptions(Pam: fw.Pam));
+        var d = new ExitDispatcher(platform.Bus);
+        var b = new byte[1];
+        Assert.True(vm.Memory.TryRead(0xf0000, b));
+        Assert.Equal(0xb1, b[0]);
+        // PAM0 is byte 1 of the dword at 0x58: a byte write at 0xcfd sets F-segment read/write DRAM (0x30).
+        d.PortWrite(0xcf8, BitConverter.GetBytes(0x80000058u));
+        d.PortWrite(0xcfd, [0x30]);
+        Assert.True(vm.Memory.TryWrite(0xf0000, [0x5a]));
+        Assert.True(vm.Memory.TryRead(0xf0000, b));
+        Assert.Equal(0x5a, b[0]);
+        // A write elsewhere in the host bridge's space changes nothing.
+        int version = vm.Memory.Version;
+        d.PortWrite(0xcf8, BitConverter.GetBytes(0x80000004u));
+        d.PortWrite(0xcfc, [0x06]);
+        Assert.Equal(version, vm.Memory.Version);
+    }
+
+    [Fact]
+    public void Fw_cfg_gives_firmware_the_e820_map_the_reboot_timeout_and_nographic()
+    {
+        var fw = PcMachineBuilder.CreateFwCfg(Base with { RebootTimeoutMs = 0 }, new FakeVm(new VmSpec(Base.RamBytes, 1, IrqchipMode.On), (v, c, h) => VcpuExit.SliceEnd));
+        // etc/e820: one 20-byte entry, address 0, length = RAM, type 1 (RAM), little-endian (QEMU's layout).
+        var e820 = fw.GetItem(fw.FindFile("etc/e820")!.Value)!;
+        Assert.Equal(20, e820.Length);
+        Assert.Equal(0UL, BitConverter.ToUInt64(e820, 0));
+        Assert.Equal(Base.RamBytes, BitConverter.ToUInt64(e820, 8));
+        Assert.Equal(1u, BitConverter.ToUInt32(e820, 16));
+        Assert.Equal(0, BitConverter.ToInt32(fw.GetItem(fw.FindFile("etc/boot-fail-wait")!.Value)!));
+        var forever = PcMachineBuilder.CreateFwCfg(Base, new FakeVm(new VmSpec(Base.RamBytes, 1, IrqchipMode.On), (v, c, h) => VcpuExit.SliceEnd));
+        Assert.Equal(-1, BitConverter.ToInt32(forever.GetItem(forever.FindFile("etc/boot-fail-wait")!.Value)!));
+        Assert.Equal(1, BitConverter.ToUInt16(fw.GetItem(FwCfg.NOGRAPHIC)!));
+    }
+
+    [Fact]
+    public void The_debug_console_can_move_to_0x402()
+    {
+        var (platform, _, sinks, _) = Build(Base with { DebugCon = CharBackend.None, DebugConPort = 0x402 });
+        var d = new ExitDispatcher(platform.Bus);
+        d.PortWrite(0x402, "S"u8);
+        d.PortWrite(0xe9, "x"u8);
+        Assert.Equal("S", sinks["debugcon"].Text);
+        var b = new byte[1];
+        d.PortRead(0x402, b);
+        Assert.Equal(0xe9, b[0]); // QEMU's readback, which SeaBIOS checks before it writes there
+    }
+
+    [Fact]
     public void Debug_exit_and_debugcon_are_mapped_when_configured()
     {
         var config = Base with { DebugExit = new DebugExitConfig(0xf4, 4), DebugCon = CharBackend.Stdio };
@@ -116,7 +171,7 @@ public sealed class PcMachineBuilderTests
     [InlineData(0UL, 1, "k", "memory size must be at least 1 MiB")]
     [InlineData(4UL << 30, 1, "k", "memory size 4 GiB is more than the 3 GiB this machine supports")]
     [InlineData(1UL << 20, 2, "k", "2 vCPUs: only 1 vCPU is supported for now")]
-    [InlineData(1UL << 20, 1, null, "no kernel given (use -kernel PATH)")]
+    [InlineData(1UL << 20, 1, null, "no kernel given (use -kernel PATH, or -bios FILE to boot firmware)")]
     public void Validation_names_the_problem(ulong ram, int vcpus, string? kernel, string message)
     {
         var config = new MachineConfig { RamBytes = ram, VcpuCount = vcpus, KernelPath = kernel };

@@ -369,4 +369,17 @@ public sealed class Rtc146818Tests
             new Rtc146818(clock, NullIrqLine.Instance, DateTime.UnixEpoch).FromState(rtc.GetState());
         }
     }
+
+    [Theory]
+    [InlineData("cad", 0x12, 0x30)] // QEMU's default: hard disk, floppy, CD-ROM
+    [InlineData("d", 0x03, 0x00)]
+    [InlineData("nc", 0x24, 0x00)]
+    public void The_boot_order_is_stored_as_qemus_pc_machine_stores_it_for_seabios(string order, byte at3d, byte at38)
+    {
+        _rtc.SetBootOrder(order);
+        Assert.Equal(at3d, _rtc.PeekCmos(0x3d));
+        Assert.Equal(at38, _rtc.PeekCmos(0x38));
+        Assert.Throws<ArgumentException>(() => _rtc.SetBootOrder("x"));
+        Assert.Throws<ArgumentException>(() => _rtc.SetBootOrder("cadn"));
+    }
 }

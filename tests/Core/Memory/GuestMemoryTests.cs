@@ -142,4 +142,34 @@ public sealed unsafe class GuestMemoryTests : IDisposable
         ram.Dispose();
         Assert.Throws<ArgumentOutOfRangeException>(() => new NativeRam(0));
     }
+
+    [Fact]
+    public void Remap_swaps_regions_in_one_step_and_refuses_what_is_not_mapped_or_overlaps()
+    {
+        var m = Layout();
+        var b = m.FindRegion(0x1000)!;
+        int v = m.Version;
+        var split = new GuestRegion("b-rom", 0x1000, 0x1000, _b.Pointer, readOnly: true);
+        m.Remap([b], [split]);
+        Assert.NotEqual(v, m.Version);
+        Assert.Same(split, m.FindRegion(0x1800));
+        Assert.True(m.TryWrite(0x1800, [1]));   // now ROM: dropped
+        Assert.Equal(0, _b.Pointer[0x800]);
+        Assert.Throws<ArgumentException>(() => m.Remap([b], []));  // no longer mapped
+        Assert.Throws<ArgumentException>(() => m.Remap([], [new GuestRegion("x", 0x1fff, 2, _a.Pointer)]));
+        Assert.Same(split, m.FindRegion(0x1800)); // a refused remap changes nothing
+    }
+
+    [Fact]
+    public void A_write_only_region_reads_from_one_block_and_writes_to_another()
+    {
+        var m = new GuestMemory([new GuestRegion("wo", 0, 0x1000, _rom.Pointer, writeHost: _a.Pointer)]);
+        _rom.Pointer[5] = 0xee;
+        Assert.True(m.TryWrite(5, [0x11]));
+        Assert.Equal(0x11, _a.Pointer[5]);
+        Span<byte> x = stackalloc byte[1];
+        Assert.True(m.TryRead(5, x));
+        Assert.Equal(0xee, x[0]);
+        Assert.False(m.FindRegion(0)!.WritesInPlace);
+    }
 }
