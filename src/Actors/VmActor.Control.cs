@@ -251,26 +251,58 @@ public sealed partial class VmActor
         };
     }
 
-    /// <summary>A decision put off until the mailbox-route devices of machine <paramref name="Generation"/> have drained.</summary>
-    private sealed record Deferred(int Generation, Action Act);
+    /// <summary>A drain of the Mailbox-route devices of machine <paramref name="Generation"/> is complete.</summary>
+    private sealed record Drained(int Generation, long Drain);
+
+    // Decisions waiting for a drain, in arrival order, each tagged with the first drain that covers it.
+    private readonly Queue<(int Generation, long Drain, Action Act)> _afterDrain = new();
+    private long _drainsStarted;
+    private bool _draining;
 
     /// <summary>
     /// Runs <paramref name="act"/> once every Mailbox-route device actor has handled what was queued before now (a
-    /// GetStats round trip each, at most 2 s), so the writes a vCPU posted before it ended take effect first; at once
-    /// when no device is on the Mailbox route.
+    /// GetStats round trip each, at most 2 s), so the writes a vCPU posted before it ended take effect first; at once when no device is on the Mailbox route and nothing waits. Decisions run
+    /// in the order they arrived.
     /// </summary>
     private void AfterMailboxDevicesDrained(Machine machine, Action act)
     {
-        var actors = machine.Platform.Devices.Where(d => d.Route == Core.Bus.Route.Mailbox && machine.DeviceActors.ContainsKey(d.Model.Name))
-            .Select(d => machine.DeviceActors[d.Model.Name]).ToList();
-        if (actors.Count == 0)
+        if (_afterDrain.Count == 0 && !MailboxActors(machine).Any())
         {
             act();
             return;
         }
-        var deferred = new Deferred(machine.Generation, act);
-        Task.WhenAll(actors.Select(a => a.Ask<DeviceActor.Stats>(DeviceActor.GetStats.Instance, TimeSpan.FromSeconds(2))))
-            .PipeTo(Self, success: _ => deferred, failure: _ => deferred);
+        // A drain in flight started before this decision arrived, so it is covered by the next one.
+        _afterDrain.Enqueue((machine.Generation, _drainsStarted + 1, act));
+        if (!_draining) StartDrain(machine);
+    }
+
+    private static IEnumerable<IActorRef> MailboxActors(Machine machine)
+        => machine.Platform.Devices.Where(d => d.Route == Core.Bus.Route.Mailbox && machine.DeviceActors.ContainsKey(d.Model.Name))
+            .Select(d => machine.DeviceActors[d.Model.Name]);
+
+    private void StartDrain(Machine machine)
+    {
+        _draining = true;
+        var done = new Drained(machine.Generation, ++_drainsStarted);
+        Task.WhenAll(MailboxActors(machine).Select(a => a.Ask<DeviceActor.Stats>(DeviceActor.GetStats.Instance, TimeSpan.FromSeconds(2))))
+            .PipeTo(Self, success: _ => done, failure: _ => done);
+    }
+
+    private void OnDrained(Drained m)
+    {
+        _draining = false;
+        while (_afterDrain.Count > 0 && _afterDrain.Peek().Drain <= m.Drain)
+        {
+            var (generation, _, act) = _afterDrain.Dequeue();
+            if (_machine is not null && generation == _machine.Generation && IsLive) act();
+        }
+        if (_afterDrain.Count == 0) return;
+        if (_machine is null || !IsLive)
+        {
+            _afterDrain.Clear();
+            return;
+        }
+        StartDrain(_machine);
     }
 
     private void Emit(string name, IReadOnlyDictionary<string, object?>? data = null)

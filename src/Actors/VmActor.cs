@@ -227,19 +227,9 @@ public sealed partial class VmActor : ReceiveActor, IWithTimers
         Receive<GuestStop>(m =>
         {
             if (_machine is null || m.Generation != _machine.Generation || !IsLive) return;
-            var r = m.Request;
-            switch (r.Reason)
-            {
-                case MachineStopReason.DebugExit:
-                    Finish(new VmFinished(VmEndReason.DebugExit, r.ExitStatus, $"isa-debug-exit: status {r.ExitStatus}"));
-                    break;
-                case MachineStopReason.PowerOff:
-                    PowerOff("guest powered off");
-                    break;
-                case MachineStopReason.Reset:
-                    Reset("guest reset");
-                    break;
-            }
+            // At once: the request comes from a device actor that handled a write the guest posted before anything
+            // the vCPU did afterwards (a vCPU's end waits for the drain, so this one takes precedence over it).
+            OnGuestStop(m.Request);
         });
         Receive<VcpuActor.Ended>(m =>
         {
@@ -247,10 +237,7 @@ public sealed partial class VmActor : ReceiveActor, IWithTimers
             // Writes the vCPU posted before it ended reach their devices first (a debug-exit write, then HLT).
             AfterMailboxDevicesDrained(_machine, () => OnVcpuEnded(m));
         });
-        Receive<Deferred>(m =>
-        {
-            if (_machine is not null && m.Generation == _machine.Generation && IsLive) m.Act();
-        });
+        Receive<Drained>(OnDrained);
         Receive<Terminated>(t =>
         {
             if (_vcpusAlive.Remove(t.ActorRef))
@@ -263,6 +250,22 @@ public sealed partial class VmActor : ReceiveActor, IWithTimers
             if (IsLive && _machine is not null && _machine.DeviceActors.ContainsValue(t.ActorRef))
                 ChildFailedForGood(t.ActorRef, $"device {t.ActorRef.Path.Name} failed repeatedly and was stopped");
         });
+    }
+
+    private void OnGuestStop(MachineStopRequest r)
+    {
+        switch (r.Reason)
+        {
+            case MachineStopReason.DebugExit:
+                Finish(new VmFinished(VmEndReason.DebugExit, r.ExitStatus, $"isa-debug-exit: status {r.ExitStatus}"));
+                break;
+            case MachineStopReason.PowerOff:
+                PowerOff("guest powered off");
+                break;
+            case MachineStopReason.Reset:
+                Reset("guest reset");
+                break;
+        }
     }
 
     private void OnVcpuEnded(VcpuActor.Ended m)

@@ -6,7 +6,8 @@
 ; driver of runtime.inc, for every line), the debug console at 0xe9 (writes a line, reads the Bochs
 ; readback 0xe9), the PCI host bridge (CONFIG_ADDRESS 0x80000000, then the vendor/device dword of 00.0),
 ; fw_cfg (selector 0x0000, four signature bytes from the data port), port 0x92, the reset control register
-; 0xcf9 (read only), the i8042 status register, the boot-timer port 0x440 (one write). Each value read is
+; 0xcf9 (read only), the i8042 status register, the boot-timer port 0x440 (one write, then a read that is
+; not printed, so the guest goes on only once the write is done). Each value read is
 ; printed (port 0x92 without A20 and the i8042 status without SYS and CMD/DATA, the bits firmware changes:
 ; QEMU boots a multiboot kernel through SeaBIOS, ActorVmm loads it directly), so a lost or failed access
 ; shows in the output. Output under QEMU 7.2: tests/Actors/FaultMatrixTests.cs. Exits through isa-debug-exit with 0x18 (status 49).
@@ -85,6 +86,7 @@ entry:
     mov dx, 0x440
     mov al, 1
     out dx, al
+    in al, dx                   ; not printed: waits until the write is done wherever the port is served
     mov esi, msg_done
     call puts
 
