@@ -31,6 +31,8 @@ public enum CommandKind
     Run,
     Help,
     Version,
+    /// <summary>actorvmm accel-info: which accelerators this host can use, their irqchip modes, and why not.</summary>
+    AccelInfo,
 }
 
 /// <summary>Host settings that are not part of the machine.</summary>
@@ -64,6 +66,8 @@ public static class CommandLine
     {
         int i = 0;
         if (args.Count > 0 && args[0] == "run") i = 1;
+        if (args.Count > 0 && args[0] == "accel-info")
+            return args.Count == 1 ? new ParsedCommand(CommandKind.AccelInfo) : throw new UsageException("accel-info: takes no arguments");
 
         var config = new MachineConfig();
         var host = new HostOptions();
@@ -224,13 +228,14 @@ public static class CommandLine
         return AcceleratorName(what, accel);
     }
 
-    /// <summary>Maps QEMU's accelerator names onto ours: tcg is the software CPU; auto picks what exists (only soft here).</summary>
+    /// <summary>Maps QEMU's accelerator names onto ours: tcg is the software CPU, bhyve (the seed's name) is vmm; auto is chosen at start.</summary>
     private static string AcceleratorName(string what, string? accel) => accel switch
     {
-        "soft" or "tcg" or "auto" => "soft",
-        "kvm" or "vmm" => throw new UsageException($"{what}: the {accel} accelerator is not part of this build (available: soft)"),
+        "soft" or "tcg" => "soft",
+        "auto" or "kvm" or "vmm" => accel,
+        "bhyve" => "vmm", // the seed project's name for the vmm(4) accelerator
         null or "" => throw new UsageException($"{what}: no accelerator named (use -accel soft)"),
-        _ => throw new UsageException($"{what}: unknown accelerator '{accel}' (available: soft, or tcg as an alias)"),
+        _ => throw new UsageException($"{what}: unknown accelerator '{accel}' (available: soft, vmm, kvm, auto; tcg and bhyve as aliases)"),
     };
 
     private static MachineConfig ParseMachine(string what, string value, MachineConfig config)
@@ -624,8 +629,11 @@ public static class CommandLine
 
     public const string Usage = """
         usage: actorvmm [run] [options]
+               actorvmm accel-info      which accelerators this host can use, and why not
         Runs an x86 guest. QEMU's spelling of these options is accepted:
-          -accel soft|tcg|auto          CPU accelerator (soft: the built-in software x86 CPU; tcg is an alias)
+          -accel soft|vmm|kvm|auto      CPU accelerator: soft is the built-in software x86 CPU (tcg is an alias),
+                                        vmm is FreeBSD's vmm(4) (bhyve is an alias), kvm is Linux KVM; auto
+                                        picks vmm on FreeBSD or kvm on Linux when usable, else soft
           -machine pc[,kernel-irqchip=on]   machine type and where the irqchip lives (split/off: not yet)
           -m SIZE                       guest RAM: MiB, or with a K/M/G suffix (default 128M, at most 3G)
           -smp 1                        vCPUs (only 1 for now)

@@ -31,6 +31,11 @@ internal static class HostMain
 
     /// <param name="accelerators">Creates the accelerator for an -accel name, or null when there is none (tests supply their own).</param>
     internal static int Run(string[] args, Func<string, IAccelerator?> accelerators)
+        => Run(args, accelerators, ActorVmm.Native.Sys.HostKernel.Instance);
+
+    /// <param name="accelerators">Creates the accelerator for an -accel name, or null when there is none (tests supply their own).</param>
+    /// <param name="hostKernel">The kernel accel-info and -accel auto probe (tests: a stand-in).</param>
+    internal static int Run(string[] args, Func<string, IAccelerator?> accelerators, ActorVmm.Native.Sys.IKernelInterface hostKernel)
     {
         var started = Stopwatch.StartNew();
         ParsedCommand command;
@@ -49,6 +54,9 @@ internal static class HostMain
                 return 0;
             case CommandKind.Version:
                 Console.Out.WriteLine($"actorvmm {Version}");
+                return 0;
+            case CommandKind.AccelInfo:
+                Console.Out.Write(Accelerators.Describe(hostKernel));
                 return 0;
         }
         var config = command.Config!;
@@ -73,6 +81,12 @@ internal static class HostMain
         Log.Logger = logger;
         if (images.Kernel is { } kernel) logger.Information("kernel {Kernel}: {Format}", config.KernelPath, kernel.Format);
         if (images.Bios is { } bios) logger.Information("BIOS {Bios}: {Size} KiB ROM at 0x{Base:x}", bios.Name, bios.Data.Length / 1024, bios.Base);
+        if (config.Accelerator == "auto")
+        {
+            Accelerators.Create("auto", hostKernel, out string why);
+            logger.Information("accelerator: {Why}", why);
+        }
+        else logger.Information("accelerator: {Name}", accelerator.Name);
         if (images.Note is { } note) logger.Information("{Note}", note);
         try
         {

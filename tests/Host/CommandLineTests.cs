@@ -108,8 +108,16 @@ public sealed class CommandLineTests
     [InlineData("tcg")]
     [InlineData("accel=soft")]
     [InlineData("accel=tcg")]
-    [InlineData("auto")]
     public void Accel_spellings(string value) => Assert.Equal("soft", Parse("-accel", value, "-kernel", "k").Accelerator);
+
+    [Theory]
+    [InlineData("vmm", "vmm")]
+    [InlineData("bhyve", "vmm")]
+    [InlineData("kvm", "kvm")]
+    [InlineData("auto", "auto")]
+    [InlineData("accel=kvm", "kvm")]
+    public void Hypervisor_accelerators_are_named_and_chosen_at_start(string value, string expected)
+        => Assert.Equal(expected, Parse("-accel", value, "-kernel", "k").Accelerator);
 
     [Theory]
     [InlineData("pc")]
@@ -254,8 +262,7 @@ public sealed class CommandLineTests
     [InlineData("-smp 2: only 1 vCPU is supported for now", "-smp", "2")]
     [InlineData("-smp cpus=4: only 1 vCPU is supported for now", "-smp", "cpus=4")]
     [InlineData("-smp two: 'two' is not a number", "-smp", "two")]
-    [InlineData("-accel kvm: the kvm accelerator is not part of this build (available: soft)", "-accel", "kvm")]
-    [InlineData("-accel hvf: unknown accelerator 'hvf' (available: soft, or tcg as an alias)", "-accel", "hvf")]
+    [InlineData("-accel hvf: unknown accelerator 'hvf' (available: soft, vmm, kvm, auto; tcg and bhyve as aliases)", "-accel", "hvf")]
     [InlineData("-accel tcg,thread=multi: unknown property 'thread'", "-accel", "tcg,thread=multi")]
     [InlineData("-machine q35: machine type 'q35' is not supported (supported: pc)", "-machine", "q35")]
     [InlineData("-machine pc,kernel-irqchip=split: kernel-irqchip=split is not implemented yet (only kernel-irqchip=on)", "-machine", "pc,kernel-irqchip=split")]

@@ -87,6 +87,25 @@ public sealed class ProcessTests : IDisposable
         Assert.Equal("", stderr);
     }
 
+    [Fact]
+    public void Accel_info_goes_to_stdout_with_status_0()
+    {
+        var (status, stdout, stderr) = RunActorVmm("accel-info");
+        Assert.Equal(0, status);
+        Assert.StartsWith("soft  usable", stdout, StringComparison.Ordinal);
+        Assert.Contains("\nauto  auto chose ", stdout, StringComparison.Ordinal);
+        Assert.Equal("", stderr);
+    }
+
+    [Fact]
+    public void Vmm_on_a_host_without_it_is_refused_before_anything_runs()
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        var kernel = Path.Combine(_dir, "k.bin");
+        File.WriteAllBytes(kernel, MinimalKernel());
+        AssertRefused("actorvmm: -accel vmm: not usable on this host: vmm(4) is FreeBSD's hypervisor; this host runs Linux", "-accel", "vmm", "-kernel", kernel);
+    }
+
     /// <summary>A multiboot a.out-kludge image loaded at 1 MiB whose code is a single HLT.</summary>
     internal static byte[] MinimalKernel()
     {

@@ -1,0 +1,315 @@
+// One KVM vCPU: KVM_CREATE_VCPU, its kvm_run page (mmap of the vCPU fd), CPUID from KVM_GET_SUPPORTED_CPUID, and
+// the KVM_RUN loop. Exits: IO (each of io.count elements handed to the exit handler; KVM completes an IN from the
+// data area on the next KVM_RUN), MMIO (mmio.data read or written in place), HLT (only without an in-kernel LAPIC:
+// wait for a queued interrupt, or Halted when interrupts are off), IRQ_WINDOW_OPEN (inject now), SHUTDOWN (triple
+// fault), SYSTEM_EVENT (reset/shutdown requested), FAIL_ENTRY and INTERNAL_ERROR (Error with KVM's codes), INTR
+// (a signal: a kick). MSRs are KVM's: an MSR it does not know gets #GP in the kernel, so the MSR hooks are unused.
+// off mode: QueueInterrupt'ed vectors are injected with KVM_INTERRUPT when kvm_run says the guest can take one,
+// otherwise request_interrupt_window asks KVM to exit when it can. Kick: immediate_exit = 1 (covers a kick just
+// before KVM_RUN) and a signal to the vCPU thread (interrupts a running KVM_RUN with EINTR).
+using ActorVmm.Core.Accel;
+using ActorVmm.Native.Sys;
+
+namespace ActorVmm.Native.Kvm;
+
+public sealed unsafe class KvmVcpu : IVcpu
+{
+    private readonly KvmVm _vm;
+    private readonly IKernelInterface _kernel;
+    private readonly KernelFd _fd;
+    private readonly KernelMapping _runPage;
+    private readonly Lock _eventLock = new();
+    private readonly Queue<byte> _interrupts = new();
+    private readonly SemaphoreSlim _wake = new(0, int.MaxValue);
+    private bool _nmi;
+    private int _kick;
+    private nint _thread;
+    private bool _threadReady;
+    private int _disposed;
+
+    internal KvmVcpu(KvmVm vm, int id)
+    {
+        _vm = vm;
+        _kernel = vm.Kernel;
+        Id = id;
+        int fd = _kernel.Ioctl(vm.Fd, KvmIoctls.KVM_CREATE_VCPU, (void*)id);
+        _fd = new KernelFd(_kernel, fd, $"kvm-vcpu{id}");
+        _runPage = _kernel.Map(_fd, (ulong)vm.VcpuMmapSize, MapProtection.Read | MapProtection.Write, 0, $"kvm_run of vCPU {id}");
+        SetCpuid(vm.SupportedCpuid);
+    }
+
+    public int Id { get; }
+
+    public ulong InstructionsRetired => 0;
+
+    private KvmRun* Run_ => (KvmRun*)_runPage.Pointer;
+
+    private void SetCpuid(KvmCpuidEntry2[] entries)
+    {
+        var buf = new byte[KvmCpuid2.HeaderSize + entries.Length * KvmCpuidEntry2.Size];
+        fixed (byte* p = buf)
+        {
+            ((KvmCpuid2*)p)->Nent = (uint)entries.Length;
+            var dest = new Span<KvmCpuidEntry2>(p + KvmCpuid2.HeaderSize, entries.Length);
+            entries.CopyTo(dest);
+            // The initial APIC ID (leaf 1 EBX[31:24], leaf 0xb EDX) is this vCPU's.
+            foreach (ref var e in dest)
+            {
+                if (e.Function == 1) e.Ebx = (e.Ebx & 0x00ff_ffff) | ((uint)Id << 24);
+                if (e.Function is 0xb or 0x1f) e.Edx = (uint)Id;
+            }
+            _kernel.Ioctl(_fd, KvmIoctls.KVM_SET_CPUID2, p);
+        }
+    }
+
+    public VcpuExit Run(IExitHandler handler)
+    {
+        if (!_threadReady)
+        {
+            _thread = _kernel.PrepareKickableThread();
+            if (_vm.HostCpus is { Count: > 0 } cpus)
+            {
+                int e = _kernel.SetThreadAffinity([cpus[Id % cpus.Count]]);
+                if (e != 0) throw new KernelCallException($"pinning vCPU {Id} to host CPU {cpus[Id % cpus.Count]}", e, _kernel.Os);
+            }
+            _threadReady = true;
+        }
+        var run = Run_;
+        while (true)
+        {
+            if (Interlocked.Exchange(ref _kick, 0) != 0)
+            {
+                run->ImmediateExit = 0;
+                return VcpuExit.Kicked;
+            }
+            InjectPending(run);
+            int r = _kernel.TryIoctl(_fd, KvmIoctls.KVM_RUN, null);
+            if (r < 0)
+            {
+                if (-r == Errno.EINTR || -r == Errno.EAGAIN(_kernel.Os)) continue; // a kick: the flag is checked above
+                return new VcpuExit(VcpuExitKind.Error, $"ioctl {KvmIoctls.KVM_RUN} on vCPU {Id}: {Errno.Describe(-r, _kernel.Os)}");
+            }
+            switch (run->ExitReason)
+            {
+                case KvmExitReason.Io:
+                    PortIo(run, handler);
+                    break;
+                case KvmExitReason.Mmio:
+                    {
+                        byte* page = (byte*)run;
+                        int len = (int)Math.Min(*(uint*)(page + KvmRun.MmioLenOffset), 8u);
+                        var data = new Span<byte>(run->MmioData, len);
+                        if (page[KvmRun.MmioIsWriteOffset] != 0) handler.MmioWrite(run->MmioPhysAddr, data);
+                        else handler.MmioRead(run->MmioPhysAddr, data);
+                        break;
+                    }
+                case KvmExitReason.Hlt:
+                    if (run->IfFlag == 0 && !HasQueued()) return new VcpuExit(VcpuExitKind.Halted, "HLT with interrupts disabled");
+                    if (!WaitForEvent()) return VcpuExit.Kicked;
+                    break;
+                case KvmExitReason.IrqWindowOpen:
+                case KvmExitReason.Intr:
+                    break;
+                case KvmExitReason.Shutdown:
+                    return new VcpuExit(VcpuExitKind.Shutdown, "triple fault (KVM_EXIT_SHUTDOWN)");
+                case KvmExitReason.SystemEvent:
+                    return run->SystemEventType switch
+                    {
+                        1 => new VcpuExit(VcpuExitKind.PowerOff, "KVM system event: shutdown"),
+                        2 => new VcpuExit(VcpuExitKind.Reset, "KVM system event: reset"),
+                        var t => new VcpuExit(VcpuExitKind.Error, $"KVM system event {t}"),
+                    };
+                case KvmExitReason.FailEntry:
+                    return new VcpuExit(VcpuExitKind.Error, $"KVM_EXIT_FAIL_ENTRY: hardware entry failure reason 0x{run->FailEntryHardwareEntryFailureReason:x} on CPU {*(uint*)((byte*)run + KvmRun.FailEntryCpuOffset)}");
+                case KvmExitReason.InternalError:
+                    return new VcpuExit(VcpuExitKind.Error, $"KVM_EXIT_INTERNAL_ERROR: suberror {run->InternalSuberror}");
+                case KvmExitReason.Debug:
+                    return new VcpuExit(VcpuExitKind.Debug, "KVM_EXIT_DEBUG");
+                default:
+                    return new VcpuExit(VcpuExitKind.Error, $"unhandled KVM exit {run->ExitReason} ({(uint)run->ExitReason})");
+            }
+        }
+    }
+
+    private void PortIo(KvmRun* run, IExitHandler handler)
+    {
+        int size = run->IoSize;
+        if (size is not (1 or 2 or 4)) return;
+        byte* data = (byte*)run + run->IoDataOffset;
+        for (uint i = 0; i < run->IoCount; i++, data += size)
+        {
+            var span = new Span<byte>(data, size);
+            if (run->IoDirection == KvmRun.IoOut) handler.PortWrite(run->IoPort, span);
+            else handler.PortRead(run->IoPort, span);
+        }
+    }
+
+    private bool HasQueued()
+    {
+        lock (_eventLock) return _nmi || _interrupts.Count > 0;
+    }
+
+    private void InjectPending(KvmRun* run)
+    {
+        lock (_eventLock)
+        {
+            if (_nmi)
+            {
+                _kernel.Ioctl(_fd, KvmIoctls.KVM_NMI, null);
+                _nmi = false;
+            }
+            if (_interrupts.Count == 0)
+            {
+                run->RequestInterruptWindow = 0;
+                return;
+            }
+            if (run->ReadyForInterruptInjection != 0 && run->IfFlag != 0)
+            {
+                var irq = new KvmInterrupt { Irq = _interrupts.Dequeue() };
+                _kernel.Ioctl(_fd, KvmIoctls.KVM_INTERRUPT, ref irq);
+            }
+            run->RequestInterruptWindow = (byte)(_interrupts.Count > 0 ? 1 : 0);
+        }
+    }
+
+    private bool WaitForEvent()
+    {
+        while (true)
+        {
+            if (Volatile.Read(ref _kick) != 0) return false;
+            if (HasQueued()) return true;
+            _wake.Wait(TimeSpan.FromMilliseconds(50));
+        }
+    }
+
+    public void Kick()
+    {
+        if (Volatile.Read(ref _disposed) != 0) return;
+        Interlocked.Exchange(ref _kick, 1);
+        Run_->ImmediateExit = 1;
+        if (_threadReady) _kernel.KickThread(_thread);
+        Wake();
+    }
+
+    private void Wake()
+    {
+        try
+        {
+            _wake.Release();
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    public void QueueInterrupt(byte vector)
+    {
+        if (_vm.Spec.Irqchip != IrqchipMode.Off) throw new InvalidOperationException("QueueInterrupt is for kernel-irqchip=off");
+        lock (_eventLock)
+        {
+            if (_interrupts.Count < 256) _interrupts.Enqueue(vector);
+        }
+        Nudge();
+    }
+
+    /// <summary>Makes a running vCPU exit so the interrupt is considered, without reporting Kicked.</summary>
+    private void Nudge()
+    {
+        Wake();
+        if (_threadReady) _kernel.KickThread(_thread);
+    }
+
+    internal void QueueNmi()
+    {
+        lock (_eventLock) _nmi = true;
+        Nudge();
+    }
+
+    // ---- registers ----
+
+    public CpuRegisters GetRegisters()
+    {
+        var k = new KvmRegs();
+        _kernel.Ioctl(_fd, KvmIoctls.KVM_GET_REGS, ref k);
+        return new CpuRegisters
+        {
+            Rax = k.Rax, Rbx = k.Rbx, Rcx = k.Rcx, Rdx = k.Rdx, Rsi = k.Rsi, Rdi = k.Rdi, Rsp = k.Rsp, Rbp = k.Rbp,
+            R8 = k.R8, R9 = k.R9, R10 = k.R10, R11 = k.R11, R12 = k.R12, R13 = k.R13, R14 = k.R14, R15 = k.R15,
+            Rip = k.Rip, Rflags = k.Rflags,
+        };
+    }
+
+    public void SetRegisters(in CpuRegisters registers)
+    {
+        var r = registers;
+        var k = new KvmRegs
+        {
+            Rax = r.Rax, Rbx = r.Rbx, Rcx = r.Rcx, Rdx = r.Rdx, Rsi = r.Rsi, Rdi = r.Rdi, Rsp = r.Rsp, Rbp = r.Rbp,
+            R8 = r.R8, R9 = r.R9, R10 = r.R10, R11 = r.R11, R12 = r.R12, R13 = r.R13, R14 = r.R14, R15 = r.R15,
+            Rip = r.Rip, Rflags = r.Rflags | 2,
+        };
+        _kernel.Ioctl(_fd, KvmIoctls.KVM_SET_REGS, ref k);
+    }
+
+    internal static KvmSegment ToKvm(in SegmentRegister s) => new()
+    {
+        Base = s.Base,
+        Limit = s.Limit,
+        Selector = s.Selector,
+        Type = (byte)(s.Attributes & 0xf),
+        S = (byte)((s.Attributes >> 4) & 1),
+        Dpl = (byte)((s.Attributes >> 5) & 3),
+        Present = (byte)((s.Attributes >> 7) & 1),
+        Avl = (byte)((s.Attributes >> 12) & 1),
+        L = (byte)((s.Attributes >> 13) & 1),
+        Db = (byte)((s.Attributes >> 14) & 1),
+        G = (byte)((s.Attributes >> 15) & 1),
+        Unusable = (byte)(((s.Attributes >> 7) & 1) ^ 1),
+    };
+
+    internal static SegmentRegister FromKvm(in KvmSegment k) => new()
+    {
+        Base = k.Base,
+        Limit = k.Limit,
+        Selector = k.Selector,
+        Attributes = (ushort)((k.Type & 0xf) | ((k.S & 1) << 4) | ((k.Dpl & 3) << 5) | ((k.Unusable != 0 ? 0 : k.Present & 1) << 7)
+            | ((k.Avl & 1) << 12) | ((k.L & 1) << 13) | ((k.Db & 1) << 14) | ((k.G & 1) << 15)),
+    };
+
+    public SystemRegisters GetSystemRegisters()
+    {
+        var k = new KvmSregs();
+        _kernel.Ioctl(_fd, KvmIoctls.KVM_GET_SREGS, ref k);
+        return new SystemRegisters
+        {
+            Cs = FromKvm(k.Cs), Ds = FromKvm(k.Ds), Es = FromKvm(k.Es), Fs = FromKvm(k.Fs), Gs = FromKvm(k.Gs), Ss = FromKvm(k.Ss),
+            Tr = FromKvm(k.Tr), Ldtr = FromKvm(k.Ldt),
+            Gdtr = new DescriptorTableRegister { Base = k.Gdt.Base, Limit = k.Gdt.Limit },
+            Idtr = new DescriptorTableRegister { Base = k.Idt.Base, Limit = k.Idt.Limit },
+            Cr0 = k.Cr0, Cr2 = k.Cr2, Cr3 = k.Cr3, Cr4 = k.Cr4, Cr8 = k.Cr8, Efer = k.Efer, ApicBase = k.ApicBase,
+        };
+    }
+
+    public void SetSystemRegisters(in SystemRegisters registers)
+    {
+        var s = registers;
+        // Read first so the pending-interrupt bitmap KVM keeps is written back unchanged.
+        var k = new KvmSregs();
+        _kernel.Ioctl(_fd, KvmIoctls.KVM_GET_SREGS, ref k);
+        k.Cs = ToKvm(s.Cs); k.Ds = ToKvm(s.Ds); k.Es = ToKvm(s.Es); k.Fs = ToKvm(s.Fs); k.Gs = ToKvm(s.Gs); k.Ss = ToKvm(s.Ss);
+        k.Tr = ToKvm(s.Tr); k.Ldt = ToKvm(s.Ldtr);
+        k.Gdt = new KvmDtable { Base = s.Gdtr.Base, Limit = s.Gdtr.Limit };
+        k.Idt = new KvmDtable { Base = s.Idtr.Base, Limit = s.Idtr.Limit };
+        k.Cr0 = s.Cr0; k.Cr2 = s.Cr2; k.Cr3 = s.Cr3; k.Cr4 = s.Cr4; k.Cr8 = s.Cr8; k.Efer = s.Efer;
+        if (s.ApicBase != 0) k.ApicBase = s.ApicBase;
+        _kernel.Ioctl(_fd, KvmIoctls.KVM_SET_SREGS, ref k);
+    }
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        _runPage.Dispose();
+        _fd.Dispose();
+        _wake.Dispose();
+    }
+}
