@@ -1,7 +1,8 @@
 // ActorVmm benchmarks: `dotnet run -c Release --project perf/ActorVmm.Perf -- --filter '*'`.
 // `-- quick` runs each soft CPU loop for about two seconds of this thread's CPU time and prints MIPS: a rough
 // figure for development (CPU time, so other load on the machine matters less), without BenchmarkDotNet's
-// warm-up and statistics.
+// warm-up and statistics. `-- boot KERNEL INITRD [--deterministic]` boots a Linux guest and prints the guest
+// instructions retired and the wall time (LinuxBoot.cs).
 using ActorVmm.Perf;
 using BenchmarkDotNet.Running;
 
@@ -25,7 +26,11 @@ if (args is ["quick", ..])
         Console.WriteLine($"{loop,-8} {mips,7:F1} MIPS");
         b.Cleanup();
     }
-    return;
+    return 0;
 }
 
+if (args is ["boot", var kernel, var initrd, ..])
+    return LinuxBoot.Run(kernel, initrd, deterministic: args.Contains("--deterministic"));
+
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
+return 0;

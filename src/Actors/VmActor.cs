@@ -1,10 +1,12 @@
 // The VM actor (DESIGN.md §6): one per VM, the error kernel. It owns the accelerator VM and everything
 // built on it, and is the only place that decides what a guest's stop means.
 // Build (StartMachine): create the accelerator VM (guest memory comes with it), load the kernel (multiboot
-// kernel and modules; Linux kernel, initrd, MP and ACPI tables; or, with -bios, map the firmware ROM and its
-// PAM shadow window and start at the reset vector), create the device models (PcMachineBuilder) with one DeviceActor each and the endpoint for
-// its route (Direct: DirectEndpoint sharing the actor's lock; Mailbox: MailboxEndpoint), create vCPU 0 with
-// the loader's entry state, and start a VcpuActor on its own thread.
+// kernel and modules, or Linux kernel and initrd, with MP and ACPI tables for both; or, with -bios, map the firmware
+// ROM and its PAM shadow window and start at the reset vector), create the device models (PcMachineBuilder) with one
+// DeviceActor each and the endpoint for its route (Direct: DirectEndpoint sharing the actor's lock; Mailbox:
+// MailboxEndpoint), create the vCPUs (vCPU 0 with the loader's entry state; the others wait for INIT/SIPI inside the
+// accelerator), and start one VcpuActor each on its own thread. Pause, resume and teardown address every vCPU;
+// teardown waits for all of them.
 // Ends and what they mean (exit statuses in ActorVmm.Core.Machine.ExitStatus):
 //   guest isa-debug-exit write          → finish DebugExit, the device's status
 //   guest power-off                     → finish PowerOff, 0
@@ -396,7 +398,7 @@ public sealed partial class VmActor : ReceiveActor, IWithTimers
         var initrd = _images.Initrd;
         return _images.Kernel switch
         {
-            MultibootImage mb => MultibootLoader.Load(memory, mb, _config.MultibootCommandLine, _images.Modules),
+            MultibootImage mb => MultibootLoader.Load(memory, mb, _config.MultibootCommandLine, _images.Modules, platform),
             LinuxBzImage bz => LinuxLoader.LoadBzImage(memory, bz, _config.Append, initrd?.Data, initrd?.Name ?? "", platform),
             PvhImage pvh => LinuxLoader.LoadPvh(memory, pvh, _config.Append, initrd?.Data, initrd?.Name ?? "", platform),
             null => throw new BootImageException("no kernel to load"),

@@ -1,7 +1,7 @@
 // The actorvmm command line. `actorvmm [run] OPTIONS` accepts QEMU's spelling for the subset it
 // implements, so an existing QEMU command line works unchanged, plus long options of our own:
 //   -accel soft|tcg|auto  (also accel=NAME)      -machine [type=]pc[,kernel-irqchip=on][,accel=NAME]  (-M)
-//   -m N[K|M|G|T] | size=N  (plain N = MiB)      -smp 1 | cpus=1
+//   -m N[K|M|G|T] | size=N  (plain N = MiB)      -smp N | [cpus=N][,sockets=S][,dies=D][,cores=C][,threads=T][,maxcpus=M]
 //   -kernel PATH  -append CMDLINE  -initrd "MOD1 args,MOD2"  (multiboot modules; ",," is a literal comma)
 //   (-initrd FILE for a Linux kernel)  --linux-boot auto|pvh|bzimage
 //   -serial stdio|mon:stdio|file:PATH|null|none  (repeat for COM2-COM4)   -nographic  -display none
@@ -123,7 +123,7 @@ public static class CommandLine
                     config = config with { RamBytes = ParseMemory(what, value) };
                     break;
                 case "smp":
-                    ParseSmp(what, value);
+                    config = config with { VcpuCount = ParseSmp(what, value) };
                     break;
                 case "kernel":
                     if (value.Length == 0) throw new UsageException($"{shown}: empty path");
@@ -307,16 +307,59 @@ public static class CommandLine
         return (result + 4095) & ~4095UL;
     }
 
-    private static void ParseSmp(string what, string value)
+    /// <summary>
+    /// QEMU's -smp: a count, or cpus/sockets/dies/clusters/cores/threads/maxcpus. Missing topology values are
+    /// filled in as QEMU 7.2's pc machine does (threads, dies and clusters default to 1; of sockets and cores the
+    /// missing one is what makes the product maxcpus, cores first); the product of the topology must equal maxcpus
+    /// and cpus must not exceed it. CPU hot-plug does not exist here, so maxcpus must equal cpus.
+    /// </summary>
+    private static int ParseSmp(string what, string value)
     {
+        int? cpus = null, maxcpus = null, sockets = null, dies = null, clusters = null, cores = null, threads = null;
         foreach (var (k, v) in SplitProps(what, value))
         {
-            if (k is not (null or "cpus" or "maxcpus" or "sockets" or "cores" or "threads" or "dies" or "clusters"))
-                throw new UsageException($"{what}: unknown -smp property '{k}'");
             if (!int.TryParse(v, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int n))
                 throw new UsageException($"{what}: '{v}' is not a number");
-            if (n != 1) throw new UsageException($"{what}: only 1 vCPU is supported for now");
+            if (n == 0) throw new UsageException($"{what}: {k ?? "cpus"}=0: CPU topology values must be greater than zero");
+            switch (k)
+            {
+                case null or "cpus": cpus = n; break;
+                case "maxcpus": maxcpus = n; break;
+                case "sockets": sockets = n; break;
+                case "dies": dies = n; break;
+                case "clusters": clusters = n; break;
+                case "cores": cores = n; break;
+                case "threads": threads = n; break;
+                default: throw new UsageException($"{what}: unknown -smp property '{k}' (cpus, sockets, dies, clusters, cores, threads, maxcpus)");
+            }
         }
+        int d = dies ?? 1, cl = clusters ?? 1, t = threads ?? 1;
+        long fixedPart = (long)d * cl * t;
+        if (sockets is null && cores is null && threads is null && dies is null && clusters is null)
+        {
+            int n = maxcpus ?? cpus ?? 1;
+            sockets = 1;
+            cores = n;
+        }
+        else
+        {
+            long total = maxcpus ?? cpus ?? 0;
+            if (cores is null)
+            {
+                long s = sockets ?? 1;
+                cores = total == 0 ? 1 : (int)Math.Max(1, total / (s * fixedPart));
+            }
+            if (sockets is null) sockets = total == 0 ? 1 : (int)Math.Max(1, total / ((long)cores.Value * fixedPart));
+        }
+        long product = (long)sockets.Value * fixedPart * cores.Value;
+        string topology = $"sockets ({sockets}) * dies ({d}) * clusters ({cl}) * cores ({cores}) * threads ({t})";
+        long max = maxcpus ?? cpus ?? product; // QEMU: maxcpus defaults to cpus, else to the product
+        if (product != max) throw new UsageException($"{what}: inconsistent CPU topology: {topology} = {product}, but maxcpus is {max}");
+        long count = cpus ?? max;
+        if (count > max) throw new UsageException($"{what}: inconsistent CPU topology: {count} CPUs but at most maxcpus = {max} ({topology})");
+        if (count != max) throw new UsageException($"{what}: maxcpus {max} is more than the {count} CPUs: CPU hot-plug is not supported, so maxcpus must equal cpus");
+        if (count > MachineConfig.MaxVcpus) throw new UsageException($"{what}: {count} vCPUs is more than the {MachineConfig.MaxVcpus} this machine supports");
+        return (int)count;
     }
 
     /// <summary>QEMU's multiboot module list: comma-separated, ",," stands for a literal comma; each entry is "path [args]".</summary>
@@ -636,7 +679,9 @@ public static class CommandLine
                                         picks vmm on FreeBSD or kvm on Linux when usable, else soft
           -machine pc[,kernel-irqchip=on]   machine type and where the irqchip lives (split/off: not yet)
           -m SIZE                       guest RAM: MiB, or with a K/M/G suffix (default 128M, at most 3G)
-          -smp 1                        vCPUs (only 1 for now)
+          -smp N | cpus=N[,sockets=S,cores=C,threads=T,maxcpus=N]
+                                        vCPUs (default 1; the soft accelerator takes up to 32). QEMU's
+                                        topology rules apply; vCPU 0 boots, the others wait for INIT/SIPI
           -kernel PATH                  kernel: Multiboot v1, Linux bzImage, or ELF with a PVH note
           -bios FILE                    boot BIOS firmware instead (e.g. /usr/share/seabios/bios.bin; not with -kernel)
           -boot reboot-timeout=MS       firmware's wait before rebooting when nothing boots (-1: never, default)

@@ -70,6 +70,8 @@ internal static class HostMain
             images = LoadImages(config);
             accelerator = accelerators(config.Accelerator)
                 ?? throw new UsageException($"-accel {config.Accelerator}: this accelerator is not part of this build");
+            if (config.VcpuCount > accelerator.Capabilities.MaxVcpus)
+                throw new UsageException($"-smp {config.VcpuCount}: the {accelerator.Name} accelerator supports at most {accelerator.Capabilities.MaxVcpus} vCPUs");
             backends = new CharBackends(config);
         }
         catch (UsageException e)

@@ -150,6 +150,16 @@ public sealed class CommandLineTests
     [InlineData("1,sockets=1,cores=1,threads=1")]
     public void Smp_one(string value) => Assert.Equal(1, Parse("-smp", value, "-kernel", "k").VcpuCount);
 
+    [Theory]
+    [InlineData("4", 4)]
+    [InlineData("cpus=8", 8)]
+    [InlineData("cpus=4,sockets=2,cores=2,threads=1,maxcpus=4", 4)]
+    [InlineData("sockets=2,cores=2", 4)]
+    [InlineData("4,sockets=2", 4)]
+    [InlineData("8,threads=2", 8)]
+    [InlineData("maxcpus=6", 6)]
+    public void Smp_counts_and_topologies_qemu_accepts(string value, int vcpus) => Assert.Equal(vcpus, Parse("-smp", value, "-kernel", "k").VcpuCount);
+
     [Fact]
     public void Serial_backends_in_COM_order()
     {
@@ -259,8 +269,15 @@ public sealed class CommandLineTests
     [InlineData("-m lots: not a size (use e.g. 512, 512M or 2G)", "-m", "lots")]
     [InlineData("-m -1: not a size (use e.g. 512, 512M or 2G)", "-m", "-1")]
     [InlineData("-m 128,slots=2: unsupported memory property 'slots' (only size=)", "-m", "128,slots=2")]
-    [InlineData("-smp 2: only 1 vCPU is supported for now", "-smp", "2")]
-    [InlineData("-smp cpus=4: only 1 vCPU is supported for now", "-smp", "cpus=4")]
+    // QEMU 7.2 refuses the inconsistent topologies with "product of the hierarchy must match maxcpus"; it accepts
+    // maxcpus above cpus (hot-plug, which does not exist here) and warns about 0 (deprecated).
+    [InlineData("-smp 4,sockets=3: inconsistent CPU topology: sockets (3) * dies (1) * clusters (1) * cores (1) * threads (1) = 3, but maxcpus is 4", "-smp", "4,sockets=3")]
+    [InlineData("-smp 4,cores=3: inconsistent CPU topology: sockets (1) * dies (1) * clusters (1) * cores (3) * threads (1) = 3, but maxcpus is 4", "-smp", "4,cores=3")]
+    [InlineData("-smp 4,sockets=2,cores=2,threads=2: inconsistent CPU topology: sockets (2) * dies (1) * clusters (1) * cores (2) * threads (2) = 8, but maxcpus is 4", "-smp", "4,sockets=2,cores=2,threads=2")]
+    [InlineData("-smp 2,maxcpus=4: maxcpus 4 is more than the 2 CPUs: CPU hot-plug is not supported, so maxcpus must equal cpus", "-smp", "2,maxcpus=4")]
+    [InlineData("-smp 0: cpus=0: CPU topology values must be greater than zero", "-smp", "0")]
+    [InlineData("-smp 300: 300 vCPUs is more than the 255 this machine supports", "-smp", "300")]
+    [InlineData("-smp 2,books=2: unknown -smp property 'books' (cpus, sockets, dies, clusters, cores, threads, maxcpus)", "-smp", "2,books=2")]
     [InlineData("-smp two: 'two' is not a number", "-smp", "two")]
     [InlineData("-accel hvf: unknown accelerator 'hvf' (available: soft, vmm, kvm, auto; tcg and bhyve as aliases)", "-accel", "hvf")]
     [InlineData("-accel tcg,thread=multi: unknown property 'thread'", "-accel", "tcg,thread=multi")]

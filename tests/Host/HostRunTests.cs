@@ -116,6 +116,16 @@ public sealed class HostRunTests : IDisposable
     }
 
     [Fact]
+    public void More_vcpus_than_the_accelerator_supports_is_status_2_before_the_vm_starts()
+    {
+        bool created = false;
+        var soft = new ActorVmm.Native.Soft.SoftAccelerator();
+        Assert.Equal(2, HostMain.Run(["-smp", (soft.Capabilities.MaxVcpus + 1).ToString(System.Globalization.CultureInfo.InvariantCulture), "-kernel", Kernel(), "-serial", "none"],
+            _ => { created = true; return soft; }));
+        Assert.True(created);
+    }
+
+    [Fact]
     public void A_kernel_too_big_for_RAM_is_status_2()
     {
         var accel = new ScriptedAccelerator((h, call) => new VcpuExit(VcpuExitKind.PowerOff));

@@ -83,6 +83,32 @@ public sealed class LinuxBootTests
         // UART: the 8250 driver found COM1 and identified it as a 16550A.
         Assert.Contains(Uart, log);
     }
+
+    [LinuxGuestFact]
+    public void Debian_kernel_brings_up_a_second_cpu_with_smp_2_and_powers_off()
+    {
+        // The BSP starts the AP with INIT-SIPI-SIPI through the real-mode trampoline; the kernel log says it came up
+        // (not "quiet", so the smp lines are printed); the workload runs with both CPUs online and gives QEMU's result.
+        string kernel = Artifact("vmlinuz")!, initrd = Artifact("initramfs-poweroff.cpio.gz")!;
+        var ours = ActorVmmRunner.RunRaw(
+            ["-accel", "soft", "-smp", "2", "-m", "256", "-kernel", kernel, "-initrd", initrd, "-append", "console=ttyS0", "-nographic", "-no-reboot"],
+            TimeSpan.FromMinutes(6));
+        Assert.False(ours.TimedOut, "ActorVmm timed out; last lines:\n" + string.Join("\n", ours.Lines.TakeLast(20)));
+        Assert.Contains(ours.Lines, l => l.EndsWith("smp: Brought up 1 node, 2 CPUs", StringComparison.Ordinal));
+        Assert.Contains(ours.Lines, l => l.EndsWith("smpboot: Allowing 2 CPUs, 0 hotplug CPUs", StringComparison.Ordinal));
+        Assert.DoesNotContain(ours.Lines, l => l.Contains("Marking TSC unstable", StringComparison.Ordinal) || l.Contains("TSC synchronization", StringComparison.Ordinal));
+        Assert.Contains(ours.Lines, l => l.StartsWith("ACTORVMM-GUEST-OK kernel=6.1.", StringComparison.Ordinal) && l.Contains(" cpus=2 ", StringComparison.Ordinal));
+        string workload = Assert.Single(ours.Lines, l => l.StartsWith("ACTORVMM-WORKLOAD ", StringComparison.Ordinal));
+        Assert.Contains(ours.Lines, l => l.StartsWith("ACTORVMM-GUEST-POWEROFF", StringComparison.Ordinal));
+        Assert.Equal(0, ours.ExitStatus);
+
+        if (QemuRunner.QemuPath is not string qemu) return;
+        var reference = GuestProcess.Run(qemu,
+            ["-accel", "tcg", "-cpu", "qemu64,vendor=GenuineIntel", "-smp", "2", "-m", "256", "-kernel", kernel, "-initrd", initrd,
+             "-append", "console=ttyS0 quiet", "-nographic", "-no-reboot"],
+            TimeSpan.FromMinutes(3));
+        Assert.Contains(reference.Lines, l => l == workload);
+    }
 }
 
 /// <summary>Skipped, with the reason, when scripts/build-linux-guest.sh has not been run.</summary>

@@ -46,6 +46,26 @@ public sealed class QemuComparisonTests
         Assert.Equal(qemu.Lines, ours.Lines);
     }
 
+    [QemuTheory]
+    [InlineData(1)]
+    [InlineData(4)]
+    public void Smp_guest_starts_the_application_processors_and_counts_exactly_as_under_qemu(int vcpus)
+    {
+        // INIT-SIPI-SIPI start-up, real-mode entry, MADT/CMOS CPU count, IPIs to the BSP, and three shared counters
+        // that come out exact only if LOCK XADD, LOCK CMPXCHG and XCHG are atomic across vCPUs (QEMU's MTTCG runs
+        // its vCPUs on host threads too).
+        string kernel = GuestArtifacts.Path("smp.bin");
+        string smp = vcpus.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var qemu = QemuRunner.Run(kernel, "", 64, null, "-smp", smp);
+        var ours = ActorVmmRunner.Run(kernel, "", 64, null, "-smp", smp);
+        Assert.False(qemu.TimedOut, "QEMU timed out");
+        Assert.False(ours.TimedOut, $"ActorVmm timed out; stderr:\n{ours.Stderr}");
+        Assert.Equal(qemu.Lines, ours.Lines);
+        Assert.Equal(49, qemu.ExitStatus);
+        Assert.Equal(qemu.ExitStatus, ours.ExitStatus);
+        Assert.Contains($"application processors done: {vcpus - 1:x2} of {vcpus - 1:x2} started", ours.Lines);
+    }
+
     [QemuFact]
     public void Timer_guest_output_is_the_same_in_deterministic_mode()
     {

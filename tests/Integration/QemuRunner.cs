@@ -36,7 +36,7 @@ public static class QemuRunner
     /// as Intel: QEMU's default qemu64 model is AMD-flavoured, and for AMD models QEMU's pc machine adds the
     /// HyperTransport hole at 0xFD00000000 to the memory map, which a guest that prints its map would show.
     /// </summary>
-    public static GuestRun Run(string kernel, string append = "", int memoryMiB = 64, TimeSpan? timeout = null)
+    public static GuestRun Run(string kernel, string append = "", int memoryMiB = 64, TimeSpan? timeout = null, params string[] extra)
     {
         var qemu = QemuPath ?? throw new InvalidOperationException(SkipReason);
         if (!File.Exists(kernel)) throw new FileNotFoundException($"guest kernel {kernel} does not exist", kernel);
@@ -45,6 +45,7 @@ public static class QemuRunner
             "-accel", "tcg", "-cpu", "qemu64,vendor=GenuineIntel", "-kernel", kernel, "-append", append,
             "-serial", "stdio", "-display", "none", "-monitor", "none", "-no-reboot",
             "-device", "isa-debug-exit,iobase=0xf4,iosize=4", "-m", memoryMiB.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            .. extra,
         ], timeout ?? DefaultTimeout);
     }
 

@@ -6,6 +6,9 @@
 //   one page-aligned block after the modules holding, in order: the boot information structure (88 bytes),
 //   the memory map, the module list, a GDT, the command line, the boot loader name "ActorVmm" and the module
 //   strings. Everything stays below 4 GiB, in memory the map reports as usable (as QEMU does too).
+//   Given a PlatformDescription, the MP table and ACPI tables first (PlatformTables: in the BIOS area and the
+//   reserved top 128 KiB, where SeaBIOS puts its own under QEMU), so a multiboot kernel finds the processors the
+//   way it does under QEMU; RAM too small for them gets none. The kernel is written after them.
 // Boot information: flags = mem (0) | cmdline (2) | mods (3) | mmap (6) | boot_loader_name (9).
 //   mem_lower: KiB of conventional memory (639 with the PC's 0x9FC00 EBDA boundary), mem_upper: KiB of
 //   usable RAM from 1 MiB. The memory map is the one QEMU's pc machine gives a multiboot kernel:
@@ -65,7 +68,7 @@ public static class MultibootLoader
     /// <exception cref="BootImageException">Something does not fit in guest RAM; the message names the file.</exception>
     /// <exception cref="ArgumentException">The command line or a module name contains a NUL character.</exception>
     public static BootState Load(GuestMemory memory, MultibootImage image, string cmdline,
-        IReadOnlyList<(string Name, ReadOnlyMemory<byte> Data)> modules)
+        IReadOnlyList<(string Name, ReadOnlyMemory<byte> Data)> modules, PlatformDescription? platform = null)
     {
         ArgumentNullException.ThrowIfNull(memory);
         ArgumentNullException.ThrowIfNull(image);
@@ -76,6 +79,10 @@ public static class MultibootLoader
         {
             if (n is null || n.Contains('\0', StringComparison.Ordinal)) throw new ArgumentException($"module name '{n}' is null or contains a NUL character", nameof(modules));
         }
+
+        // Platform tables (MP, ACPI) where a BIOS would leave them, when RAM has room for them.
+        if (platform is not null && PlatformTables.FirmwareBlock(memory) is not null && memory.IsBacked(BiosStart, 0x10000))
+            PlatformTables.Write(memory, platform);
 
         // Kernel.
         foreach (var seg in image.Segments)

@@ -56,7 +56,11 @@ public sealed record MachineConfig
 
     public ulong RamBytes { get; init; } = DefaultRamBytes;
 
+    /// <summary>vCPUs: vCPU 0 is the bootstrap processor (APIC ID = vCPU index); the accelerator may support fewer.</summary>
     public int VcpuCount { get; init; } = 1;
+
+    /// <summary>The most vCPUs a PC machine can describe: xAPIC IDs are 8 bits and 0xff is the broadcast ID.</summary>
+    public const int MaxVcpus = 255;
 
     /// <summary>The kernel image (required unless a BIOS boots the machine): Multiboot v1, a Linux bzImage or an ELF with a PVH note.</summary>
     public string? KernelPath { get; init; }
@@ -110,7 +114,7 @@ public sealed record MachineConfig
         if (RamBytes < MinRamBytes) errors.Add("memory size must be at least 1 MiB");
         else if (RamBytes > MaxRamBytes) errors.Add($"memory size {FormatSize(RamBytes)} is more than the {FormatSize(MaxRamBytes)} this machine supports");
         else if (RamBytes % 4096 != 0) errors.Add($"memory size {RamBytes} bytes is not a multiple of 4 KiB");
-        if (VcpuCount != 1) errors.Add($"{VcpuCount} vCPUs: only 1 vCPU is supported for now");
+        if (VcpuCount < 1 || VcpuCount > MaxVcpus) errors.Add($"{VcpuCount} vCPUs: a machine has 1 to {MaxVcpus} (the accelerator may allow fewer)");
         if (string.IsNullOrEmpty(KernelPath) && string.IsNullOrEmpty(BiosPath)) errors.Add("no kernel given (use -kernel PATH, or -bios FILE to boot firmware)");
         if (!string.IsNullOrEmpty(KernelPath) && !string.IsNullOrEmpty(BiosPath))
             errors.Add("-bios with -kernel: handing a kernel to the BIOS (QEMU's linuxboot option ROM) is not implemented; boot the kernel directly (without -bios) or the BIOS alone");

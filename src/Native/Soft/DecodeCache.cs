@@ -1,7 +1,8 @@
 // Decoded-instruction cache for the software CPU: Iced decodes each instruction once; the result is kept
 // per guest physical page (4 KiB) and bitness, indexed by the offset in the page. A write to a page that
 // holds cached code (the CPU's own stores, checked against a per-page bitmap) drops the cache for that page
-// and for the page before it, whose last instruction may run into it.
+// and for the page before it, whose last instruction may run into it. With several vCPUs, PageClaimed tells
+// SmpCoherence before a page's bytes are first decoded, so other vCPUs' stores to it reach this cache too.
 using System.Runtime.CompilerServices;
 using ActorVmm.Core.Memory;
 using Iced.Intel;
@@ -35,6 +36,12 @@ internal sealed unsafe class DecodeCache
 
     /// <summary>Changes whenever cached code is dropped: a Page handed out earlier is stale once this moves.</summary>
     public int Generation { get; private set; }
+
+    /// <summary>
+    /// SMP only (null with one vCPU): called before code is first decoded from a page, and for the page an
+    /// instruction runs into (SmpCoherence.Member.Claimed), so stores by other vCPUs drop this cache's copy.
+    /// </summary>
+    public Action<ulong>? PageClaimed;
 
     /// <summary>The page of the last successful <see cref="Get"/>.</summary>
     public Page? LastPage => _lastPage;
@@ -104,6 +111,7 @@ internal sealed unsafe class DecodeCache
 
     private void MarkCode(ulong pageNumber)
     {
+        PageClaimed?.Invoke(pageNumber);
         if (pageNumber < (ulong)_codePageBits.Length * 8) _codePageBits[pageNumber >> 3] |= (byte)(1 << (int)(pageNumber & 7));
         else _codePages.Add(pageNumber);
     }
@@ -118,20 +126,24 @@ internal sealed unsafe class DecodeCache
         Clear();
     }
 
-    /// <summary>Called for every CPU store to RAM; drops cached code on the pages written.</summary>
+    /// <summary>
+    /// Called for every CPU store to RAM; drops cached code on the pages written. True when it dropped some: the CPU's
+    /// fetch cache (which does not look at <see cref="Generation"/> per instruction) must then be rebuilt.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void NotifyWrite(ulong pa, int size)
+    public bool NotifyWrite(ulong pa, int size)
     {
         ulong first = pa >> PageShift;
         if (first < (ulong)_codePageBits.Length * 8 && (_codePageBits[first >> 3] & (1 << (int)(first & 7))) == 0
             && ((pa + (ulong)size - 1) >> PageShift) == first)
-            return;
-        Invalidate(pa, size);
+            return false;
+        return Invalidate(pa, size);
     }
 
-    /// <summary>Drops cached code overlapping [pa, pa+size) (also for host writes: loaders, DMA).</summary>
-    public void Invalidate(ulong pa, long size)
+    /// <summary>Drops cached code overlapping [pa, pa+size) (also for host writes: loaders, DMA); true when some was dropped.</summary>
+    public bool Invalidate(ulong pa, long size)
     {
+        int generation = Generation;
         ulong first = pa >> PageShift, last = (pa + (ulong)Math.Max(size, 1) - 1) >> PageShift;
         for (ulong p = first; p <= last; p++)
         {
@@ -151,6 +163,7 @@ internal sealed unsafe class DecodeCache
             _lastPage = null;
             Generation++;
         }
+        return Generation != generation;
     }
 
     public void Clear()

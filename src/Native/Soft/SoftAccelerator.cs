@@ -4,6 +4,12 @@
 // vCPU thread (SoftKernelDevices); the irqchip entry points drive their inputs (SetIrqLine: GSIs, SendMsi: the
 // APIC bus); IPowerButton presses the in-kernel ACPI PM block's power button (QMP's system_powerdown). Time:
 // host time, or instruction-driven in deterministic mode.
+// SMP (up to SmpCoherence.MaxMembers vCPUs, each run by its own host thread): vCPU 0 is the bootstrap processor;
+// the others start in the wait-for-SIPI state and run only once an INIT and a start-up IPI reach them (Intel SDM
+// vol. 3 §9.4: INIT resets the CPU, SIPI starts it in real mode at vector << 12; an INIT to the BSP restarts it at
+// the reset vector). Guest RAM is shared; SmpCoherence keeps locked instructions atomic and decoded code coherent
+// across vCPUs; each vCPU has its own TLB. A vCPU that halts with interrupts disabled (or waits for SIPI) parks
+// until an NMI, INIT or SIPI; only when every vCPU is parked does Run report Halted (with one vCPU: at once).
 using ActorVmm.Core.Accel;
 using ActorVmm.Core.Devices;
 using ActorVmm.Core.Memory;
@@ -17,13 +23,17 @@ public sealed class SoftAccelerator : IAccelerator
 
     public string Name => "soft";
 
-    public AcceleratorCapabilities Capabilities { get; } = new(new HashSet<IrqchipMode> { IrqchipMode.On }, MaxVcpus: 1, KernelKeepsTime: true);
+    /// <summary>vCPUs one soft VM can have (one bit each in SmpCoherence's page masks).</summary>
+    public const int MaxVcpus = SmpCoherence.MaxMembers;
+
+    public AcceleratorCapabilities Capabilities { get; } = new(new HashSet<IrqchipMode> { IrqchipMode.On }, MaxVcpus, KernelKeepsTime: true);
 
     public IVm CreateVm(VmSpec spec)
     {
         if (spec.RamBytes == 0 || spec.RamBytes > MaxRamBytes)
             throw new ArgumentOutOfRangeException(nameof(spec), $"soft accelerator: RAM must be 1 byte to {MaxRamBytes >> 20} MiB, got {spec.RamBytes}");
-        if (spec.VcpuCount != 1) throw new ArgumentOutOfRangeException(nameof(spec), "soft accelerator: one vCPU in this stage");
+        if (spec.VcpuCount < 1 || spec.VcpuCount > MaxVcpus)
+            throw new ArgumentOutOfRangeException(nameof(spec), $"soft accelerator: {spec.VcpuCount} vCPUs: it supports 1 to {MaxVcpus}");
         if (!Capabilities.IrqchipModes.Contains(spec.Irqchip))
             throw new ArgumentOutOfRangeException(nameof(spec), $"soft accelerator: kernel-irqchip={spec.Irqchip.ToString().ToLowerInvariant()} is not supported yet");
         return new SoftVm(spec);
@@ -42,6 +52,7 @@ public sealed unsafe class SoftVm : IVm, IPowerButton
         _ram = new NativeRam(spec.RamBytes);
         Memory = new GuestMemory([new GuestRegion("ram", 0, spec.RamBytes, _ram.Pointer)]);
         Clock = new SoftClock(spec.Deterministic);
+        Smp = spec.VcpuCount > 1 ? new SmpCoherence(Memory, spec.VcpuCount) : null;
         // Deterministic runs get a fixed wall-clock start so the RTC reads the same every run.
         var rtcStart = spec.Deterministic ? new DateTime(2026, 1, 1, 0, 0, 0, DateTimeKind.Utc) : DateTime.UtcNow;
         Kernel = new SoftKernelDevices(Clock, spec.RamBytes, spec.VcpuCount, rtcStart, WakeAll);
@@ -56,10 +67,20 @@ public sealed unsafe class SoftVm : IVm, IPowerButton
 
     internal SoftClock Clock { get; }
 
+    /// <summary>What the vCPUs share beyond RAM (atomics, cross-modifying code); null with one vCPU.</summary>
+    internal SmpCoherence? Smp { get; }
+
+    /// <summary>vCPUs parked: halted with interrupts disabled, or waiting for SIPI (SoftVcpu.Park).</summary>
+    internal int Parked;
+
+    /// <summary>vCPUs inside Run and not waiting: deterministic time may skip ahead only when none is.</summary>
+    internal int Busy;
+
     public IVcpu CreateVcpu(int id)
     {
         lock (_lock)
         {
+            if ((uint)id >= (uint)Spec.VcpuCount) throw new ArgumentOutOfRangeException(nameof(id), $"vCPU {id} does not exist: this VM has {Spec.VcpuCount} (0-{Spec.VcpuCount - 1})");
             if (_vcpus.Any(v => v.Id == id)) throw new InvalidOperationException($"vCPU {id} already exists");
             var vcpu = new SoftVcpu(this, id);
             vcpu.Apic = Kernel.AddLocalApic(id, new SoftVcpu.ApicSignals(vcpu));
@@ -122,7 +143,11 @@ public sealed class SoftVcpu : IVcpu
     private IExitHandler? _handler;
     private int _kick;
     private bool _nmi;
+    private bool _pendingInit;
+    private int _pendingSipi = -1;
+    private bool _waitForSipi;
     private long _unsupportedApicSignals;
+    private long _ignoredStartups;
     private CpuRegisters _pendingRegs;
     private SystemRegisters _pendingSregs = SystemRegisters.PowerOn();
 
@@ -131,9 +156,22 @@ public sealed class SoftVcpu : IVcpu
         _vm = vm;
         Id = id;
         _pendingRegs.Rflags = 2;
+        _waitForSipi = id != 0; // application processors wait for INIT and SIPI (SDM vol. 3 §9.4.1)
     }
 
     public int Id { get; }
+
+    /// <summary>The bootstrap processor (vCPU 0): an INIT restarts it at the reset vector instead of waiting for SIPI.</summary>
+    public bool IsBootstrapProcessor => Id == 0;
+
+    /// <summary>True while the vCPU waits for a start-up IPI (application processors until started, and after an INIT).</summary>
+    public bool WaitingForStartup
+    {
+        get
+        {
+            lock (_eventLock) return _waitForSipi;
+        }
+    }
 
     /// <summary>CR8 reads and writes go to the LAPIC's TPR, under the kernel devices' lock.</summary>
     private sealed class ApicTaskPriority(SoftKernelDevices kernel, LocalApic apic) : ITaskPriority
@@ -148,10 +186,16 @@ public sealed class SoftVcpu : IVcpu
     /// <summary>This vCPU's local APIC (in the kernel devices).</summary>
     public LocalApic Apic { get; internal set; } = null!;
 
-    /// <summary>INIT, start-up IPI and SMI signals the soft CPU cannot act on yet (one vCPU, no SMM); counted.</summary>
+    /// <summary>SMI signals the soft CPU cannot act on (no SMM); counted.</summary>
     public long UnsupportedApicSignals => Interlocked.Read(ref _unsupportedApicSignals);
 
+    /// <summary>Start-up IPIs that found the vCPU not waiting for one (ignored, as the SDM says).</summary>
+    public long IgnoredStartups => Interlocked.Read(ref _ignoredStartups);
+
     public ulong InstructionsRetired => _cpu?.InstructionsRetired ?? 0;
+
+    /// <summary>The soft CPU (created on the first Run), for tests and statistics.</summary>
+    internal SoftCpu? Cpu => _cpu;
 
     public VcpuExit Run(IExitHandler handler)
     {
@@ -159,35 +203,75 @@ public sealed class SoftVcpu : IVcpu
         var kernel = _vm.Kernel;
         var clock = _vm.Clock;
         if (Interlocked.Exchange(ref _kick, 0) != 0) return VcpuExit.Kicked;
+        var smp = cpu.Smp;
+        bool deterministicSingle = clock.Deterministic && smp is null;
         long budget = SliceInstructions;
         long nextDeadline = kernel.NextDeadlineNs ?? long.MaxValue;
-        while (budget > 0)
+        Interlocked.Increment(ref _vm.Busy);
+        try
         {
-            if (clock.Deterministic) clock.SetInstructions(cpu.InstructionsRetired);
-            kernel.SyncApicBase(Apic, cpu.ApicBase);
-            if (clock.NowNanoseconds >= nextDeadline)
+            while (budget > 0)
             {
-                kernel.Advance();
-                nextDeadline = kernel.NextDeadlineNs ?? long.MaxValue;
+                if (deterministicSingle) clock.SetInstructions(cpu.InstructionsRetired);
+                kernel.SyncApicBase(Apic, cpu.ApicBase);
+                if (clock.NowNanoseconds >= nextDeadline)
+                {
+                    kernel.Advance();
+                    nextDeadline = kernel.NextDeadlineNs ?? long.MaxValue;
+                }
+                TakeStartupSignals(cpu);
+                if (Volatile.Read(ref _waitForSipi))
+                {
+                    if (Park(cpu, kernel) is { } parkedExit) return parkedExit;
+                    nextDeadline = kernel.NextDeadlineNs ?? long.MaxValue;
+                    continue;
+                }
+                DeliverQueuedEvents(cpu, kernel);
+                ulong before = cpu.InstructionsRetired;
+                StepOutcome outcome;
+                if (smp is null)
+                {
+                    outcome = cpu.Run(Math.Min(budget, Batch), ref _kick);
+                }
+                else
+                {
+                    cpu.SmpBoundary();
+                    smp.EnterGuest();
+                    try
+                    {
+                        outcome = cpu.Run(Math.Min(budget, Batch), ref _kick);
+                    }
+                    finally
+                    {
+                        smp.LeaveGuest();
+                    }
+                }
+                budget -= (long)(cpu.InstructionsRetired - before) + 1;
+                if (kernel.TakePendingStop() is { } stop) return stop;
+                nextDeadline = kernel.NextDeadlineNs ?? long.MaxValue; // the guest may have programmed a timer
+                switch (outcome)
+                {
+                    case StepOutcome.Shutdown:
+                        return new VcpuExit(VcpuExitKind.Shutdown, $"triple fault ({cpu.LastException?.Vector switch { byte v => $"last exception vector {v}", null => "no exception recorded" }})");
+                    case StepOutcome.Halted:
+                        if (!cpu.InterruptWindowOpen && !HasQueuedEvents())
+                        {
+                            // HLT with interrupts disabled: only an NMI, INIT or SIPI can wake it.
+                            if (smp is null) return new VcpuExit(VcpuExitKind.Halted, "HLT with interrupts disabled");
+                            if (Park(cpu, kernel) is { } parkedExit) return parkedExit;
+                            break;
+                        }
+                        if (!WaitForEvent(cpu, kernel, nextDeadline)) return VcpuExit.Kicked;
+                        break;
+                }
+                if (Interlocked.Exchange(ref _kick, 0) != 0) return VcpuExit.Kicked;
             }
-            DeliverQueuedEvents(cpu, kernel);
-            ulong before = cpu.InstructionsRetired;
-            var outcome = cpu.Run(Math.Min(budget, Batch), ref _kick);
-            budget -= (long)(cpu.InstructionsRetired - before) + 1;
-            if (kernel.TakePendingStop() is { } stop) return stop;
-            nextDeadline = kernel.NextDeadlineNs ?? long.MaxValue; // the guest may have programmed a timer
-            switch (outcome)
-            {
-                case StepOutcome.Shutdown:
-                    return new VcpuExit(VcpuExitKind.Shutdown, $"triple fault ({cpu.LastException?.Vector switch { byte v => $"last exception vector {v}", null => "no exception recorded" }})");
-                case StepOutcome.Halted:
-                    if (!cpu.InterruptWindowOpen && !HasQueuedEvents()) return new VcpuExit(VcpuExitKind.Halted, "HLT with interrupts disabled");
-                    if (!WaitForEvent(cpu, kernel, nextDeadline)) return VcpuExit.Kicked;
-                    break;
-            }
-            if (Interlocked.Exchange(ref _kick, 0) != 0) return VcpuExit.Kicked;
+            return VcpuExit.SliceEnd;
         }
-        return VcpuExit.SliceEnd;
+        finally
+        {
+            Interlocked.Decrement(ref _vm.Busy);
+        }
     }
 
     private SoftCpu EnsureCpu(IExitHandler handler)
@@ -206,9 +290,15 @@ public sealed class SoftVcpu : IVcpu
             _cpu.ApicId = (uint)Id;
             var clock = _vm.Clock;
             var cpu = _cpu;
-            // The TSC runs at 1 GHz on the VM clock; in deterministic mode it counts every retired instruction.
-            _cpu.TimeStampCounter = clock.Deterministic
-                ? () => cpu.InstructionsRetired + (ulong)clock.Skipped
+            if (_vm.Smp is { } smp)
+            {
+                cpu.JoinSmp(smp.Join(Id));
+                if (clock.Deterministic) clock.AttachCpu(Id, _vm.Spec.VcpuCount, cpu);
+            }
+            // The TSC runs at 1 GHz on the VM clock; in deterministic mode it counts every retired instruction (with
+            // several vCPUs: every vCPU's, so all of them read one TSC that never goes back).
+            _cpu.TimeStampCounter = !clock.Deterministic ? () => (ulong)clock.NowNanoseconds
+                : _vm.Smp is null ? () => cpu.InstructionsRetired + (ulong)clock.Skipped
                 : () => (ulong)clock.NowNanoseconds;
         }
         return _cpu;
@@ -216,7 +306,39 @@ public sealed class SoftVcpu : IVcpu
 
     private bool HasQueuedEvents()
     {
-        lock (_eventLock) return _nmi || _interrupts.Count > 0;
+        lock (_eventLock) return _nmi || _interrupts.Count > 0 || _pendingInit;
+    }
+
+    /// <summary>
+    /// INIT and start-up IPIs, at an instruction boundary on the vCPU's own thread: INIT resets the CPU (the local APIC
+    /// reset itself already) and puts an application processor in wait-for-SIPI (the BSP runs on at the reset vector);
+    /// a start-up IPI starts a waiting CPU at vector &lt;&lt; 12.
+    /// </summary>
+    private void TakeStartupSignals(SoftCpu cpu)
+    {
+        if (!Volatile.Read(ref _pendingInit) && Volatile.Read(ref _pendingSipi) < 0) return; // the common case: no lock
+        bool init;
+        int sipi = -1;
+        lock (_eventLock)
+        {
+            if (!_pendingInit && _pendingSipi < 0) return;
+            init = _pendingInit;
+            _pendingInit = false;
+            if (init)
+            {
+                _waitForSipi = !IsBootstrapProcessor;
+                _nmi = false;
+                _interrupts.Clear();
+            }
+            if (_waitForSipi && _pendingSipi >= 0)
+            {
+                sipi = _pendingSipi;
+                _waitForSipi = false;
+            }
+            _pendingSipi = -1;
+        }
+        if (init) cpu.InitReset();
+        if (sipi >= 0) cpu.StartUp((byte)sipi);
     }
 
     private void DeliverQueuedEvents(SoftCpu cpu, SoftKernelDevices kernel)
@@ -236,29 +358,79 @@ public sealed class SoftVcpu : IVcpu
             cpu.RaiseExternalInterrupt(vector);
     }
 
+    /// <summary>
+    /// SMP: the vCPU waits for something only an NMI, INIT or start-up IPI brings (HLT with interrupts disabled, or
+    /// wait-for-SIPI), while timers go on. Returns null when such a signal came (run on), Kicked when kicked, and
+    /// Halted when every vCPU of the VM is parked: nothing is left that could wake any of them.
+    /// </summary>
+    private VcpuExit? Park(SoftCpu cpu, SoftKernelDevices kernel)
+    {
+        Interlocked.Decrement(ref _vm.Busy);
+        int parked = Interlocked.Increment(ref _vm.Parked);
+        try
+        {
+            if (parked == _vm.Spec.VcpuCount)
+                return new VcpuExit(VcpuExitKind.Halted, "every vCPU halted with interrupts disabled or waiting for a start-up IPI");
+            var clock = _vm.Clock;
+            while (true)
+            {
+                if (Volatile.Read(ref _kick) != 0) return VcpuExit.Kicked;
+                lock (_eventLock)
+                {
+                    if (_nmi || _pendingInit || (_waitForSipi && _pendingSipi >= 0)) return null;
+                    if (!_waitForSipi && cpu.IsHalted && cpu.InterruptWindowOpen) return null; // no longer parked (INIT to the BSP)
+                }
+                long next = kernel.NextDeadlineNs ?? long.MaxValue;
+                long now = clock.NowNanoseconds;
+                if (now >= next)
+                {
+                    kernel.Advance(); // other vCPUs' timers may be due while this one sleeps
+                    continue;
+                }
+                long waitNs = clock.Deterministic ? 1_000_000 : Math.Min(next - now, 50_000_000);
+                _wake.Wait(TimeSpan.FromTicks(Math.Max(1, waitNs / 100)));
+            }
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _vm.Parked);
+            Interlocked.Increment(ref _vm.Busy);
+        }
+    }
+
     /// <summary>Blocks a halted vCPU until an interrupt, NMI, timer deadline or kick. False when kicked.</summary>
     private bool WaitForEvent(SoftCpu cpu, SoftKernelDevices kernel, long nextDeadline)
     {
         var clock = _vm.Clock;
-        while (true)
+        Interlocked.Decrement(ref _vm.Busy);
+        try
         {
-            if (Volatile.Read(ref _kick) != 0) return false;
-            if (HasQueuedEvents() || kernel.InterruptPending(Apic)) return true;
-            nextDeadline = kernel.NextDeadlineNs ?? long.MaxValue;
-            long now = clock.NowNanoseconds;
-            if (now >= nextDeadline) return true;
-            if (clock.Deterministic)
+            while (true)
             {
-                if (nextDeadline == long.MaxValue)
+                if (Volatile.Read(ref _kick) != 0) return false;
+                if (HasQueuedEvents() || kernel.InterruptPending(Apic)) return true;
+                nextDeadline = kernel.NextDeadlineNs ?? long.MaxValue;
+                long now = clock.NowNanoseconds;
+                if (now >= nextDeadline) return true;
+                if (clock.Deterministic)
                 {
-                    _wake.Wait(TimeSpan.FromMilliseconds(50));
-                    continue;
+                    // Nothing runs while halted: time jumps to the next timer. With several vCPUs only once none of
+                    // them is running (their instructions are the clock); until then this one waits for them.
+                    if (nextDeadline == long.MaxValue || Volatile.Read(ref _vm.Busy) != 0)
+                    {
+                        _wake.Wait(TimeSpan.FromMilliseconds(nextDeadline == long.MaxValue ? 50 : 1));
+                        continue;
+                    }
+                    clock.SkipTo(nextDeadline);
+                    return true;
                 }
-                clock.SkipTo(nextDeadline); // nothing runs while halted: time jumps to the next timer
-                return true;
+                long waitNs = Math.Min(nextDeadline - now, 50_000_000);
+                _wake.Wait(TimeSpan.FromTicks(Math.Max(1, waitNs / 100)));
             }
-            long waitNs = Math.Min(nextDeadline - now, 50_000_000);
-            _wake.Wait(TimeSpan.FromTicks(Math.Max(1, waitNs / 100)));
+        }
+        finally
+        {
+            Interlocked.Increment(ref _vm.Busy);
         }
     }
 
@@ -305,8 +477,39 @@ public sealed class SoftVcpu : IVcpu
     }
 
     /// <summary>
-    /// What the local APIC tells this vCPU. Called under the kernel devices' lock: it only wakes the vCPU or
-    /// queues an NMI (the vCPU's event lock is a leaf below the kernel lock).
+    /// Leaves the wait-for-SIPI state without a start-up IPI, to run from the registers set (as KVM_SET_MP_STATE
+    /// RUNNABLE does): for hosts that start every vCPU themselves, and tests.
+    /// </summary>
+    public void MakeRunnable()
+    {
+        lock (_eventLock) _waitForSipi = false;
+    }
+
+    /// <summary>INIT from the local APIC (an INIT IPI or an INIT-mode LVT): taken at the vCPU's next instruction boundary.</summary>
+    internal void QueueInit()
+    {
+        lock (_eventLock)
+        {
+            _pendingInit = true;
+            _pendingSipi = -1;
+        }
+        Signal();
+    }
+
+    /// <summary>A start-up IPI: kept for a vCPU that waits for one (or will, after a pending INIT); ignored otherwise.</summary>
+    internal void QueueStartup(byte vector)
+    {
+        lock (_eventLock)
+        {
+            if (_pendingSipi < 0 && (_waitForSipi || _pendingInit)) _pendingSipi = vector;
+            else Interlocked.Increment(ref _ignoredStartups);
+        }
+        Signal();
+    }
+
+    /// <summary>
+    /// What the local APIC tells this vCPU. Called under the kernel devices' lock, possibly on another vCPU's thread
+    /// (IPIs): it only records the signal and wakes the vCPU (the vCPU's event lock is a leaf below the kernel lock).
     /// </summary>
     internal sealed class ApicSignals(SoftVcpu vcpu) : IApicCpu
     {
@@ -316,9 +519,9 @@ public sealed class SoftVcpu : IVcpu
 
         public void SignalSmi() => Interlocked.Increment(ref vcpu._unsupportedApicSignals);
 
-        public void SignalInit() => Interlocked.Increment(ref vcpu._unsupportedApicSignals);
+        public void SignalInit() => vcpu.QueueInit();
 
-        public void SignalStartup(byte vector) => Interlocked.Increment(ref vcpu._unsupportedApicSignals);
+        public void SignalStartup(byte vector) => vcpu.QueueStartup(vector);
     }
 
     public CpuRegisters GetRegisters() => _cpu?.GetRegisters() ?? _pendingRegs;

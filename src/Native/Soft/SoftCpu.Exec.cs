@@ -11,6 +11,12 @@ public sealed partial class SoftCpu
 {
     private void Execute(in Instruction i)
     {
+        // With other vCPUs, LOCK forms and XCHG with memory are atomic against them (SoftCpu.Smp.cs).
+        if (_smp is not null && _atomic == AtomicPhase.Off && NeedsAtomic(in i))
+        {
+            ExecuteAtomic(in i);
+            return;
+        }
         switch (i.Mnemonic)
         {
             case Mnemonic.Add: Alu(i, LazyOp.Add); break;
@@ -160,12 +166,12 @@ public sealed partial class SoftCpu
             case Mnemonic.Int3: SoftwareInterrupt(ExBP); break;
             case Mnemonic.Int1: SoftwareInterrupt(ExDB, icebp: true); break;
             case Mnemonic.Into: if (GetOf()) SoftwareInterrupt(ExOF); break;
-            case Mnemonic.Iret: Iret(2); break;
-            case Mnemonic.Iretd: Iret(4); break;
-            case Mnemonic.Iretq: Iret(8); break;
+            case Mnemonic.Iret: Serialize(); Iret(2); break;
+            case Mnemonic.Iretd: Serialize(); Iret(4); break;
+            case Mnemonic.Iretq: Serialize(); Iret(8); break;
             case Mnemonic.Bound: Bound(i); break;
             case Mnemonic.Ud0 or Mnemonic.Ud1 or Mnemonic.Ud2: throw new CpuFault(ExUD, null);
-            case Mnemonic.Cpuid: Cpuid(); break;
+            case Mnemonic.Cpuid: Serialize(); Cpuid(); break;
             case Mnemonic.Rdtsc:
                 if ((Cr4 & 4) != 0 && Cpl != 0) throw new CpuFault(ExGP, 0);
                 {

@@ -176,10 +176,11 @@ public sealed partial class SoftCpu
 
     /// <summary>
     /// CPUID: an Intel family 6 model that advertises exactly what this CPU implements, and a brand string saying
-    /// what it is. Leaf 1 EDX: FPU, PSE, TSC, MSR, PAE, CX8, SEP, MTRR, PGE, CMOV, PAT, CLFSH, FXSR, SSE, SSE2; ECX: CX16. Leaf 0x80000001:
+    /// what it is. Leaf 1 EDX: FPU, PSE, TSC, MSR, PAE, CX8, SEP, MTRR, PGE, CMOV, PAT, CLFSH, MMX, FXSR, SSE, SSE2; ECX: SSE3, SSSE3,
+    /// CX16, SSE4.1, SSE4.2, MOVBE, POPCNT (and x2APIC with a local APIC). Leaf 0x80000001:
     /// SYSCALL, NX, RDTSCP, LM and LAHF/SAHF in 64-bit mode. Leaf 0x80000008: 40-bit physical and 48-bit linear
     /// addresses. APIC (leaf 1 EDX bit 9) and the initial APIC ID (EBX[31:24]) when a local APIC is wired to the CPU
-    /// (<see cref="TaskPriority"/>). No MMX yet. Basic leaves above the maximum return the highest basic leaf, as Intel does.
+    /// (<see cref="TaskPriority"/>). Not BMI1/BMI2, AVX, XSAVE or MONITOR/MWAIT. Basic leaves above the maximum return the highest basic leaf, as Intel does.
     /// </summary>
     private void Cpuid()
     {
@@ -198,7 +199,7 @@ public sealed partial class SoftCpu
                 b = (ApicId << 24) | (8 << 8); // initial APIC ID, CLFLUSH line size 8 x 8 = 64 bytes
                 if (TaskPriority is not null) d |= 1u << 9; // APIC: a local APIC is wired to this CPU
                 d |= (1u << 0) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) | (1u << 11) | (1u << 12) | (1u << 13) | (1u << 15)
-                    | (1u << 16) | (1u << 19) | (1u << 24) | (1u << 25) | (1u << 26); // FPU, PSE, TSC, MSR, PAE, CX8, SEP, MTRR, PGE, CMOV, PAT, CLFSH, FXSR, SSE, SSE2
+                    | (1u << 16) | (1u << 19) | (1u << 23) | (1u << 24) | (1u << 25) | (1u << 26); // FPU, PSE, TSC, MSR, PAE, CX8, SEP, MTRR, PGE, CMOV, PAT, CLFSH, MMX, FXSR, SSE, SSE2
                 c = (1u << 0) | (1u << 9) | (1u << 13) | (1u << 19) | (1u << 20) | (1u << 22) | (1u << 23); // SSE3, SSSE3, CMPXCHG16B, SSE4.1, SSE4.2, MOVBE, POPCNT
                 if (TaskPriority is not null) c |= 1u << 21; // x2APIC: the wired local APIC has the x2APIC MSRs
                 break;
@@ -239,9 +240,11 @@ public sealed partial class SoftCpu
     {
         switch (i.Mnemonic)
         {
+            // The serializing instructions (SDM vol. 3 §9.3) first drop code other vCPUs wrote (Serialize, SoftCpu.Smp.cs).
             case Mnemonic.Lgdt or Mnemonic.Lidt:
                 {
                     RequireCpl0();
+                    Serialize();
                     ushort limit = (ushort)ReadMem(i, 16);
                     ulong b = ReadMem(i, Mode64 ? 64 : 32, 2); // 64-bit mode: an 8-byte base whatever the operand size
                     if (!Mode64 && OperandBytes(i) == 2) b &= 0xff_ffff;
@@ -262,6 +265,7 @@ public sealed partial class SoftCpu
                 {
                     RequireProtectedMode();
                     RequireCpl0();
+                    Serialize();
                     ushort sel = (ushort)ReadOp(i, 0, 16);
                     if ((sel & 0xfffc) == 0)
                     {
@@ -280,6 +284,7 @@ public sealed partial class SoftCpu
                 {
                     RequireProtectedMode();
                     RequireCpl0();
+                    Serialize();
                     ushort sel = (ushort)ReadOp(i, 0, 16);
                     if ((sel & 0xfffc) == 0 || (sel & 4) != 0) throw new CpuFault(ExGP, (uint)(sel & 0xfffc));
                     ulong d = LoadDescriptor(sel, ExGP);
@@ -309,10 +314,11 @@ public sealed partial class SoftCpu
                     return true;
                 }
             case Mnemonic.Clts: RequireCpl0(); Cr0 &= ~8UL; return true;
-            case Mnemonic.Invd or Mnemonic.Wbinvd: RequireCpl0(); return true;
+            case Mnemonic.Invd or Mnemonic.Wbinvd: RequireCpl0(); Serialize(); return true;
             case Mnemonic.Invlpg:
                 {
                     RequireCpl0();
+                    Serialize();
                     ref var seg = ref MemorySegment(i, out byte fv);
                     ulong offset = EffectiveOffset(i);
                     InvalidatePage(Mode64 ? Linear64(ref seg, fv, offset) : (seg.Base + offset) & 0xffff_ffff);
@@ -336,6 +342,7 @@ public sealed partial class SoftCpu
     private void MoveControlRegister(in Instruction i)
     {
         RequireCpl0();
+        if (i.Op0Register.IsCR()) Serialize(); // MOV to a control register serializes
         var r0 = i.Op0Register;
         var r1 = i.Op1Register;
         if (r0.IsCR())

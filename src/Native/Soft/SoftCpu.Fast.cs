@@ -4,6 +4,8 @@
 // branch displacements computed. Those run here without the mnemonic switch and Iced's per-operand accessors;
 // everything else (and any form with an AH-BH operand) goes through Execute. The semantics are the generic
 // handlers' (same flags, same faults); the silicon differential tests run every form through this path.
+// The hot kinds at 32 and 64 bits dispatch on FastForm.Handler (kind and width in one byte) to handlers specialised
+// for their width (generic over a width struct, so the JIT folds masks and sizes); the rest share ExecuteFastGeneric.
 using System.Runtime.CompilerServices;
 using Iced.Intel;
 
@@ -68,6 +70,8 @@ internal readonly struct FastForm
     public readonly FastKind Kind;
     public readonly FastAlu Op;
     public readonly byte Dst, Src, Bits, Cc;
+    /// <summary>Kind and width in one byte for the dispatch: (Kind &lt;&lt; 2) | log2(Bits / 8).</summary>
+    public readonly byte Handler;
     /// <summary>Immediate (masked to the operand width), branch displacement from the next instruction, or shift count.</summary>
     public readonly ulong Value;
 
@@ -87,7 +91,11 @@ internal readonly struct FastForm
         Value = value;
         Cc = (byte)cc;
         MemBase = MemIndex = NoReg;
+        Handler = HandlerOf(kind, bits);
     }
+
+    /// <summary>The dispatch byte of a kind at a width (8, 16, 32 or 64 bits).</summary>
+    public static byte HandlerOf(FastKind kind, int bits) => (byte)(((int)kind << 2) | (bits switch { 64 => 3, 32 => 2, 16 => 1, _ => 0 }));
 
     /// <summary>The same form with the memory operand of <paramref name="i"/> resolved; None when it cannot be.</summary>
     private FastForm(in FastForm f, in Instruction i)
@@ -177,6 +185,8 @@ internal readonly struct FastForm
     public static FastForm Analyze(in Instruction i)
     {
         var m = i.Mnemonic;
+        // LOCK forms (and XCHG with memory, which has no fast form) must stay on Execute: with several vCPUs it runs
+        // them atomically (SoftCpu.Smp.cs).
         if (i.Code == Code.INVALID || i.HasLockPrefix) return default;
         int opCount = i.OpCount;
         var k0 = opCount > 0 ? i.Op0Kind : OpKind.Register;
@@ -287,6 +297,22 @@ internal readonly struct FastForm
     };
 }
 
+/// <summary>An operand width as a type, so a generic handler is compiled once per width with its masks folded.</summary>
+internal interface IOperandWidth
+{
+    static abstract int Bits { get; }
+}
+
+internal struct Width32 : IOperandWidth
+{
+    public static int Bits => 32;
+}
+
+internal struct Width64 : IOperandWidth
+{
+    public static int Bits => 64;
+}
+
 public sealed partial class SoftCpu
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -318,7 +344,171 @@ public sealed partial class SoftCpu
         else ExecuteFast(in d.Fast, in d.Insn);
     }
 
+    // Dispatch bytes of the width-specialised handlers (FastForm.HandlerOf: kind << 2 | 2 for 32 bits, | 3 for 64).
+    private const int W32 = 2, W64 = 3;
+
+    /// <summary>A fast form: the hot kinds at 32 and 64 bits through their specialised handlers, the rest generically.</summary>
     private void ExecuteFast(in FastForm f, in Instruction i)
+    {
+        switch (f.Handler)
+        {
+            case ((int)FastKind.MovRR << 2) | W32: SetGpr<Width32>(f.Dst, GetGpr<Width32>(f.Src)); return;
+            case ((int)FastKind.MovRR << 2) | W64: Gpr[f.Dst] = Gpr[f.Src]; return;
+            case ((int)FastKind.MovRI << 2) | W32: SetGpr<Width32>(f.Dst, f.Value); return;
+            case ((int)FastKind.MovRI << 2) | W64: Gpr[f.Dst] = f.Value; return;
+            case ((int)FastKind.Load << 2) | W32: SetGpr<Width32>(f.Dst, FastRead(f, 32)); return;
+            case ((int)FastKind.Load << 2) | W64: Gpr[f.Dst] = FastRead(f, 64); return;
+            case ((int)FastKind.Store << 2) | W32: FastWrite(f, (uint)Gpr[f.Src], 32); return;
+            case ((int)FastKind.Store << 2) | W64: FastWrite(f, Gpr[f.Src], 64); return;
+            case ((int)FastKind.AluRR << 2) | W32: FastAluRR<Width32>(f); return;
+            case ((int)FastKind.AluRR << 2) | W64: FastAluRR<Width64>(f); return;
+            case ((int)FastKind.AluRI << 2) | W32: FastAluRI<Width32>(f); return;
+            case ((int)FastKind.AluRI << 2) | W64: FastAluRI<Width64>(f); return;
+            case ((int)FastKind.AluRM << 2) | W32: FastAluRM<Width32>(f); return;
+            case ((int)FastKind.AluRM << 2) | W64: FastAluRM<Width64>(f); return;
+            case ((int)FastKind.AluMR << 2) | W32: FastAluMR<Width32>(f); return;
+            case ((int)FastKind.AluMR << 2) | W64: FastAluMR<Width64>(f); return;
+            case ((int)FastKind.IncDecR << 2) | W32: FastIncDec<Width32>(f); return;
+            case ((int)FastKind.IncDecR << 2) | W64: FastIncDec<Width64>(f); return;
+            case ((int)FastKind.Lea << 2) | W32: SetGpr<Width32>(f.Dst, FastOffset(f)); return;
+            case ((int)FastKind.Lea << 2) | W64: Gpr[f.Dst] = FastOffset(f); return;
+            case ((int)FastKind.Jcc << 2) | W32 or ((int)FastKind.Jcc << 2) | W64:
+                if (Condition(f.Cc)) _nextRip = NearTarget(f);
+                return;
+            case ((int)FastKind.JmpRel << 2) | W32 or ((int)FastKind.JmpRel << 2) | W64: _nextRip = NearTarget(f); return;
+            case ((int)FastKind.MovzxRM << 2) | W32:
+                SetGpr<Width32>(f.Dst, f.Value == 8 ? FastRead(f, 8) : FastRead(f, 16));
+                return;
+            case ((int)FastKind.PushR << 2) | W64: Push(Gpr[f.Dst], 8); return;
+            case ((int)FastKind.PopR << 2) | W64: Gpr[f.Dst] = Pop(8); return;
+            case ((int)FastKind.PushR << 2) | W32: Push((uint)Gpr[f.Dst], 4); return;
+            case ((int)FastKind.PopR << 2) | W32: SetGpr<Width32>(f.Dst, Pop(4)); return;
+            case ((int)FastKind.CallRel << 2) | W64:
+                {
+                    ulong t = NearTarget(f);
+                    Push(_nextRip, 8);
+                    _nextRip = t;
+                    return;
+                }
+            case ((int)FastKind.Ret << 2) | W64:
+                {
+                    ulong t = CheckNearTarget(PeekStack(0, 8));
+                    Pop(8);
+                    _nextRip = t;
+                    return;
+                }
+            case ((int)FastKind.StoreImm << 2) | W32: FastWrite(f, f.Value, 32); return;
+            case ((int)FastKind.StoreImm << 2) | W64: FastWrite(f, f.Value, 64); return;
+            case ((int)FastKind.AluMI << 2) | W32: FastAluMI<Width32>(f); return;
+            case ((int)FastKind.AluMI << 2) | W64: FastAluMI<Width64>(f); return;
+            case ((int)FastKind.ShiftRI << 2) | W32: FastShift(in f, 32); return;
+            case ((int)FastKind.ShiftRI << 2) | W64: FastShift(in f, 64); return;
+            case (int)FastKind.SetccR << 2: SetGpr(f.Dst, 8, Condition(f.Cc) ? 1UL : 0); return;
+            default:
+                ExecuteFastGeneric(in f, in i);
+                return;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ulong GetGpr<W>(int index)
+        where W : struct, IOperandWidth => W.Bits == 64 ? Gpr[index] : (uint)Gpr[index];
+
+    /// <summary>A 32-bit write zero-extends into the 64-bit register, as every 32-bit destination does.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void SetGpr<W>(int index, ulong v)
+        where W : struct, IOperandWidth => Gpr[index] = W.Bits == 64 ? v : (uint)v;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void FastAluRR<W>(in FastForm f)
+        where W : struct, IOperandWidth
+    {
+        ulong r = AluOp(f.Op, GetGpr<W>(f.Dst), GetGpr<W>(f.Src), W.Bits);
+        if (f.Op is not (FastAlu.Cmp or FastAlu.Test)) SetGpr<W>(f.Dst, r);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void FastAluRI<W>(in FastForm f)
+        where W : struct, IOperandWidth
+    {
+        ulong r = AluOp(f.Op, GetGpr<W>(f.Dst), f.Value, W.Bits);
+        if (f.Op is not (FastAlu.Cmp or FastAlu.Test)) SetGpr<W>(f.Dst, r);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void FastAluRM<W>(in FastForm f)
+        where W : struct, IOperandWidth
+    {
+        ulong r = AluOp(f.Op, GetGpr<W>(f.Dst), FastRead(f, W.Bits), W.Bits);
+        if (f.Op is not (FastAlu.Cmp or FastAlu.Test)) SetGpr<W>(f.Dst, r);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void FastAluMR<W>(in FastForm f)
+        where W : struct, IOperandWidth
+    {
+        ulong r = AluOp(f.Op, FastRead(f, W.Bits), GetGpr<W>(f.Src), W.Bits);
+        if (f.Op is not (FastAlu.Cmp or FastAlu.Test)) FastWrite(f, r, W.Bits);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void FastAluMI<W>(in FastForm f)
+        where W : struct, IOperandWidth
+    {
+        ulong r = AluOp(f.Op, FastRead(f, W.Bits), f.Value, W.Bits);
+        if (f.Op is not (FastAlu.Cmp or FastAlu.Test)) FastWrite(f, r, W.Bits);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void FastIncDec<W>(in FastForm f)
+        where W : struct, IOperandWidth
+    {
+        ulong a = GetGpr<W>(f.Dst);
+        ulong r = (f.Op == FastAlu.Inc ? a + 1 : a - 1) & SizeMask(W.Bits);
+        SetGpr<W>(f.Dst, r);
+        _carryIn = GetCf();
+        SetLazy(f.Op == FastAlu.Inc ? LazyOp.Inc : LazyOp.Dec, a, 1, r, W.Bits);
+    }
+
+    /// <summary>SHL/SAL, SHR, SAR of a register by an immediate (Op: Add left, Sub logical right, Sbb arithmetic right).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void FastShift(in FastForm f, int bits)
+    {
+        int count = (int)f.Value;
+        ulong v = GetGpr(f.Dst, bits);
+        if (count == 0)
+        {
+            if (bits == 32) SetGpr(f.Dst, 32, v); // no flags change; a 32-bit register is still zero-extended
+            return;
+        }
+        ulong mask = SizeMask(bits), sign = 1UL << (bits - 1), r;
+        bool cf, of;
+        if (f.Op == FastAlu.Add)
+        {
+            r = count >= 64 ? 0 : (v << count) & mask;
+            cf = count <= bits && ((v >> (bits - count)) & 1) != 0;
+            of = ((r & sign) != 0) ^ cf;
+        }
+        else if (f.Op == FastAlu.Sub)
+        {
+            r = count >= 64 ? 0 : v >> count;
+            cf = count <= bits && ((v >> (count - 1)) & 1) != 0;
+            of = (v & sign) != 0 && !(_model286 && count > 1);
+        }
+        else
+        {
+            long sv = (long)SignExtend(v, bits);
+            int c = Math.Min(count, bits);
+            r = (ulong)(sv >> Math.Min(c, 63)) & mask;
+            cf = ((sv >> (c - 1)) & 1) != 0;
+            of = false;
+        }
+        SetGpr(f.Dst, bits, r);
+        SetArith(SzpFlags(r, bits) | (cf ? CF : 0) | (of ? OF_ : 0));
+    }
+
+    /// <summary>Every fast kind at every width, width-generic (the dispatch above takes the hot ones first).</summary>
+    private void ExecuteFastGeneric(in FastForm f, in Instruction i)
     {
         int bits = f.Bits;
         switch (f.Kind)
@@ -381,41 +571,7 @@ public sealed partial class SoftCpu
                     else if (bits == 32) SetGpr(f.Dst, 32, GetGpr(f.Dst, 32));
                     return;
                 }
-            case FastKind.ShiftRI:
-                {
-                    int count = (int)f.Value;
-                    ulong v = GetGpr(f.Dst, bits);
-                    if (count == 0)
-                    {
-                        if (bits == 32) SetGpr(f.Dst, 32, v); // no flags change; a 32-bit register is still zero-extended
-                        return;
-                    }
-                    ulong mask = SizeMask(bits), sign = 1UL << (bits - 1), r;
-                    bool cf, of;
-                    if (f.Op == FastAlu.Add)
-                    {
-                        r = count >= 64 ? 0 : (v << count) & mask;
-                        cf = count <= bits && ((v >> (bits - count)) & 1) != 0;
-                        of = ((r & sign) != 0) ^ cf;
-                    }
-                    else if (f.Op == FastAlu.Sub)
-                    {
-                        r = count >= 64 ? 0 : v >> count;
-                        cf = count <= bits && ((v >> (count - 1)) & 1) != 0;
-                        of = (v & sign) != 0 && !(_model286 && count > 1);
-                    }
-                    else
-                    {
-                        long sv = (long)SignExtend(v, bits);
-                        int c = Math.Min(count, bits);
-                        r = (ulong)(sv >> Math.Min(c, 63)) & mask;
-                        cf = ((sv >> (c - 1)) & 1) != 0;
-                        of = false;
-                    }
-                    SetGpr(f.Dst, bits, r);
-                    SetArith(SzpFlags(r, bits) | (cf ? CF : 0) | (of ? OF_ : 0));
-                    return;
-                }
+            case FastKind.ShiftRI: FastShift(in f, bits); return;
             case FastKind.PushR: Push(GetGpr(f.Dst, bits), bits / 8); return;
             case FastKind.PopR: SetGpr(f.Dst, bits, Pop(bits / 8)); return;
             case FastKind.Jcc:

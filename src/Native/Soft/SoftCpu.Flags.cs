@@ -60,8 +60,8 @@ public sealed partial class SoftCpu
     /// <summary>Stores materialized arithmetic flags (only the bits in <paramref name="mask"/> change).</summary>
     private void SetArith(uint value, uint mask = ArithMask)
     {
-        uint current = ArithFlags();
-        _arith = (current & ~mask) | (value & mask);
+        // Replacing all six flags needs nothing of the old ones (no lazy evaluation).
+        _arith = mask == ArithMask ? value & mask : (ArithFlags() & ~mask) | (value & mask);
         _op = LazyOp.None;
     }
 
@@ -150,7 +150,20 @@ public sealed partial class SoftCpu
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool GetSf() => _op == LazyOp.None ? (_arith & SF) != 0 : ((_res >> (_bits - 1)) & 1) != 0;
 
-    private bool GetOf() => (ArithFlags() & OF_) != 0;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool GetOf()
+    {
+        // The common producers directly (CMP/SUB, ADD, logic); the others through the full evaluation.
+        ulong sign = 1UL << (_bits - 1);
+        switch (_op)
+        {
+            case LazyOp.None: return (_arith & OF_) != 0;
+            case LazyOp.Sub: return ((_a ^ _b) & (_a ^ _res) & sign) != 0;
+            case LazyOp.Add: return ((_a ^ _res) & (_b ^ _res) & sign) != 0;
+            case LazyOp.Logic: return false;
+            default: return (ArithFlags() & OF_) != 0;
+        }
+    }
 
     private bool GetPf() => _op == LazyOp.None ? (_arith & PF) != 0 : Parity(_res);
 

@@ -56,11 +56,11 @@ public sealed partial class SoftCpu
         Mnemonic.Fstsw, Mnemonic.Fnstenv, Mnemonic.Fstenv, Mnemonic.Fldenv, Mnemonic.Fnsave, Mnemonic.Fsave, Mnemonic.Frstor,
     ];
 
-    /// <summary>SSE to SSE4.2 (SoftCpu.Sse.cs, Ssse3.cs, Sse4.cs), POPCNT/CRC32/MOVBE (BitExt.cs) and the cache-control instructions, on XMM registers only (no MMX forms).
+    /// <summary>MMX (SoftCpu.Mmx.cs), SSE to SSE4.2 (SoftCpu.Sse.cs, Ssse3.cs, Sse4.cs) on XMM and MMX registers, POPCNT/CRC32/MOVBE (BitExt.cs) and the cache-control instructions.
     /// (A property: static fields in other files of this partial class may not be initialised yet.)</summary>
     private static HashSet<Mnemonic> SimdHandledMnemonics =>
     [
-        .. SseMnemonics, .. Sse3Mnemonics, .. Sse4Mnemonics, .. BitExtMnemonics, Mnemonic.Sfence, Mnemonic.Lfence, Mnemonic.Mfence, Mnemonic.Prefetchnta, Mnemonic.Prefetcht0, Mnemonic.Prefetcht1,
+        .. SseMnemonics, .. MmxMnemonics, .. Sse3Mnemonics, .. Sse4Mnemonics, .. BitExtMnemonics, Mnemonic.Sfence, Mnemonic.Lfence, Mnemonic.Mfence, Mnemonic.Prefetchnta, Mnemonic.Prefetcht0, Mnemonic.Prefetcht1,
         Mnemonic.Prefetcht2, Mnemonic.Clflush, Mnemonic.Movnti, Mnemonic.Fxsave, Mnemonic.Fxrstor, Mnemonic.Fxsave64, Mnemonic.Fxrstor64,
     ];
 
@@ -84,10 +84,10 @@ public sealed partial class SoftCpu
             var info = code.ToOpCode();
             if (!info.IsInstruction || info.Encoding != EncodingKind.Legacy) continue;
             if (!HandledMnemonics.Contains(code.Mnemonic()) && !simd.Contains(code.Mnemonic())) continue;
-            // SIMD mnemonics name forms from several extensions: only those of the extensions implemented (the MMX
-            // forms fall out below, on their mm operands). TZCNT's encoding (BMI1) runs as BSF.
+            // SIMD mnemonics name forms from several extensions: only those of the extensions implemented (not
+            // Cyrix's EMMI, 3DNow! or AVX). TZCNT's encoding (BMI1) runs as BSF.
             if (simd.Contains(code.Mnemonic()) && !HandledMnemonics.Contains(code.Mnemonic())
-                && !code.CpuidFeatures().All(f => f is CpuidFeature.SSE or CpuidFeature.SSE2 or CpuidFeature.FXSR or CpuidFeature.CLFSH
+                && !code.CpuidFeatures().All(f => f is CpuidFeature.MMX or CpuidFeature.SSE or CpuidFeature.SSE2 or CpuidFeature.FXSR or CpuidFeature.CLFSH
                     or CpuidFeature.SSE3 or CpuidFeature.SSSE3 or CpuidFeature.SSE4_1 or CpuidFeature.SSE4_2 or CpuidFeature.POPCNT
                     or CpuidFeature.MOVBE or CpuidFeature.BMI1 or CpuidFeature.LZCNT))
                 continue;
@@ -110,6 +110,7 @@ public sealed partial class SoftCpu
         OpCodeOperandKind.r8_or_mem or OpCodeOperandKind.r16_or_mem or OpCodeOperandKind.r32_or_mem or OpCodeOperandKind.r64_or_mem
             or OpCodeOperandKind.mem => true,
         OpCodeOperandKind.xmm_reg or OpCodeOperandKind.xmm_rm or OpCodeOperandKind.xmm_or_mem => true,
+        OpCodeOperandKind.mm_reg or OpCodeOperandKind.mm_rm or OpCodeOperandKind.mm_or_mem => true,
         OpCodeOperandKind.seg_reg or OpCodeOperandKind.es or OpCodeOperandKind.cs or OpCodeOperandKind.ss or OpCodeOperandKind.ds
             or OpCodeOperandKind.fs or OpCodeOperandKind.gs => true,
         OpCodeOperandKind.cr_reg or OpCodeOperandKind.dr_reg => true,
@@ -122,6 +123,7 @@ public sealed partial class SoftCpu
             or OpCodeOperandKind.br32_4 or OpCodeOperandKind.brdisp_2 or OpCodeOperandKind.brdisp_4 or OpCodeOperandKind.farbr2_2
             or OpCodeOperandKind.farbr4_2 or OpCodeOperandKind.br64_1 or OpCodeOperandKind.br64_4 => true,
         OpCodeOperandKind.seg_rSI or OpCodeOperandKind.es_rDI or OpCodeOperandKind.seg_rBX_al => true,
+        OpCodeOperandKind.seg_rDI => true, // MASKMOVDQU, MASKMOVQ: DS:rDI
         OpCodeOperandKind.st0 or OpCodeOperandKind.sti_opcode => true, // x87 registers
         _ => false,
     };

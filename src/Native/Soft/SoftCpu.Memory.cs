@@ -189,7 +189,8 @@ public sealed unsafe partial class SoftCpu
                 case 4: Unsafe.WriteUnaligned(p, (uint)value); break;
                 default: Unsafe.WriteUnaligned(p, value); break;
             }
-            _decodeCache.NotifyWrite(pa, size);
+            if (_decodeCache.NotifyWrite(pa, size)) _fetchValid = false; // stored into cached code: fetch through the cache again
+            _smp?.Store(pa, size); // other vCPUs' cached code (SmpCoherence); null with one vCPU
             return;
         }
         WritePhysicalSlow(pa, value, size);
@@ -233,7 +234,7 @@ public sealed unsafe partial class SoftCpu
                 {
                     byte* w = region.WriteHost + (pa - region.Start);
                     for (int i = 0; i < size; i++) w[i] = (byte)(value >> (8 * i));
-                    _decodeCache.NotifyWrite(pa, size);
+                    if (_decodeCache.NotifyWrite(pa, size)) _fetchValid = false;
                 }
                 return;
             }
@@ -269,5 +270,6 @@ public sealed unsafe partial class SoftCpu
         _ramHost = null;
         _ramStart = _ramEnd = 0;
         _decodeCache.Clear();
+        _fetchValid = false; // the fetch cache holds a decoded page that Clear just dropped
     }
 }

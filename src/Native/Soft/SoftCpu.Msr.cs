@@ -48,6 +48,7 @@ public sealed partial class SoftCpu
 
     private void Wrmsr()
     {
+        Serialize();
         RequireCpl0();
         uint msr = (uint)Gpr[1];
         ulong value = ((Gpr[2] & 0xffff_ffff) << 32) | (Gpr[0] & 0xffff_ffff);

@@ -135,6 +135,7 @@ public sealed partial class SoftCpu
         ref var seg = ref MemorySegment(i, out byte fv);
         ulong off = EffectiveOffset(i) + extraOffset;
         if (!Mode64) off &= AddressBits(i) == 16 ? 0xffffUL : 0xffff_ffffUL;
+        if (_atomic != AtomicPhase.Off) return AtomicRead(ref seg, fv, off, bits / 8); // a locked instruction on SMP (SoftCpu.Smp.cs)
         return ReadSeg(ref seg, fv, off, bits / 8);
     }
 
@@ -143,6 +144,11 @@ public sealed partial class SoftCpu
         ref var seg = ref MemorySegment(i, out byte fv);
         ulong off = EffectiveOffset(i) + extraOffset;
         if (!Mode64) off &= AddressBits(i) == 16 ? 0xffffUL : 0xffff_ffffUL;
+        if (_atomic != AtomicPhase.Off)
+        {
+            AtomicWrite(ref seg, fv, off, v, bits / 8);
+            return;
+        }
         WriteSeg(ref seg, fv, off, v, bits / 8);
     }
 

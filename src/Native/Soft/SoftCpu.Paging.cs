@@ -3,7 +3,7 @@
 // offered), with a software TLB in front of the walk. With EFER.NXE the XD bit makes pages non-executable.
 // The walk sets accessed bits at every level and the dirty bit on the first write through an entry; permissions combine over the levels (R/W and
 // U/S must allow at every level); CR0.WP makes read-only pages read-only for the supervisor too. A fault is
-// #PF with CR2 = the linear address and the SDM's error code (P, W/R, U/S, RSVD, I/D). Global pages (CR4.PGE)
+// (with other vCPUs atomically: SoftCpu.Smp.cs) #PF with CR2 = the linear address and the SDM's error code (P, W/R, U/S, RSVD, I/D). Global pages (CR4.PGE)
 // survive a CR3 reload; INVLPG drops one page. Implicit supervisor accesses (descriptor tables, TSS, IDT, the
 // stack of an interrupt taken from CPL 3) are checked as CPL 0. Not here: PCID, PSE-36, SMEP/SMAP, and
 // reserved-bit checks other than XD without NXE and the PS bit of a 4-level PDPTE.
@@ -156,7 +156,7 @@ public sealed partial class SoftCpu
 
         // Accessed on every use, dirty on the first write.
         ulong updated = leaf | 0x20 | (write ? 0x40UL : 0);
-        if (updated != leaf) WritePhysical(leafAddr, updated, leafSize);
+        if (updated != leaf) SetEntryBits(leafAddr, leaf, updated & ~leaf, leafSize);
 
         ulong page = linear >> 12;
         int i = (int)(page & (TlbSize - 1));
@@ -205,7 +205,7 @@ public sealed partial class SoftCpu
 
     private void SetAccessedBit(ulong entryAddr, ulong entry, int size)
     {
-        if ((entry & 0x20) == 0) WritePhysical(entryAddr, entry | 0x20, size);
+        if ((entry & 0x20) == 0) SetEntryBits(entryAddr, entry, 0x20, size);
     }
 
     /// <summary>#PF: CR2 = the linear address; error code P, W/R, U/S, RSVD, and I/D for fetches where NX applies.</summary>

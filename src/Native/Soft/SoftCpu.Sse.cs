@@ -4,8 +4,8 @@
 // cache-control and fence instructions (no-ops on an emulated, coherent memory). Legacy SSE rules: CR0.EM or a
 // clear CR4.OSFXSR is #UD, CR0.TS is #NM, a 128-bit memory operand must be 16-byte aligned except for the
 // unaligned moves, and an unmasked SIMD floating-point exception is #XM with CR4.OSXMMEXCPT, else #UD, with the
-// destination left as it was. SSE3, SSSE3 and SSE4.1/4.2 live in SoftCpu.Ssse3.cs and SoftCpu.Sse4.cs. MMX (the
-// 64-bit mm forms) is not implemented: its forms are #UD and CPUID does not offer MMX.
+// destination left as it was. SSE3, SSSE3 and SSE4.1/4.2 live in SoftCpu.Ssse3.cs and SoftCpu.Sse4.cs; the forms
+// that name an MMX register (MMX itself and the mm forms of SSE, SSE2 and SSSE3) go to SoftCpu.Mmx.cs.
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
@@ -89,12 +89,21 @@ public sealed partial class SoftCpu
 
     private ref UInt128 Dest(in Instruction i) => ref Xmm[XmmIndex(i.Op0Register)];
 
+    /// <summary>MASKMOVDQU/MASKMOVQ: byte <paramref name="k"/> of the store to DS:rDI (a segment override applies; the
+    /// address size, 67h, picks RDI, EDI or DI).</summary>
+    private void MaskedStoreByte(in Instruction i, int k, byte value)
+    {
+        ref var seg = ref MemorySegment(i, out byte fault);
+        WriteSeg(ref seg, fault, (Gpr[7] + (ulong)k) & StringAddressMask(i.Op0Kind), value, 1);
+    }
+
     /// <summary>SSE/SSE2 instructions; false for anything else.</summary>
     private bool SimdInstruction(in Instruction i)
     {
         var m = i.Mnemonic;
         if ((uint)m >= (uint)SimdKinds.Length || SimdKinds[(int)m] == 0) return false;
-        if (!Implements(i.Code)) return false; // MMX forms: #UD
+        if (!Implements(i.Code)) return false;
+        if (IsMmxForm(i.Code)) return MmxInstruction(i); // MMX and the mm forms of SSE-SSSE3 (SoftCpu.Mmx.cs)
         if (SimdKinds[(int)m] == 2) return CacheControl(i);
         if (SimdKinds[(int)m] == 3) return BitExtInstruction(i);
         CheckSse();
@@ -156,7 +165,7 @@ public sealed partial class SoftCpu
                     UInt128 data = Xmm[XmmIndex(i.Op1Register)], mask = Xmm[XmmIndex(i.Op2Register)];
                     for (int k = 0; k < 16; k++)
                     {
-                        if (((mask >> (k * 8 + 7)) & 1) != 0) WriteMem(i, (byte)(data >> (k * 8)), 8, (ulong)k);
+                        if (((mask >> (k * 8 + 7)) & 1) != 0) MaskedStoreByte(i, k, (byte)(data >> (k * 8)));
                     }
                     return true;
                 }
@@ -360,6 +369,7 @@ public sealed partial class SoftCpu
         foreach (var m in SseMnemonics) t[(int)m] = 1;
         foreach (var m in Sse3Mnemonics) t[(int)m] = 1;
         foreach (var m in Sse4Mnemonics) t[(int)m] = 1;
+        foreach (var m in MmxMnemonics) t[(int)m] = 1;
         foreach (var m in BitExtMnemonics) t[(int)m] = 3;
         foreach (var m in (ReadOnlySpan<Mnemonic>)[Mnemonic.Sfence, Mnemonic.Lfence, Mnemonic.Mfence, Mnemonic.Prefetchnta, Mnemonic.Prefetcht0,
                      Mnemonic.Prefetcht1, Mnemonic.Prefetcht2, Mnemonic.Clflush, Mnemonic.Movnti, Mnemonic.Fxsave, Mnemonic.Fxrstor,
@@ -382,8 +392,11 @@ public sealed partial class SoftCpu
                 return true;
             case Mnemonic.Fxsave or Mnemonic.Fxsave64: Fxsave(i, i.Mnemonic == Mnemonic.Fxsave64); return true;
             case Mnemonic.Fxrstor or Mnemonic.Fxrstor64: Fxrstor(i, i.Mnemonic == Mnemonic.Fxrstor64); return true;
+            case Mnemonic.Mfence:
+                if (_smp is not null) Interlocked.MemoryBarrier(); // other vCPUs' threads: the host's full fence
+                return true;
             default:
-                return true; // SFENCE, LFENCE, MFENCE, PREFETCHh: memory here is coherent and in order
+                return true; // SFENCE, LFENCE, PREFETCHh: stores leave the host in order (x86-64 hosts are TSO)
         }
     }
 

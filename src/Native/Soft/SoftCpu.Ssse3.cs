@@ -2,7 +2,7 @@
 // arithmetic (through SseFloat, with MXCSR rounding and flags; an unmasked exception leaves the destination alone),
 // the duplicating moves and LDDQU (in SoftCpu.Sse.cs with the other loads); SSSE3's byte shuffle, horizontal
 // integer add/subtract, multiply-add, rounded high multiply, sign, absolute value and byte alignment on XMM
-// registers (their MMX forms come with MMX). MONITOR/MWAIT are not offered (CPUID.1:ECX[3] clear): #UD.
+// registers (their mm forms are in SoftCpu.Mmx.cs). MONITOR/MWAIT are not offered (CPUID.1:ECX[3] clear): #UD.
 using System.Runtime.CompilerServices;
 using Iced.Intel;
 

@@ -5,12 +5,13 @@
 // mode (64-bit and compatibility mode, SoftCpu.Long.cs); 32-bit, PAE and 4-level paging with NX
 // (SoftCpu.Paging.cs); the general-purpose integer instruction set; the x87 FPU (SoftCpu.X87.cs, Float80.cs);
 // port I/O and MMIO as inline exits; HLT, CLI/STI with the interrupt shadow, exceptions with their error codes,
-// double and triple fault. Not yet: MMX/SSE, virtual-8086 mode, task switches, the TSS I/O permission bitmap (IN/OUT at CPL > IOPL raise
+// double and triple fault; MMX and SSE-SSE4.2 (SoftCpu.Mmx.cs, Sse*.cs). Not yet: virtual-8086 mode, task switches, the TSS I/O permission bitmap (IN/OUT at CPL > IOPL raise
 // #GP(0)). Everything not implemented raises #UD. docs/cpu.md has the full inventory.
 //
 // Structure: state lives in plain fields (registers as a ulong array, segment caches as SegmentRegister,
 // flags as lazy flags — see SoftCpu.Flags.cs). Instructions are decoded by Iced once and cached per guest
-// physical page (DecodeCache); a write to a page that holds cached code drops that page's cache. Execution
+// physical page (DecodeCache); a write to a page that holds cached code drops that page's cache (with several
+// vCPUs, other vCPUs' caches too: SmpCoherence, SoftCpu.Smp.cs, which also makes LOCK forms atomic). Execution
 // dispatches on the mnemonic to width-generic handlers grouped by family (SoftCpu.Exec*.cs).
 // Architectural faults are thrown as CpuFault inside an instruction and caught at the instruction boundary,
 // where they are delivered through the IDT; the common path allocates nothing.
@@ -226,6 +227,7 @@ public sealed unsafe partial class SoftCpu
         {
             _model286 = value;
             _decodeCache.SetLenient16(value);
+            _fetchValid = false;
         }
     }
 
@@ -298,6 +300,9 @@ public sealed unsafe partial class SoftCpu
     /// <summary>
     /// Runs until <paramref name="budget"/> instructions retired, HLT, shutdown, or <paramref name="stop"/> is set.
     /// Instructions run in a tight loop while no event is due; boundaries with an event go through <see cref="Step"/>.
+    /// Only the generic handlers can make an event due inside the loop (HLT, STI/POPF/IRET changing IF or TF, a
+    /// delivered exception): pending interrupts and NMIs are raised between runs, and the FastForm handlers touch
+    /// none of it, so <see cref="EventDue"/> is looked at after generic instructions and faults only.
     /// </summary>
     internal StepOutcome Run(long budget, ref int stop)
     {
@@ -312,28 +317,59 @@ public sealed unsafe partial class SoftCpu
                 if ((budget & 0x3ff) == 0 && Volatile.Read(ref stop) != 0) return StepOutcome.Retired;
                 continue;
             }
+            ulong start = _retired;
             try
             {
-                do
-                {
-                    _interruptShadow = false;
-                    ref readonly var d = ref Fetch();
-                    _nextRip = (Rip + (ulong)d.Insn.Length) & _fetchIpMask;
-                    ExecuteDecoded(in d);
-                    Rip = _nextRip;
-                    _retired++;
-                    if (_halted) return StepOutcome.Halted;
-                    if ((--budget & 0x3ff) == 0 && Volatile.Read(ref stop) != 0) return StepOutcome.Retired;
-                }
-                while (budget > 0 && !EventDue);
+                var burst = RunBurst(budget, ref stop);
+                budget -= (long)(_retired - start);
+                if (burst == Burst.Halted) return StepOutcome.Halted;
+                if (burst == Burst.Stopped) return StepOutcome.Retired;
             }
             catch (CpuFault fault)
             {
-                budget--;
+                budget -= (long)(_retired - start) + 1;
                 if (DeliverFault(fault) == StepOutcome.Shutdown) return StepOutcome.Shutdown;
             }
         }
         return StepOutcome.Retired;
+    }
+
+    /// <summary>
+    /// The tight loop of <see cref="Run"/>, without exception handling of its own (so the JIT keeps its locals in
+    /// registers): runs until the budget is spent or an event is due, HLT, or <paramref name="stop"/> is seen set. The
+    /// caller counts what retired from <see cref="InstructionsRetired"/>; a fault propagates to it.
+    /// </summary>
+    private Burst RunBurst(long budget, ref int stop)
+    {
+        while (budget > 0)
+        {
+            _interruptShadow = false;
+            ref readonly var d = ref Fetch();
+            _nextRip = (Rip + (ulong)d.Insn.Length) & _fetchIpMask;
+            if (d.Fast.Kind != FastKind.None)
+            {
+                ExecuteFast(in d.Fast, in d.Insn);
+                Rip = _nextRip;
+                _retired++;
+                if ((--budget & 0x3ff) == 0 && Volatile.Read(ref stop) != 0) return Burst.Stopped;
+                continue;
+            }
+            Execute(in d.Insn);
+            Rip = _nextRip;
+            _retired++;
+            if (_halted) return Burst.Halted;
+            if ((--budget & 0x3ff) == 0 && Volatile.Read(ref stop) != 0) return Burst.Stopped;
+            if (EventDue) return Burst.More;
+        }
+        return Burst.More;
+    }
+
+    private enum Burst
+    {
+        /// <summary>The budget is spent or an event is due: back to <see cref="Run"/>'s loop.</summary>
+        More,
+        Halted,
+        Stopped,
     }
 
     private ulong IpMask => CodeBitness switch
@@ -345,12 +381,13 @@ public sealed unsafe partial class SoftCpu
 
     // Fetch cache: the linear code page the last instruction came from, its decoded page, and the values of the
     // mode they were checked under. Valid until CS changes, the TLB is flushed (CR0/CR3/CR4/EFER writes, INVLPG)
-    // or cached code is dropped (DecodeCache.Generation). Instructions in the last 14 bytes of a page, which may
-    // run into the next one, always take the full path.
+    // or cached code is dropped (a CPU store into cached code, WritePhysical; DecodeCache.Clear through
+    // SetSystemRegisters, which flushes the TLB too, or SyncMemoryMap): whatever drops decoded code clears
+    // _fetchValid, because Fetch does not look at DecodeCache.Generation. Instructions in the last 14 bytes of a page, which may run into
+    // the next one, always take the full path.
     private bool _fetchValid;
     private ulong _fetchPageLinear, _fetchBase, _fetchLimit, _fetchLinearMask, _fetchIpMask = 0xffff;
     private DecodeCache.Page? _fetchPage;
-    private int _fetchGeneration;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ref readonly DecodedInstruction Fetch()
@@ -359,7 +396,7 @@ public sealed unsafe partial class SoftCpu
         {
             ulong linear = (_fetchBase + Rip) & _fetchLinearMask;
             int offset = (int)(linear & 0xfff);
-            if (linear - (ulong)offset == _fetchPageLinear && offset <= 0x1000 - 15 && _decodeCache.Generation == _fetchGeneration)
+            if (linear - (ulong)offset == _fetchPageLinear && offset <= 0x1000 - 15)
             {
                 int index = _fetchPage!.Index[offset];
                 if (index != 0)
@@ -406,7 +443,6 @@ public sealed unsafe partial class SoftCpu
             return ref insn;
         }
         _fetchPage = _decodeCache.LastPage;
-        _fetchGeneration = _decodeCache.Generation;
         _fetchPageLinear = linear & ~0xfffUL;
         _fetchBase = mode64 ? 0 : _cs.Base;
         _fetchLimit = mode64 ? ulong.MaxValue : _cs.Limit;

@@ -22,7 +22,8 @@
 // relocation) before every access and at every batch boundary. ACPI S5 and the PM reset become the vCPU exits
 // PowerOff and Reset, as a kernel reports them. The host's power button (PressPowerButton, QMP's
 // system_powerdown through IPowerButton) sets PWRBTN_STS under the lock and so raises the SCI the guest enabled.
-// Not here: INIT, start-up and SMI reaching the CPU (one vCPU, no SMM: they are counted, see ApicSignals),
+// INIT and start-up IPIs reach the target vCPU through ApicSignals (SoftVcpu: INIT reset, wait-for-SIPI).
+// Not here: SMI reaching the CPU (no SMM: counted, see ApicSignals),
 // x2APIC mode (the soft CPU does not let IA32_APIC_BASE.EXTD be set), the TSC offset a guest WRMSR to the TSC
 // makes (TSC-deadline compares with the VM clock's TSC).
 // Lock: one lock for all kernel devices (they call each other: PIT -> PIC -> LAPIC, IOAPIC -> LAPIC -> IOAPIC);
@@ -404,13 +405,31 @@ public sealed class SoftKernelDevices : IMachineControl
 
 /// <summary>
 /// The soft accelerator's one clock: host time since the VM was created, or, in deterministic mode, guest
-/// instructions retired (1 ns each) plus the time skipped while the vCPU was halted waiting for a timer.
+/// instructions retired (1 ns each) plus the time skipped while the vCPU was halted waiting for a timer. With
+/// several vCPUs (AttachCpu) deterministic time is the sum of every vCPU's retired instructions plus the skips:
+/// it advances with all of them and never goes back, but which vCPU retires what when depends on host thread
+/// scheduling, so such runs are not reproducible.
 /// </summary>
 internal sealed class SoftClock(bool deterministic) : IClock
 {
     private readonly long _start = System.Diagnostics.Stopwatch.GetTimestamp();
     private long _instructions;
     private long _skipped;
+    private SoftCpu?[]? _cpus;
+
+    /// <summary>Deterministic SMP: vCPU <paramref name="id"/> of <paramref name="count"/> counts towards the clock.</summary>
+    public void AttachCpu(int id, int count, SoftCpu cpu)
+    {
+        Interlocked.CompareExchange(ref _cpus, new SoftCpu?[count], null);
+        Volatile.Write(ref _cpus![id], cpu);
+    }
+
+    private long SmpInstructions(SoftCpu?[] cpus)
+    {
+        long sum = 0;
+        foreach (var c in cpus) sum += (long)(c?.InstructionsRetired ?? 0);
+        return sum;
+    }
 
     public bool Deterministic { get; } = deterministic;
 
@@ -418,10 +437,10 @@ internal sealed class SoftClock(bool deterministic) : IClock
     public long Skipped => Volatile.Read(ref _skipped);
 
     public long NowNanoseconds => Deterministic
-        ? Volatile.Read(ref _instructions) + Volatile.Read(ref _skipped)
+        ? (Volatile.Read(ref _cpus) is { } cpus ? SmpInstructions(cpus) : Volatile.Read(ref _instructions)) + Volatile.Read(ref _skipped)
         : (long)((System.Diagnostics.Stopwatch.GetTimestamp() - _start) * (1e9 / System.Diagnostics.Stopwatch.Frequency));
 
-    /// <summary>Deterministic mode: the vCPU reports its retired-instruction count.</summary>
+    /// <summary>Deterministic mode, one vCPU: the vCPU reports its retired-instruction count (with several the clock reads them).</summary>
     public void SetInstructions(ulong retired) => Volatile.Write(ref _instructions, (long)retired);
 
     /// <summary>Deterministic mode: a halted vCPU jumps time forward to the next deadline.</summary>

@@ -170,7 +170,8 @@ public sealed class PcMachineBuilderTests
     [Theory]
     [InlineData(0UL, 1, "k", "memory size must be at least 1 MiB")]
     [InlineData(4UL << 30, 1, "k", "memory size 4 GiB is more than the 3 GiB this machine supports")]
-    [InlineData(1UL << 20, 2, "k", "2 vCPUs: only 1 vCPU is supported for now")]
+    [InlineData(1UL << 20, 0, "k", "0 vCPUs: a machine has 1 to 255 (the accelerator may allow fewer)")]
+    [InlineData(1UL << 20, 256, "k", "256 vCPUs: a machine has 1 to 255 (the accelerator may allow fewer)")]
     [InlineData(1UL << 20, 1, null, "no kernel given (use -kernel PATH, or -bios FILE to boot firmware)")]
     public void Validation_names_the_problem(ulong ram, int vcpus, string? kernel, string message)
     {

@@ -1,12 +1,15 @@
 // Runs 64-bit x86 code natively on the host CPU, in the process's own mode: no mode switch, so it works wherever
 // .NET runs on x86-64 Linux (also on hosts such as PVM-based VMs that cannot run compatibility-mode code).
 // One fixed mapping below 2 GiB (so absolute disp32 addresses reach it) holds everything:
-//   +0x0000  trampoline (called from C#): saves the callee-saved registers, RSP and the host's MXCSR, jumps to the test code
-//   +0x0100  the common exit: stores registers, XMM0-15, MXCSR and flags, restores the host's MXCSR, switches back
-//            to the saved RSP and returns
+//   +0x0000  trampoline (called from C#): saves the callee-saved registers, RSP, the host's MXCSR and its x87/SSE
+//            state (FXSAVE), jumps to the test code
+//   +0x0100  the common exit: stores registers, XMM0-15, MXCSR, the x87 unit (FXSAVE: the MMX registers, tag word
+//            and TOP among it) and flags, gives the host its x87/SSE state and MXCSR back, switches back to the saved
+//            RSP and returns
 //   +0x0800  reads the process's selectors once
-//   +0x1000  the test code: prologue (load XMM0-15, MXCSR, all 16 registers and RFLAGS), the instruction, epilogues
-//   +0x3000  the state block: registers, XMM registers, MXCSR and flags in and out
+//   +0x1000  the test code: prologue (FXRSTOR the x87 unit — MM0-7, TOP, tags — then load XMM0-15, MXCSR, all 16
+//            registers and RFLAGS), the instruction, epilogues
+//   +0x3000  the state block: registers, XMM registers, MXCSR, FXSAVE images and flags in and out
 //   +0x4000  data buffer (memory operands), 8 KiB
 //   +0x8000  stack for the instruction under test (grows down from +0xC000)
 // An epilogue only records which one ran (so a rel8 branch reaches the second) and jumps to the common exit.
@@ -15,8 +18,9 @@
 // The .NET runtime may deliver a signal while the native code runs on the test stack: the kernel then writes a
 // signal frame below RSP, so comparisons of the stack start at the lowest RSP of the run. (Linux gives a signal
 // handler a fresh FPU state and restores ours afterwards, so the test's MXCSR never reaches the runtime's handlers.)
-// XMM registers are caller-saved in the System V ABI; MXCSR's control bits are callee-saved, so the exit puts the
-// host's value back before returning to managed code.
+// XMM registers are caller-saved in the System V ABI; MXCSR's control bits and the x87 control word are callee-saved
+// and the x87 stack must be empty at a call boundary, so the exit puts the host's x87/SSE state back (FXRSTOR of the
+// image the trampoline saved) before returning to managed code.
 using System.Runtime.InteropServices;
 using Iced.Intel;
 using static Iced.Intel.AssemblerRegisters;
@@ -34,9 +38,11 @@ internal static unsafe partial class NativeLong64
 
     // State block layout (qwords): in RAX..R15 (0-15), in RFLAGS (16), out RAX..R15 (17-32), out RFLAGS (33),
     // saved host RSP (34), epilogue marker (35); at +0x400 the host's six selectors. Bytes: MXCSR in at +0x180, out at
-    // +0x184, the host's at +0x188; XMM0-15 in at +0x200, out at +0x300 (16 bytes each, low quadword first).
+    // +0x184, the host's at +0x188; XMM0-15 in at +0x200, out at +0x300 (16 bytes each, low quadword first); 512-byte
+    // FXSAVE images (64-bit layout): in at +0x600 (the prologue's FXRSTOR), out at +0x800, the host's at +0xA00.
     public const int InFlags = 16, OutRegs = 17, OutFlags = 33, SavedRsp = 34, Marker = 35;
     public const uint XmmInOffset = 0x200, XmmOutOffset = 0x300, MxcsrInOffset = 0x180, MxcsrOutOffset = 0x184, HostMxcsrOffset = 0x188;
+    public const uint FxInOffset = 0x600, FxOutOffset = 0x800, HostFxOffset = 0xA00;
 
     private static readonly Lazy<(nint Base, string? Error)> Mapping = new(Map);
 
@@ -65,13 +71,38 @@ internal static unsafe partial class NativeLong64
     /// <summary>The MXCSR the runtime had when the last run started (restored by the exit).</summary>
     public static uint HostMxcsr => *(uint*)(Pointer + StateOffset + HostMxcsrOffset);
 
+    /// <summary>
+    /// The FXSAVE image (64-bit layout) the prologue loads first: the x87 unit — FCW, FSW with TOP, the abridged tag
+    /// word, ST(0)-ST(7), whose significands are the MMX registers R((TOP + i) mod 8) — and, overridden by the loads
+    /// that follow, MXCSR (copied from <see cref="MxcsrIn"/> by <see cref="Run"/>) and XMM0-15. FSW.ES must be clear:
+    /// a pending unmasked x87 exception would be #MF (SIGFPE) at the first MMX or waiting x87 instruction.
+    /// </summary>
+    public static Span<byte> FxIn => new(Pointer + StateOffset + FxInOffset, 512);
+
+    /// <summary>The FXSAVE image (64-bit layout) the exit stored after the instruction.</summary>
+    public static ReadOnlySpan<byte> FxOut => new(Pointer + StateOffset + FxOutOffset, 512);
+
+    /// <summary>Fills <see cref="FxIn"/> with a freshly initialised x87 unit (FCW 037Fh, TOP 0, every register empty).</summary>
+    public static void ResetFxIn()
+    {
+        var fx = FxIn;
+        fx.Clear();
+        fx[0] = 0x7f;
+        fx[1] = 0x03;
+        *(uint*)(Pointer + StateOffset + FxInOffset + 24) = 0x1f80;
+    }
+
     private static (nint, string?) Map()
     {
         // Fixed, 2 MiB-aligned addresses below 2 GiB, apart from the ones NativeCompat32 tries.
         nint p = FixedMapping.Map([0x4800_0000, 0x5800_0000, 0x6800_0000, 0x7400_0000], Size, "below 2 GiB", out string? error);
         if (p == 0) return (0, error);
-        WriteTrampoline((byte*)p);
         *(uint*)((byte*)p + StateOffset + MxcsrInOffset) = 0x1f80; // the power-on MXCSR until a test sets one
+        var fx = new Span<byte>((byte*)p + StateOffset + FxInOffset, 512);
+        fx.Clear();
+        fx[0] = 0x7f; // FCW 037Fh: an initialised x87 unit until a test loads another
+        fx[1] = 0x03;
+        WriteTrampoline((byte*)p);
         return (p, null);
     }
 
@@ -87,6 +118,7 @@ internal static unsafe partial class NativeLong64
         a.push(r15);
         a.mov(__qword_ptr[s + SavedRsp * 8], rsp);
         a.stmxcsr(__dword_ptr[s + HostMxcsrOffset]);
+        a.fxsave64(__[s + HostFxOffset]);
         a.jmp(rdi);
         byte[] t = Assemble(a, (ulong)p);
         // SAFETY: p is the start of our own RWX mapping, which is larger than the trampoline and the exit.
@@ -97,6 +129,8 @@ internal static unsafe partial class NativeLong64
         for (int r = 0; r < 16; r++) e.mov(__qword_ptr[s + (ulong)(OutRegs + r) * 8], Gprs[r]);
         for (int r = 0; r < 16; r++) e.movdqu(__xmmword_ptr[s + XmmOutOffset + (ulong)r * 16], Xmms[r]);
         e.stmxcsr(__dword_ptr[s + MxcsrOutOffset]);
+        e.fxsave64(__[s + FxOutOffset]);
+        e.fxrstor64(__[s + HostFxOffset]);
         e.ldmxcsr(__dword_ptr[s + HostMxcsrOffset]);
         e.mov(rsp, __qword_ptr[s + SavedRsp * 8]);
         e.pushfq();
@@ -136,11 +170,12 @@ internal static unsafe partial class NativeLong64
     private static readonly AssemblerRegisterXMM[] Xmms =
         [xmm0, xmm1, xmm2, xmm3, xmm4, xmm5, xmm6, xmm7, xmm8, xmm9, xmm10, xmm11, xmm12, xmm13, xmm14, xmm15];
 
-    /// <summary>Assembles the prologue that loads XMM0-15, MXCSR, RFLAGS and the 16 registers from the state block.</summary>
+    /// <summary>Assembles the prologue that loads the x87 unit (<see cref="FxIn"/>), XMM0-15, MXCSR, RFLAGS and the 16 registers from the state block.</summary>
     public static byte[] Prologue(ulong at)
     {
         ulong s = Base + StateOffset;
         var a = new Assembler(64);
+        a.fxrstor64(__[s + FxInOffset]);
         for (int r = 0; r < 16; r++) a.movdqu(Xmms[r], __xmmword_ptr[s + XmmInOffset + (ulong)r * 16]);
         a.ldmxcsr(__dword_ptr[s + MxcsrInOffset]);
         a.push(__qword_ptr[s + InFlags * 8]);
@@ -174,6 +209,8 @@ internal static unsafe partial class NativeLong64
     {
         // The state block must hold a loadable MXCSR with every exception masked (a fresh mapping holds zero).
         if ((MxcsrIn & 0x1f80) != 0x1f80 || (MxcsrIn & ~0xffffu) != 0) throw new ArgumentException($"MXCSR {MxcsrIn:x} would unmask an exception or fault");
+        if ((FxIn[2] & 0x80) != 0) throw new ArgumentException("the x87 image has an unmasked exception pending (FSW.ES): #MF at the first MMX instruction");
+        *(uint*)(Pointer + StateOffset + FxInOffset + 24) = MxcsrIn; // FXRSTOR loads MXCSR too: a reserved bit would be #GP
         var trampoline = (delegate* unmanaged<ulong, void>)Pointer;
         // SAFETY: the trampoline and the code it jumps to are ours; the epilogue returns to this frame.
         trampoline(entry);

@@ -6,7 +6,11 @@
 // flags the SDM defines for the case, the data buffer and the stack must agree. Every case also loads XMM0-15 (random
 // bits and special single and double values: zeros, infinities, NaNs with payloads, denormals, extremes, ties) and a
 // random MXCSR (rounding control, DAZ, FTZ and sticky flags; the exception masks stay set, an unmasked exception would
-// be SIGFPE), and XMM0-15 and MXCSR must agree afterwards. Forms that cannot run in user mode
+// be SIGFPE), and XMM0-15 and MXCSR must agree afterwards. It also loads a random x87 unit through FXRSTOR: TOP, the
+// tag word, the control word's rounding and precision, condition codes and masked sticky flags, and eight random
+// 80-bit registers, whose significands are MM0-MM7 (physical R0-R7, whatever TOP says); afterwards the x87 control,
+// status (TOP) and tag words and all eight registers, sign and exponent included, must agree — which is how every MMX
+// form, and the x87 side effects of every other form (none), are checked. Forms that cannot run in user mode
 // or that the host decodes differently by design are listed with the reason; the test fails if any implemented
 // 64-bit-mode form is neither verified nor explained, and on any mismatch.
 using System.Runtime.InteropServices;
@@ -125,6 +129,7 @@ public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
         {
             (uint leaf, uint ecx, uint edx) = f switch
             {
+                CpuidFeature.MMX => (1u, 0u, 1u << 23),
                 CpuidFeature.SSE3 => (1u, 1u << 0, 0u),
                 CpuidFeature.SSSE3 => (1u, 1u << 9, 0u),
                 CpuidFeature.SSE4_1 => (1u, 1u << 19, 0u),
@@ -221,11 +226,15 @@ public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
             }
             // String compares, element compares and byte shuffles see equal elements and zero terminators only when
             // the elements come from a small alphabet: half their cases draw every XMM register and the data so.
-            if (SmallAlphabetForms.Contains(code.Mnemonic()) && rng.Next(2) == 0)
+            bool smallAlphabet = SmallAlphabetForms.Contains(code.Mnemonic()) && rng.Next(2) == 0;
+            if (smallAlphabet)
             {
                 for (int r = 0; r < 16; r++) xmm[r] = SmallAlphabetXmm(rng);
                 for (int at = 0; at < (int)(NativeLong64.StackLow - NativeLong64.DataOffset); at += 16) MemoryMarshal.Write(data[at..], SmallAlphabetXmm(rng));
             }
+            // The x87 unit, MM0-MM7 with it, as an FXSAVE image both runs load.
+            byte[] fxIn = new byte[512];
+            RandomX87(fxIn, rng, smallAlphabet);
 
             ulong codeAt = _base + NativeLong64.CodeOffset;
             byte[] prologue = NativeLong64.Prologue(codeAt);
@@ -275,7 +284,9 @@ public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
             s[NativeLong64.Marker] = 0xdead;
             for (int r = 0; r < 16; r++) NativeLong64.XmmIn[r] = xmm[r];
             NativeLong64.MxcsrIn = mxcsr;
+            fxIn.CopyTo(NativeLong64.FxIn);
             NativeLong64.Run(codeAt);
+            byte[] nFx = NativeLong64.FxOut.ToArray();
             var nRegs = new ulong[16];
             for (int r = 0; r < 16; r++) nRegs[r] = s[NativeLong64.OutRegs + r];
             var nXmm = new UInt128[16];
@@ -301,9 +312,12 @@ public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
             _cpu.SetRegisters(cr);
             xmm.CopyTo(_cpu.Xmm, 0);
             _cpu.Mxcsr = mxcsr;
+            _cpu.LoadX87FromFxsave(fxIn, rexW: true);
             _cpu.ClearLastException();
             var outcome = _cpu.Step();
             var sr = _cpu.GetRegisters();
+            byte[] sFx = new byte[512];
+            _cpu.SaveX87ToFxsave(sFx, rexW: true);
 
             string Inputs()
             {
@@ -311,8 +325,16 @@ public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
                 for (int r = 0; r < 16; r++)
                     if (r != 4) t.Append($" {RegName(r)}={regs[r]:x}");
                 t.Append($" flags={flags:x} mxcsr={mxcsr:x}");
+                int top = (fxIn[3] >> 3) & 7;
+                if (Enumerable.Range(0, ins.OpCount).Any(n => ins.GetOpKind(n) == OpKind.Register && ins.GetOpRegister(n).IsMM()) || code.Mnemonic() == Mnemonic.Emms)
+                    t.Append($" top={top} ftw={fxIn[4]:x2}");
                 for (int n = 0; n < ins.OpCount; n++)
                 {
+                    if (ins.GetOpKind(n) == OpKind.Register && ins.GetOpRegister(n).IsMM())
+                    {
+                        int mm = ins.GetOpRegister(n) - Register.MM0, slot = 32 + 16 * ((mm - top) & 7);
+                        t.Append($" mm{mm}={BitConverter.ToUInt16(fxIn, slot + 8):x4}:{BitConverter.ToUInt64(fxIn, slot):x16}");
+                    }
                     if (ins.GetOpKind(n) == OpKind.Register && ins.GetOpRegister(n).IsXMM())
                         t.Append($" {ins.GetOpRegister(n).ToString().ToLowerInvariant()}={xmm[ins.GetOpRegister(n) - Register.XMM0]:x32}");
                     if (ins.GetOpKind(n) == OpKind.Memory && ins.MemorySize.GetSize() is > 0 and <= 16 and var size)
@@ -348,6 +370,7 @@ public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
                     continue;
                 return Fail($"XMM{r} host {nXmm[r]:x32} soft {soft:x32}");
             }
+            if (X87Mismatch(nFx, sFx) is string x87) return Fail(x87);
             ulong compare = (Arith | DF) & ~undefined;
             if ((sr.Rflags & compare) != (nFlags & compare))
                 return Fail($"flags host {nFlags & compare:x} soft {sr.Rflags & compare:x} (compared {compare:x})");
@@ -358,15 +381,16 @@ public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
             int dataEnd = (int)(NativeLong64.StackLow - NativeLong64.DataOffset);
             int stackFrom = (int)Math.Clamp((long)lowestSp - (long)DataBase, dataEnd, _native.Length);
             var softMem = new ReadOnlySpan<byte>(_p + NativeLong64.DataOffset, _native.Length);
-            // FXSAVE's image: the x87 part is the host's own x87 state (and, on the soft CPU, its x87 unit's), which
-            // this harness neither loads nor compares. MXCSR (24-27), MXCSR_MASK's low 16 bits (28-29) and XMM0-15
-            // (160-415) are compared. MXCSR_MASK's bit 17 is AMD's MM (misaligned SSE mode, CPUID misalignsse), which
+            // FXSAVE's image: the x87 control, status and tag words (0-5) and registers (32-159) are the loaded random
+            // state on both sides and are compared, as are MXCSR (24-27), MXCSR_MASK's low 16 bits (28-29) and XMM0-15
+            // (160-415). Not FOP, FIP and FDP (6-23): no x87 instruction ran, and this AMD host stores them only while
+            // an exception is pending. MXCSR_MASK's bit 17 is AMD's MM (misaligned SSE mode, CPUID misalignsse), which
             // this AMD host reports (0002FFFFh) and the soft CPU, modelled on Intel parts without it, does not (0000FFFFh).
             int imageAt = code.Mnemonic() is Mnemonic.Fxsave or Mnemonic.Fxsave64 ? (int)(EffectiveAddress(ins, regs) - DataBase) : int.MinValue;
             for (int at = 0; at < _native.Length; at++)
             {
                 if (at >= dataEnd && at < stackFrom) continue;
-                if (at - imageAt is >= 0 and < 24 or >= 30 and < 160) continue;
+                if (at - imageAt is >= 6 and < 24 or >= 30 and < 32) continue;
                 if (softMem[at] != _native[at])
                     return Fail($"memory at {DataBase + (ulong)at:x} host {_native[at]:x2} soft {softMem[at]:x2}");
             }
@@ -390,6 +414,58 @@ public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
 
         private static byte[] Encode(in Instruction ins, ulong at)
             => TryEncode(ins, at, out byte[] bytes, out string? error) ? bytes : throw new InvalidOperationException($"{ins.Code}: {error}");
+
+        /// <summary>
+        /// A random x87 unit as a 64-bit FXSAVE image's first 160 bytes: FCW with every exception masked and random
+        /// precision and rounding control; FSW with a random TOP, condition codes and (masked) sticky flags but no
+        /// pending exception (ES clear: it would be #MF natively); a random abridged tag word; and eight registers
+        /// whose significands (MM0-MM7) are random bits, small numbers (shift counts) or SSE-like values, and whose
+        /// sign and exponent are random, all ones (as MMX writes leave them) or zero.
+        /// </summary>
+        private static void RandomX87(Span<byte> fx, Random rng, bool smallAlphabet)
+        {
+            fx[..160].Clear();
+            int top = rng.Next(8);
+            ushort fcw = (ushort)(0x007f | (rng.Next(16) << 8));
+            ushort fsw = (ushort)(top << 11);
+            if (rng.Next(2) == 0) fsw |= (ushort)(rng.Next() & 0x4700);
+            if (rng.Next(2) == 0) fsw |= (ushort)(rng.Next() & 0x7f);
+            MemoryMarshal.Write(fx, fcw);
+            MemoryMarshal.Write(fx[2..], fsw);
+            fx[4] = rng.Next(4) switch { 0 => 0xff, 1 => 0, _ => (byte)rng.Next(256) };
+            for (int slot = 0; slot < 8; slot++)
+            {
+                ulong significand = rng.Next(4) == 0 ? (ulong)rng.Next(0, 70) : smallAlphabet ? (ulong)SmallAlphabetXmm(rng) : (ulong)RandomXmm(rng);
+                ushort signExponent = rng.Next(4) switch { 0 => 0xffff, 1 => (ushort)(rng.Next(2) << 15), _ => (ushort)rng.Next(0x10000) };
+                MemoryMarshal.Write(fx[(32 + 16 * slot)..], significand);
+                MemoryMarshal.Write(fx[(40 + 16 * slot)..], signExponent);
+            }
+        }
+
+        /// <summary>
+        /// The x87 state after the instruction, host against soft CPU, from their 64-bit FXSAVE images: control, status
+        /// (TOP included) and abridged tag words and the eight registers (named as MMX registers, physical Rn = MMn);
+        /// null when they agree.
+        /// </summary>
+        private static string? X87Mismatch(byte[] host, byte[] soft)
+        {
+            ushort hw = BitConverter.ToUInt16(host, 0), sw = BitConverter.ToUInt16(soft, 0);
+            if (hw != sw) return $"x87 control word host {hw:x4} soft {sw:x4}";
+            hw = BitConverter.ToUInt16(host, 2);
+            sw = BitConverter.ToUInt16(soft, 2);
+            if (hw != sw) return $"x87 status word host {hw:x4} soft {sw:x4} (TOP host {(hw >> 11) & 7} soft {(sw >> 11) & 7})";
+            if (host[4] != soft[4]) return $"x87 tag word (abridged) host {host[4]:x2} soft {soft[4]:x2}";
+            int top = (hw >> 11) & 7;
+            for (int slot = 0; slot < 8; slot++)
+            {
+                int at = 32 + 16 * slot;
+                if (host.AsSpan(at, 10).SequenceEqual(soft.AsSpan(at, 10))) continue;
+                int mm = (top + slot) & 7;
+                return $"MM{mm} (R{mm}) host {BitConverter.ToUInt16(host, at + 8):x4}:{BitConverter.ToUInt64(host, at):x16} "
+                    + $"soft {BitConverter.ToUInt16(soft, at + 8):x4}:{BitConverter.ToUInt64(soft, at):x16}";
+            }
+            return null;
+        }
 
         private static ulong RandomValue(Random rng) => rng.Next(12) switch
         {
@@ -604,9 +680,16 @@ public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
                         if (memoryChoice) SetMemory(ref ins, n, rng, regs, legacy);
                         else SetReg(ref ins, n, Register.XMM0 + rng.Next(legacy ? 8 : 16));
                         break;
+                    case OpCodeOperandKind.mm_reg or OpCodeOperandKind.mm_rm:
+                        SetReg(ref ins, n, Register.MM0 + rng.Next(8));
+                        break;
+                    case OpCodeOperandKind.mm_or_mem:
+                        if (memoryChoice) SetMemory(ref ins, n, rng, regs, legacy);
+                        else SetReg(ref ins, n, Register.MM0 + rng.Next(8));
+                        break;
                     case OpCodeOperandKind.seg_rDI:
                         {
-                            // MASKMOVDQU stores through DS:RDI (EDI with 67h, whose upper half must then be ignored).
+                            // MASKMOVDQU and MASKMOVQ store through DS:RDI (EDI with 67h, whose upper half must then be ignored).
                             bool address32 = rng.Next(4) == 0;
                             ins.SetOpKind(n, address32 ? OpKind.MemorySegEDI : OpKind.MemorySegRDI);
                             ulong high = address32 ? (ulong)rng.NextInt64() << 32 : 0;
@@ -940,12 +1023,13 @@ public sealed unsafe class SiliconLong64Tests(ITestOutputHelper output)
                     return 0;
                 case Mnemonic.Fxrstor or Mnemonic.Fxrstor64:
                     {
-                        // The image: a valid MXCSR with every exception masked, random XMM0-15, and the x87 part of a
-                        // freshly initialised unit (FCW 037Fh, every register empty), which the process may keep
-                        // afterwards. The MXCSR_MASK field and bytes 416-511 are not loaded and stay random.
+                        // The image: a valid MXCSR with every exception masked, random XMM0-15, and a random x87 unit
+                        // with no exception pending (the exit gives the host its own back). The MXCSR_MASK field and
+                        // bytes 416-511 are not loaded and stay random.
                         ulong addr = EffectiveAddress(ins, regs);
-                        for (int b = 0; b < 160; b += 8) WriteData(addr + (ulong)b, 0, 8);
-                        WriteData(addr, 0x037f, 2);
+                        byte[] x87 = new byte[160];
+                        RandomX87(x87, rng, smallAlphabet: false);
+                        for (int b = 0; b < 160; b += 8) WriteData(addr + (ulong)b, BitConverter.ToUInt64(x87, b), 8);
                         WriteData(addr + 24, RandomMxcsr(rng), 4);
                         for (int r = 0; r < 16; r++)
                         {

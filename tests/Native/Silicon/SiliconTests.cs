@@ -98,8 +98,8 @@ public sealed unsafe class SiliconTests(ITestOutputHelper output)
                 ? "64-bit mode only, and not verifiable in 64-bit mode either: " + why
                 : "64-bit mode only: verified natively in 64-bit mode by SiliconLong64Tests (artifacts/silicon64-report.txt)";
         if (IsSimdForm(code))
-            return "SSE/SSE2/FXSR/CLFSH: NativeCompat32 does not load XMM registers and MXCSR (it cannot run on the AMD host this was "
-                + "written on, so it was not extended); every one of these forms is verified natively in 64-bit mode by SiliconLong64Tests "
+            return "MMX/SSE-SSE4.2/FXSR/CLFSH: NativeCompat32 does not load MMX or XMM registers and MXCSR (it cannot run on the AMD host "
+                + "this was written on, so it was not extended); every one of these forms is verified natively in 64-bit mode by SiliconLong64Tests "
                 + "(artifacts/silicon64-report.txt)";
         if (WhyNotVerifiableInUserMode(code) is string reason) return reason;
         var m = code.Mnemonic();
@@ -114,9 +114,10 @@ public sealed unsafe class SiliconTests(ITestOutputHelper output)
         return null;
     }
 
-    /// <summary>SSE, SSE2, FXSR and CLFSH forms (by CPUID feature: MOVSD and CMPSD also name string instructions).</summary>
+    /// <summary>MMX, SSE to SSE4.2, FXSR and CLFSH forms (by CPUID feature: MOVSD and CMPSD also name string instructions).</summary>
     internal static bool IsSimdForm(Code code)
-        => code.CpuidFeatures().Any(f => f is CpuidFeature.SSE or CpuidFeature.SSE2 or CpuidFeature.FXSR or CpuidFeature.CLFSH);
+        => code.CpuidFeatures().Any(f => f is CpuidFeature.MMX or CpuidFeature.SSE or CpuidFeature.SSE2 or CpuidFeature.SSE3 or CpuidFeature.SSSE3
+            or CpuidFeature.SSE4_1 or CpuidFeature.SSE4_2 or CpuidFeature.FXSR or CpuidFeature.CLFSH);
 
     /// <summary>
     /// Why a form cannot be compared with the host CPU from a user-mode process in any mode (privileged, reads
