@@ -9,6 +9,8 @@ using System.Text.Json;
 
 namespace ActorVmm.Host.Tests;
 
+// HostMain.Run sets Serilog's global logger, which Akka's logger writes to: runs in one process must not overlap.
+[Collection(HostMainCollection.Name)]
 public sealed class QmpTests : IDisposable
 {
     private static readonly TimeSpan Wait = TimeSpan.FromSeconds(60);
@@ -376,4 +378,11 @@ public sealed class QmpTests : IDisposable
         Assert.Contains("unknown action 'bogus'", Assert.Throws<UsageException>(() => CommandLine.Parse(["-kernel", "k.bin", "-action", "bogus=1"])).Message, StringComparison.Ordinal);
         Assert.Contains("no watchdog", Assert.Throws<UsageException>(() => CommandLine.Parse(["-kernel", "k.bin", "-action", "watchdog=pause"])).Message, StringComparison.Ordinal);
     }
+}
+
+/// <summary>Test classes that call HostMain.Run in-process: xUnit runs them one after another.</summary>
+[CollectionDefinition(Name)]
+public sealed class HostMainCollection
+{
+    public const string Name = "HostMain.Run in-process";
 }
