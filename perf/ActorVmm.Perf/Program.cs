@@ -1,10 +1,17 @@
 // ActorVmm benchmarks: `dotnet run -c Release --project perf/ActorVmm.Perf -- --filter '*'`.
+// `-- timers` measures how late the TimerService and Akka's scheduler deliver deadlines (TimerLatency.cs).
 // `-- quick` runs each soft CPU loop for about two seconds of this thread's CPU time and prints MIPS: a rough
 // figure for development (CPU time, so other load on the machine matters less), without BenchmarkDotNet's
 // warm-up and statistics. `-- boot KERNEL INITRD [--deterministic]` boots a Linux guest and prints the guest
 // instructions retired and the wall time (LinuxBoot.cs).
 using ActorVmm.Perf;
 using BenchmarkDotNet.Running;
+
+if (args is ["timers", ..])
+{
+    TimerLatency.Run();
+    return 0;
+}
 
 if (args is ["quick", ..])
 {

@@ -3,6 +3,8 @@
 // on the vCPU thread for the Direct route, so the model sees one access at a time whichever way it comes.
 // Lock order: a device lock is a leaf; nothing is locked while holding it (the model's own outputs — IRQ
 // line, byte sink, machine control — must not call back into another device).
+// Timer deadlines (kernel-irqchip=split/off): the timer service's TimerExpired advances a model that has timers
+// (ITimedDevice) to the current VM time, under the same lock.
 // Host input (serial bytes from stdin) is pushed into the UART's bounded backlog as space allows; what
 // does not fit waits here (up to MaxPendingInput bytes, then counted as dropped) and is retried as the
 // guest drains the receiver.
@@ -15,7 +17,7 @@
 // restarts without limit it is then dropped (a read answered all-ones). An actor stopped for good answers the
 // read it was retrying. On the Direct route the vCPU thread also touches
 // the model, so the model is kept as it is. DeviceCell holds what must outlive an actor instance.
-// Faults (Faults.cs) apply to the work messages: RegisterWrite, RegisterRead, HostInput, PowerButton.
+// Faults (Faults.cs) apply to the work messages: RegisterWrite, RegisterRead, TimerExpired, HostInput, PowerButton.
 using Akka.Actor;
 using Akka.Event;
 using ActorVmm.Core.Bus;
@@ -27,8 +29,11 @@ public sealed class DeviceActor : ReceiveActor, IWithTimers, IWithUnboundedStash
 {
     public interface IDeviceProtocol;
 
-    /// <summary>A posted register write (Mailbox route).</summary>
-    public sealed record RegisterWrite(ulong Offset, ReadOnlyMemory<byte> Data) : IDeviceProtocol;
+    /// <summary>A posted register write (Mailbox route); <paramref name="Done"/>, when given, is completed once it is done.</summary>
+    public sealed record RegisterWrite(ulong Offset, ReadOnlyMemory<byte> Data, ReadReplySlot? Done = null) : IDeviceProtocol;
+
+    /// <summary>The model's timer deadline <paramref name="DeadlineNs"/> has passed on <paramref name="Clock"/> (from the timer service).</summary>
+    public sealed record TimerExpired(long DeadlineNs, IClock Clock) : IDeviceProtocol;
 
     /// <summary>A register read; the answer goes into <paramref name="Reply"/> (Mailbox route).</summary>
     public sealed record RegisterRead(ulong Offset, ReadReplySlot Reply) : IDeviceProtocol;
@@ -129,6 +134,7 @@ public sealed class DeviceActor : ReceiveActor, IWithTimers, IWithUnboundedStash
         {
             Receive<RegisterWrite>(m => Work(m, () => Write(m)));
             Receive<RegisterRead>(m => Work(m, () => Read(m)));
+            Receive<TimerExpired>(m => Work(m, () => Timer(m)));
             Receive<HostInput>(m => Work(m, () => Input(m)));
             Receive<PowerButton>(m => Work(m, () => PressPowerButton()));
             Receive<RetryInput>(_ => DrainInput());
@@ -196,6 +202,7 @@ public sealed class DeviceActor : ReceiveActor, IWithTimers, IWithUnboundedStash
         if (_cell.Faults.Any && _cell.Faults.BeforeMessage())
         {
             if (message is RegisterRead r) AnswerFloating(r);
+            if (message is RegisterWrite { Done: { } done }) done.Complete([]);
         }
         else
         {
@@ -220,6 +227,13 @@ public sealed class DeviceActor : ReceiveActor, IWithTimers, IWithUnboundedStash
     {
         _cell.Writes++;
         lock (_lock) _model.Write(m.Offset, m.Data.Span);
+        m.Done?.Complete([]);
+    }
+
+    private void Timer(TimerExpired m)
+    {
+        if (_model is not ActorVmm.Core.Machine.ITimedDevice timed) return;
+        lock (_lock) timed.Advance(Math.Max(m.DeadlineNs, m.Clock.NowNanoseconds));
     }
 
     private void Read(RegisterRead m)
@@ -334,6 +348,8 @@ public sealed class DeviceActor : ReceiveActor, IWithTimers, IWithUnboundedStash
         // Stopped for good (escalation or teardown): a read being retried still gets its answer.
         if (_cell.Retry is RegisterRead r) AnswerFloating(r);
         if (_current is RegisterRead current && !ReferenceEquals(current, _cell.Retry)) AnswerFloating(current);
+        if (_cell.Retry is RegisterWrite { Done: { } retryDone }) retryDone.Complete([]);
+        if (_current is RegisterWrite { Done: { } done }) done.Complete([]);
         _cell.Retry = null;
         base.PostStop();
     }

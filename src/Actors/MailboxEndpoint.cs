@@ -8,6 +8,7 @@
 // abandoned so a late answer cannot land in a later read. When the device actor is stopped for good (a
 // supervision escalation, docs/actors.md), the VM actor calls DeviceGone: every read waiting is answered
 // all-ones at once and later reads get all-ones without waiting, until the machine is rebuilt.
+// waits until the actor has done it, so the guest's next instruction sees its effects at a fixed point.
 using Akka.Actor;
 using ActorVmm.Core.Bus;
 
@@ -49,8 +50,11 @@ public sealed class ReadReplySlot
     internal void CopyTo(Span<byte> destination) => _buffer.AsSpan(0, destination.Length).CopyTo(destination);
 }
 
-public sealed class MailboxEndpoint(string name, IActorRef device, TimeSpan? readTimeout = null) : BusEndpoint(name, Route.Mailbox)
+public sealed class MailboxEndpoint(string name, IActorRef device, TimeSpan? readTimeout = null, bool waitForWrites = false) : BusEndpoint(name, Route.Mailbox)
 {
+    /// <summary>Writes wait until the device actor has done them (deterministic mode: effects at a fixed instruction).</summary>
+    public bool WaitForWrites { get; } = waitForWrites;
+
     [ThreadStatic]
     private static ReadReplySlot? t_slot;
 
@@ -110,5 +114,17 @@ public sealed class MailboxEndpoint(string name, IActorRef device, TimeSpan? rea
     }
 
     public override void Write(ulong offset, ReadOnlySpan<byte> data)
-        => Device.Tell(new DeviceActor.RegisterWrite(offset, data.ToArray()), ActorRefs.NoSender);
+    {
+        if (!WaitForWrites)
+        {
+            Device.Tell(new DeviceActor.RegisterWrite(offset, data.ToArray()), ActorRefs.NoSender);
+            return;
+        }
+        var slot = t_slot ??= new ReadReplySlot();
+        slot.Prepare(0);
+        Device.Tell(new DeviceActor.RegisterWrite(offset, data.ToArray(), slot), ActorRefs.NoSender);
+        if (slot.Wait(ReadTimeout)) return;
+        t_slot = null;
+        Interlocked.Increment(ref _timedOutReads);
+    }
 }

@@ -7,6 +7,8 @@
 // MailboxEndpoint), create the vCPUs (vCPU 0 with the loader's entry state; the others wait for INIT/SIPI inside the
 // accelerator), and start one VcpuActor each on its own thread. Pause, resume and teardown address every vCPU;
 // teardown waits for all of them.
+// In kernel-irqchip=split/off the interrupt controllers and timers are among those device actors; their deadlines
+// come from a TimerService (IrqchipActors).
 // Ends and what they mean (exit statuses in ActorVmm.Core.Machine.ExitStatus):
 //   guest isa-debug-exit write          → finish DebugExit, the device's status
 //   guest power-off                     → finish PowerOff, 0
@@ -156,6 +158,7 @@ public sealed partial class VmActor : ReceiveActor, IWithTimers
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly List<IActorRef> _waiters = [];
     private Machine? _machine;
+    private TimerService? _timers; // the current machine's (split/off on host time)
     private int _generation;
     private int _reboots;
     private VmRunState _state = VmRunState.Created;
@@ -341,7 +344,7 @@ public sealed partial class VmActor : ReceiveActor, IWithTimers
                 var actor = Context.ActorOf(DeviceActor.Props(device, modelLock, route, faults), $"{device.Name}-g{generation}");
                 Context.Watch(actor);
                 deviceActors[device.Name] = actor;
-                return route == Route.Direct ? new DirectEndpoint(device, modelLock) : new MailboxEndpoint(device.Name, actor);
+                return route == Route.Direct ? new DirectEndpoint(device, modelLock) : new MailboxEndpoint(device.Name, actor, waitForWrites: _config.Deterministic);
             }, new PlatformOptions(BootTimerReport: (value, ns) => _log.Info("boot timer: guest wrote {0} at {1:F3} ms", value, ns / 1e6), Pam: firmware?.Pam));
             var vcpus = new IVcpu[_config.VcpuCount];
             var vcpuActors = new IActorRef[_config.VcpuCount];
@@ -357,11 +360,13 @@ public sealed partial class VmActor : ReceiveActor, IWithTimers
                 }
             }
             control.Vcpus = vcpus;
+            platform.Irqchip?.AttachVcpus(vcpus);
+            _timers = IrqchipActors.StartTimers(platform, vm, deviceActors, _config.Deterministic, generation);
             for (int i = 0; i < vcpus.Length; i++)
             {
                 dispatchers[i] = new ExitDispatcher(platform.Bus);
                 vcpuInfos[i] = new VcpuInfo(i);
-                vcpuActors[i] = Context.ActorOf(VcpuActor.Props(vcpus[i], dispatchers[i], Self, gate, vcpuInfos[i]), $"vcpu{i}-g{generation}");
+                vcpuActors[i] = Context.ActorOf(VcpuActor.Props(vcpus[i], platform.ExitHandlerFor(i, dispatchers[i]), Self, gate, vcpuInfos[i]), $"vcpu{i}-g{generation}");
                 Context.Watch(vcpuActors[i]);
                 _vcpusAlive.Add(vcpuActors[i]);
             }
@@ -372,12 +377,14 @@ public sealed partial class VmActor : ReceiveActor, IWithTimers
             };
             _state = VmRunState.Running;
             _log.Info("machine generation {0} built: {1}, {2} RAM, devices {3}", generation, _accelerator.Name,
-                MachineConfig.FormatSize(_config.RamBytes), string.Join(", ", platform.Devices.Select(d => $"{d.Model.Name}@{d.Ports} {d.Route}")));
+                MachineConfig.FormatSize(_config.RamBytes), string.Join(", ", platform.Devices.Select(d => $"{d.Model.Name}@{d.Where} {d.Route}")));
             ApplyPendingFaults();
             foreach (var a in vcpuActors) a.Tell(VcpuActor.Resume.Instance);
         }
         catch (Exception e)
         {
+            _timers?.Dispose();
+            _timers = null;
             foreach (var child in Context.GetChildren()) Context.Stop(child);
             _vcpusAlive.Clear();
             vm?.Dispose();
@@ -464,9 +471,19 @@ public sealed partial class VmActor : ReceiveActor, IWithTimers
 
     private void TeardownComplete()
     {
+        if (_timers is not null) _log.Info("timer service: {0}", _timers.Summary());
+        _timers?.Dispose();
+        _timers = null;
         if (_machine is not null)
         {
             _lastStats = StatsOf(_machine);
+            // Exit counts per device: what the default routes are chosen from (docs/actors.md).
+            _log.Info("exit counts, machine generation {0}: {1}", _machine.Generation, string.Join(", ", _machine.Platform.Devices
+                .Select(d => (d.Model.Name, d.Route, Count: Interlocked.Read(ref d.Endpoint.Accesses)))
+                .Where(d => d.Count > 0).OrderByDescending(d => d.Count).Select(d => $"{d.Name} {d.Count} ({d.Route})")));
+            // No vCPU thread is left (the vCPU actors have stopped): the counts are final.
+            _log.Info("instructions retired, machine generation {0}: {1}", _machine.Generation,
+                string.Join(", ", _machine.Vcpus.Select(v => $"vcpu{v.Id} {v.InstructionsRetired}")));
             foreach (var dev in _machine.DeviceActors.Values)
             {
                 Context.Unwatch(dev);
@@ -507,6 +524,7 @@ public sealed partial class VmActor : ReceiveActor, IWithTimers
     {
         // The ActorSystem is going away with a machine still built: make the vCPUs leave Run; their actors
         // dispose them. The VM's memory is freed only once no vCPU can touch it, i.e. not here.
+        _timers?.Dispose();
         if (_machine is not null)
         {
             foreach (var v in _machine.Vcpus) v.Kick();

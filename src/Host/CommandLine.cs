@@ -1,11 +1,12 @@
 // The actorvmm command line. `actorvmm [run] OPTIONS` accepts QEMU's spelling for the subset it
 // implements, so an existing QEMU command line works unchanged, plus long options of our own:
-//   -accel soft|tcg|auto  (also accel=NAME)      -machine [type=]pc[,kernel-irqchip=on][,accel=NAME]  (-M)
+//   -accel soft|tcg|auto  (also accel=NAME)      -machine [type=]pc[,kernel-irqchip=on|split|off][,accel=NAME]  (-M)
 //   -m N[K|M|G|T] | size=N  (plain N = MiB)      -smp N | [cpus=N][,sockets=S][,dies=D][,cores=C][,threads=T][,maxcpus=M]
 //   -kernel PATH  -append CMDLINE  -initrd "MOD1 args,MOD2"  (multiboot modules; ",," is a literal comma)
 //   (-initrd FILE for a Linux kernel)  --linux-boot auto|pvh|bzimage
 //   -serial stdio|mon:stdio|file:PATH|null|none  (repeat for COM2-COM4)   -nographic  -display none
-//   -monitor none  -no-reboot  -device isa-debug-exit[,iobase=0xf4][,iosize=4]  -debugcon stdio|file:PATH|null|none
+//   -monitor none  -no-reboot  -device isa-debug-exit[,iobase=0xf4][,iosize=4][,route=R]  -device NAME,route=direct|mailbox
+//   -debugcon stdio|file:PATH|null|none
 //   -global isa-debugcon.iobase=N (the debug console's port)  -bios FILE (instead of -kernel)  -boot reboot-timeout=MS
 //   -chardev stdio|file|null,id=ID[,path=P] with -device isa-debugcon[,iobase=N],chardev=ID (the other spelling)
 //   --deterministic  --log-level verbose|debug|info|warning|error  --log-file PATH
@@ -160,9 +161,14 @@ public static class CommandLine
                     debugconDevice = (what, value); // its chardev may come later on the command line
                     break;
                 case "device":
-                    if (config.DebugExit is not null && DeviceType(value) == "isa-debug-exit")
-                        throw new UsageException($"{what}: isa-debug-exit given twice");
-                    config = config with { DebugExit = ParseDevice(what, value) };
+                    if (DeviceType(value) != "isa-debug-exit")
+                    {
+                        var (routed, deviceRoute) = ParseDeviceRoute(what, value);
+                        routes[routed] = deviceRoute;
+                        break;
+                    }
+                    if (config.DebugExit is not null) throw new UsageException($"{what}: isa-debug-exit given twice");
+                    config = config with { DebugExit = ParseDevice(what, value, routes) };
                     break;
                 case "bios":
                     if (value.Length == 0) throw new UsageException($"{shown}: empty path");
@@ -253,7 +259,8 @@ public static class CommandLine
                         Irqchip = v switch
                         {
                             "on" => IrqchipMode.On,
-                            "split" or "off" => throw new UsageException($"{what}: kernel-irqchip={v} is not implemented yet (only kernel-irqchip=on)"),
+                            "split" => IrqchipMode.Split,
+                            "off" => IrqchipMode.Off,
                             _ => throw new UsageException($"{what}: kernel-irqchip must be on, split or off"),
                         },
                     };
@@ -495,7 +502,36 @@ public static class CommandLine
         return first.StartsWith("driver=", StringComparison.Ordinal) ? first[7..] : first;
     }
 
-    private static DebugExitConfig ParseDevice(string what, string value)
+    /// <summary>
+    /// -device NAME,route=direct|mailbox: the route of a device the machine already has (by its name: COM1, pit,
+    /// hpet, lapic0, ...); the name is checked against the machine once the configuration is complete.
+    /// </summary>
+    private static (string Device, Route Route) ParseDeviceRoute(string what, string value)
+    {
+        string? device = null;
+        Route? route = null;
+        foreach (var (k, v) in SplitProps(what, value))
+        {
+            switch (k)
+            {
+                case null or "driver": device = v; break;
+                case "route": route = ParseRouteValue(what, v); break;
+                default: throw new UsageException($"{what}: device '{device}' has no property '{k}' (only route= can be set on it)");
+            }
+        }
+        if (string.IsNullOrEmpty(device)) throw new UsageException($"{what}: no device named");
+        if (route is null) throw new UsageException($"{what}: device '{device}' cannot be added; only its route= can be set (supported devices to add: isa-debug-exit, isa-debugcon)");
+        return (device, route.Value);
+    }
+
+    private static Route ParseRouteValue(string what, string v) => v switch
+    {
+        "direct" => Route.Direct,
+        "mailbox" => Route.Mailbox,
+        _ => throw new UsageException($"{what}: route must be direct or mailbox"),
+    };
+
+    private static DebugExitConfig ParseDevice(string what, string value, Dictionary<string, Route> routes)
     {
         var props = SplitProps(what, value);
         string? driver = null;
@@ -507,8 +543,9 @@ public static class CommandLine
                 case null or "driver": driver = v; break;
                 case "iobase": ioBase = ParseInteger(what, "iobase", v); break;
                 case "iosize": ioSize = ParseInteger(what, "iosize", v); break;
+                case "route" when driver == "isa-debug-exit": routes[PcMachineBuilder.DebugExitName] = ParseRouteValue(what, v); break;
                 default:
-                    if (driver == "isa-debug-exit") throw new UsageException($"{what}: isa-debug-exit has no property '{k}' (it has iobase and iosize)");
+                    if (driver == "isa-debug-exit") throw new UsageException($"{what}: isa-debug-exit has no property '{k}' (it has iobase, iosize and route)");
                     break;
             }
         }
@@ -677,7 +714,9 @@ public static class CommandLine
           -accel soft|vmm|kvm|auto      CPU accelerator: soft is the built-in software x86 CPU (tcg is an alias),
                                         vmm is FreeBSD's vmm(4) (bhyve is an alias), kvm is Linux KVM; auto
                                         picks vmm on FreeBSD or kvm on Linux when usable, else soft
-          -machine pc[,kernel-irqchip=on]   machine type and where the irqchip lives (split/off: not yet)
+          -machine pc[,kernel-irqchip=on|split|off]   machine type and where the irqchip lives: on (default)
+                                        in the accelerator; split: LAPIC there, PIC/IOAPIC/timers in device
+                                        actors; off: the LAPICs in device actors too
           -m SIZE                       guest RAM: MiB, or with a K/M/G suffix (default 128M, at most 3G)
           -smp N | cpus=N[,sockets=S,cores=C,threads=T,maxcpus=N]
                                         vCPUs (default 1; the soft accelerator takes up to 32). QEMU's
@@ -697,6 +736,7 @@ public static class CommandLine
                                         JSON control socket in QMP's style (docs/host.md); with wait=on
                                         (the default) the guest starts once a client has connected
           -device isa-debug-exit[,iobase=0xf4][,iosize=4]   test exit device
+          -device NAME,route=direct|mailbox   how vCPUs reach a device (COM1, pit, hpet, ioapic, lapic0, ...)
           -debugcon stdio|file:PATH|null|none   debug console at port 0xe9
           -global isa-debugcon.iobase=PORT      move the debug console (SeaBIOS writes to 0x402)
           -chardev stdio|file|null,id=ID[,path=P] -device isa-debugcon[,iobase=PORT],chardev=ID   the same
@@ -704,7 +744,7 @@ public static class CommandLine
           --deterministic               time advances with retired instructions
           --log-level LEVEL             verbose, debug, info, warning (default), error
           --log-file PATH               log to a file instead of stderr
-          --route DEVICE=direct|mailbox how vCPUs reach a device (COM1, isa-debug-exit, debugcon)
+          --route DEVICE=direct|mailbox the same as -device DEVICE,route=...
           --linux-boot auto|pvh|bzimage how a bzImage is entered: pvh extracts the vmlinux on the host and
                                         enters it through PVH; bzimage uses the 64-bit entry (the kernel
                                         decompresses itself); auto (default) is pvh when extraction works

@@ -132,6 +132,23 @@ public sealed class CommandLineTests
     }
 
     [Theory]
+    [InlineData("pc,kernel-irqchip=split", IrqchipMode.Split)]
+    [InlineData("kernel-irqchip=off", IrqchipMode.Off)]
+    [InlineData("type=pc,kernel-irqchip=on", IrqchipMode.On)]
+    public void Irqchip_modes(string value, IrqchipMode mode) => Assert.Equal(mode, Parse("-machine", value, "-kernel", "k").Irqchip);
+
+    [Fact]
+    public void Device_routes_name_the_platform_devices_of_the_mode()
+    {
+        var c = Parse("-machine", "kernel-irqchip=off", "-device", "pit,route=mailbox", "-device", "lapic0,route=direct",
+            "-device", "isa-debug-exit,iobase=0xf4,route=mailbox", "-kernel", "k");
+        Assert.Equal(Route.Mailbox, c.RouteFor("pit"));
+        Assert.Equal(Route.Direct, c.RouteFor("lapic0"));
+        Assert.Equal(Route.Mailbox, c.RouteFor("isa-debug-exit"));
+        Assert.Equal(Route.Direct, c.RouteFor("hpet")); // the measured default
+    }
+
+    [Theory]
     [InlineData("128", 128UL << 20)]
     [InlineData("64M", 64UL << 20)]
     [InlineData("64m", 64UL << 20)]
@@ -282,21 +299,21 @@ public sealed class CommandLineTests
     [InlineData("-accel hvf: unknown accelerator 'hvf' (available: soft, vmm, kvm, auto; tcg and bhyve as aliases)", "-accel", "hvf")]
     [InlineData("-accel tcg,thread=multi: unknown property 'thread'", "-accel", "tcg,thread=multi")]
     [InlineData("-machine q35: machine type 'q35' is not supported (supported: pc)", "-machine", "q35")]
-    [InlineData("-machine pc,kernel-irqchip=split: kernel-irqchip=split is not implemented yet (only kernel-irqchip=on)", "-machine", "pc,kernel-irqchip=split")]
-    [InlineData("-machine kernel-irqchip=off: kernel-irqchip=off is not implemented yet (only kernel-irqchip=on)", "-machine", "kernel-irqchip=off")]
     [InlineData("-machine pc,kernel-irqchip=maybe: kernel-irqchip must be on, split or off", "-machine", "pc,kernel-irqchip=maybe")]
     [InlineData("-machine pc,usb=on: unknown machine property 'usb'", "-machine", "pc,usb=on")]
     [InlineData("-serial tcp:localhost:4444: unsupported serial backend (use stdio, file:PATH, null or none)", "-serial", "tcp:localhost:4444")]
     [InlineData("-serial file:: file: needs a path", "-serial", "file:")]
     [InlineData("-display gtk: no graphical display in this VMM (use -display none)", "-display", "gtk")]
     [InlineData("-monitor stdio: the QEMU monitor is not supported (use -monitor none)", "-monitor", "stdio")]
-    [InlineData("-device e1000: device 'e1000' is not supported (supported: isa-debug-exit)", "-device", "e1000")]
+    [InlineData("-device e1000: device 'e1000' cannot be added; only its route= can be set (supported devices to add: isa-debug-exit, isa-debugcon)", "-device", "e1000")]
+    [InlineData("-device hpet,route=fast: route must be direct or mailbox", "-device", "hpet,route=fast")]
+    [InlineData("-device hpet,timers=4: device 'hpet' has no property 'timers' (only route= can be set on it)", "-device", "hpet,timers=4")]
     [InlineData("-device isa-debug-exit,iobase=0x10000: iobase 0x10000 is outside the port space 0-0xffff", "-device", "isa-debug-exit,iobase=0x10000")]
     [InlineData("-device isa-debug-exit,iobase=70000: iobase 0x11170 is outside the port space 0-0xffff", "-device", "isa-debug-exit,iobase=70000")]
     [InlineData("-device isa-debug-exit,iobase=0xzz: iobase '0xzz' is not a number (decimal or 0x-hex)", "-device", "isa-debug-exit,iobase=0xzz")]
     [InlineData("-device isa-debug-exit,iobase=0xffff,iosize=4: iosize 4 at iobase 0xffff does not fit the port space 0-0xffff", "-device", "isa-debug-exit,iobase=0xffff,iosize=4")]
     [InlineData("-device isa-debug-exit,iosize=0: iosize 0 at iobase 0x501 does not fit the port space 0-0xffff", "-device", "isa-debug-exit,iosize=0")]
-    [InlineData("-device isa-debug-exit,colour=red: isa-debug-exit has no property 'colour' (it has iobase and iosize)", "-device", "isa-debug-exit,colour=red")]
+    [InlineData("-device isa-debug-exit,colour=red: isa-debug-exit has no property 'colour' (it has iobase, iosize and route)", "-device", "isa-debug-exit,colour=red")]
     [InlineData("-debugcon vc: unsupported debugcon backend (use stdio, file:PATH, null or none)", "-debugcon", "vc")]
     [InlineData("--log-level loud: unknown log level (use verbose, debug, info, warning, error or fatal)", "--log-level", "loud")]
     [InlineData("--route COM1=fast: route must be direct or mailbox", "--route", "COM1=fast")]
@@ -321,5 +338,7 @@ public sealed class CommandLineTests
     [InlineData("-serial stdio: too many serial ports (at most 4, COM1-COM4)", "-kernel", "k", "-serial", "none", "-serial", "none", "-serial", "none", "-serial", "none", "-serial", "stdio")]
     [InlineData("-device isa-debug-exit: isa-debug-exit given twice", "-kernel", "k", "-device", "isa-debug-exit", "-device", "isa-debug-exit")]
     [InlineData("route override for \"COM2\": no such device (devices: COM1, i8042, port92, reset-control, pci-host, fw_cfg, boot-timer)", "-kernel", "k", "--route", "COM2=mailbox")]
+    [InlineData("route override for \"pit\": no such device (devices: COM1, i8042, port92, reset-control, pci-host, fw_cfg, boot-timer)", "-kernel", "k", "-device", "pit,route=mailbox")]
+    [InlineData("route override for \"lapic0\": no such device (devices: COM1, i8042, port92, reset-control, pci-host, fw_cfg, boot-timer, pic, pit, rtc, acpi-pm, ioapic, hpet)", "-kernel", "k", "-machine", "kernel-irqchip=split", "-device", "lapic0,route=mailbox")]
     public void Other_rejections(string message, params string[] args) => Assert.Equal(message, Reject(args));
 }

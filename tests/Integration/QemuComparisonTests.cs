@@ -1,6 +1,9 @@
 // The same guest image under qemu-system-x86_64 -accel tcg and under ActorVmm -accel soft must print the same
-// serial output and end with the same status. QEMU is the independent truth here; where the two VMMs
-// legitimately differ (documented below), the test says so and checks ActorVmm's documented behaviour.
+// serial output and end with the same status, in each placement of the interrupt controllers and timers
+// (-machine kernel-irqchip=on|split|off: the theories take the mode). QEMU is the independent truth here; where
+// the two VMMs legitimately differ (documented below), the test says so and checks ActorVmm's documented behaviour.
+using System.Collections.Concurrent;
+
 namespace ActorVmm.Integration.Tests;
 
 [Trait("Category", "Slow")]
@@ -9,25 +12,49 @@ public sealed class QemuComparisonTests
     /// <summary>ActorVmm's exit status when the guest triple-faults and -no-reboot is given (docs/architecture.md).</summary>
     private const int TripleFaultStatus = 4;
 
-    [QemuTheory]
-    [InlineData("hello.bin", "checksum run one")]
-    [InlineData("hello.elf", "elf build, same checksum")]
-    [InlineData("faults.bin", "")]
-    [InlineData("timer.bin", "")]
-    [InlineData("reset.bin", "")]
-    [InlineData("poweroff.bin", "")]
-    [InlineData("paging.bin", "")]
-    [InlineData("longmode.bin", "")]
-    [InlineData("singlestep.bin", "")]
-    [InlineData("apic.bin", "")]
-    [InlineData("hpet.bin", "")]
+    /// <summary>Every kernel-irqchip mode the soft accelerator offers.</summary>
+    public static readonly string[] Modes = ["on", "split", "off"];
+
+    private static readonly ConcurrentDictionary<(string Kernel, string Append, int Memory), GuestRun> QemuRuns = new();
+
+    /// <summary>QEMU's run of a guest, once per test process: it does not depend on ActorVmm's mode.</summary>
+    private static GuestRun Qemu(string kernel, string append = "", int memoryMiB = 64)
+        => QemuRuns.GetOrAdd((kernel, append, memoryMiB), k => QemuRunner.Run(k.Kernel, k.Append, k.Memory));
+
+    private static string[] Machine(string mode) => ["-machine", $"kernel-irqchip={mode}"];
+
+    private static TheoryData<string, string, string> ByMode(params (string Guest, string Append)[] guests)
+    {
+        var data = new TheoryData<string, string, string>();
+        foreach (var (guest, append) in guests)
+        {
+            foreach (var mode in Modes) data.Add(guest, append, mode);
+        }
+        return data;
+    }
+
+    public static TheoryData<string, string, string> Guests => ByMode(
+        ("hello.bin", "checksum run one"),
+        ("hello.elf", "elf build, same checksum"),
+        ("faults.bin", ""),
+        ("timer.bin", ""),
+        ("reset.bin", ""),
+        ("poweroff.bin", ""),
+        ("paging.bin", ""),
+        ("longmode.bin", ""),
+        ("singlestep.bin", ""),
+        ("apic.bin", ""),
+        ("hpet.bin", ""));
+
     // rtcpm is compared in deterministic mode only (below): its PM-timer-against-RTC line measures host time on
     // both sides, which a loaded 2-core machine can push outside the guest's window.
-    public void Guest_prints_the_same_serial_output_and_status_as_qemu(string guest, string append)
+    [QemuTheory]
+    [MemberData(nameof(Guests))]
+    public void Guest_prints_the_same_serial_output_and_status_as_qemu(string guest, string append, string mode)
     {
         string kernel = GuestArtifacts.Path(guest);
-        var qemu = QemuRunner.Run(kernel, append);
-        var ours = ActorVmmRunner.Run(kernel, append);
+        var qemu = Qemu(kernel, append);
+        var ours = ActorVmmRunner.Run(kernel, append, 64, null, Machine(mode));
 
         Assert.False(qemu.TimedOut, "QEMU timed out");
         Assert.False(ours.TimedOut, $"ActorVmm timed out; stderr:\n{ours.Stderr}");
@@ -41,7 +68,7 @@ public sealed class QemuComparisonTests
     public void Hello_sees_the_same_memory_as_under_qemu(int memoryMiB)
     {
         string kernel = GuestArtifacts.Path("hello.bin");
-        var qemu = QemuRunner.Run(kernel, "", memoryMiB);
+        var qemu = Qemu(kernel, "", memoryMiB);
         var ours = ActorVmmRunner.Run(kernel, "", memoryMiB);
         Assert.Equal(qemu.Lines, ours.Lines);
     }
@@ -66,22 +93,33 @@ public sealed class QemuComparisonTests
         Assert.Contains($"application processors done: {vcpus - 1:x2} of {vcpus - 1:x2} started", ours.Lines);
     }
 
-    [QemuFact]
-    public void Timer_guest_output_is_the_same_in_deterministic_mode()
+    [QemuTheory]
+    [InlineData("on")]
+    [InlineData("split")]
+    [InlineData("off")]
+    public void Timer_guest_output_is_the_same_in_deterministic_mode(string mode)
     {
         // Deterministic time (instructions retired) changes when interrupts arrive, not what the guest prints.
         string kernel = GuestArtifacts.Path("timer.bin");
-        var qemu = QemuRunner.Run(kernel);
-        var ours = ActorVmmRunner.Run(kernel, "", 64, null, "--deterministic");
+        var qemu = Qemu(kernel);
+        var ours = ActorVmmRunner.Run(kernel, "", 64, null, ["--deterministic", .. Machine(mode)]);
         Assert.Equal(qemu.Lines, ours.Lines);
         Assert.Equal(37, ours.ExitStatus);
     }
 
+    public static TheoryData<string, int, string> TimerGuests()
+    {
+        var data = new TheoryData<string, int, string>();
+        foreach (var (guest, status) in new[] { ("apic.bin", 39), ("hpet.bin", 41), ("rtcpm.bin", 43) })
+        {
+            foreach (var mode in Modes) data.Add(guest, status, mode);
+        }
+        return data;
+    }
+
     [QemuTheory]
-    [InlineData("apic.bin", 39)]
-    [InlineData("hpet.bin", 41)]
-    [InlineData("rtcpm.bin", 43)]
-    public void Interrupt_controller_and_timer_guests_print_the_same_in_deterministic_mode(string guest, int status)
+    [MemberData(nameof(TimerGuests))]
+    public void Interrupt_controller_and_timer_guests_print_the_same_in_deterministic_mode(string guest, int status, string mode)
     {
         // The local APIC, IOAPIC, HPET, RTC and PM timer all run on the one VM clock, which in deterministic mode
         // is instructions retired: when interrupts arrive changes, what the guests print must not.
@@ -90,24 +128,27 @@ public sealed class QemuComparisonTests
         // truth is the ACPI specification's 3.579545 MHz, which the deterministic clock meets exactly.
         static bool HostTimed(string line) => line.StartsWith("pmtimer:", StringComparison.Ordinal);
         string kernel = GuestArtifacts.Path(guest);
-        var ours = ActorVmmRunner.Run(kernel, "", 64, null, "--deterministic");
-        var qemu = QemuRunner.Run(kernel);
+        var ours = ActorVmmRunner.Run(kernel, "", 64, null, ["--deterministic", .. Machine(mode)]);
+        var qemu = Qemu(kernel);
         Assert.Equal(qemu.Lines.Where(l => !HostTimed(l)), ours.Lines.Where(l => !HostTimed(l)));
         Assert.All(ours.Lines.Where(HostTimed), l => Assert.Equal("pmtimer: about 3.58 MHz against the rtc", l));
         Assert.Equal(qemu.Lines.Count(HostTimed), ours.Lines.Count(HostTimed));
         Assert.Equal(status, ours.ExitStatus);
     }
 
-    [QemuFact]
-    public void Msr_values_match_qemu_and_missing_msrs_fault_as_on_silicon()
+    [QemuTheory]
+    [InlineData("on")]
+    [InlineData("split")]
+    [InlineData("off")]
+    public void Msr_values_match_qemu_and_missing_msrs_fault_as_on_silicon(string mode)
     {
         // The MSR values (APIC base, PAT, EFER, MTRRcap, PAT and MTRR written back) must be QEMU's. For the #GP
         // cases QEMU's TCG is not the truth: it ignores MSRs it does not know and reserved PAT types, where
         // silicon (SDM vol. 4; WRMSR "#GP(0) if ... reserved") faults. ActorVmm follows the SDM. Both CPU models
         // offer long mode, so the EFER.LME line reads the same.
         string kernel = GuestArtifacts.Path("msr.bin");
-        var qemu = QemuRunner.Run(kernel);
-        var ours = ActorVmmRunner.Run(kernel);
+        var qemu = Qemu(kernel);
+        var ours = ActorVmmRunner.Run(kernel, "", 64, null, Machine(mode));
         Assert.Equal(qemu.Lines.Take(7), ours.Lines.Take(7));
         Assert.Equal(
         [
@@ -120,13 +161,16 @@ public sealed class QemuComparisonTests
         Assert.Equal(qemu.ExitStatus, ours.ExitStatus);
     }
 
-    [QemuFact]
-    public void Triple_fault_prints_the_same_and_ends_with_the_documented_status()
+    [QemuTheory]
+    [InlineData("on")]
+    [InlineData("split")]
+    [InlineData("off")]
+    public void Triple_fault_prints_the_same_and_ends_with_the_documented_status(string mode)
     {
         // QEMU with -no-reboot exits 0 on a triple fault; ActorVmm tells the two apart (status 4), as bhyve does.
         string kernel = GuestArtifacts.Path("triple.bin");
-        var qemu = QemuRunner.Run(kernel);
-        var ours = ActorVmmRunner.Run(kernel);
+        var qemu = Qemu(kernel);
+        var ours = ActorVmmRunner.Run(kernel, "", 64, null, Machine(mode));
         Assert.Equal(qemu.Lines, ours.Lines);
         Assert.Equal(0, qemu.ExitStatus);
         Assert.Equal(TripleFaultStatus, ours.ExitStatus);

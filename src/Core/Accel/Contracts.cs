@@ -59,6 +59,12 @@ public interface IVm : IDisposable
     }
 
     void InjectNmi(int vcpuId);
+
+    /// <summary>
+    /// The clock the accelerator keeps for this VM (TSC, in-kernel timers), which devices outside the accelerator
+    /// must share so their time agrees with the guest's; null when the accelerator keeps none (host time).
+    /// </summary>
+    Devices.IClock? Clock => null;
 }
 
 public interface IVcpu : IDisposable
@@ -81,6 +87,15 @@ public interface IVcpu : IDisposable
 
     /// <summary>Userspace-irqchip mode (off): asks for <paramref name="vector"/> to be injected at the next interrupt window.</summary>
     void QueueInterrupt(byte vector);
+
+    /// <summary>
+    /// The CPU's interrupt request from an interrupt controller outside the accelerator (a level; thread-safe):
+    /// in kernel-irqchip=split the userspace 8259's INTR, which reaches the CPU through the kernel local APIC's
+    /// LINT0; in kernel-irqchip=off the userspace local APIC's "an interrupt is deliverable". While it is high the
+    /// vCPU leaves HLT and, at its next interrupt window, runs the acknowledge cycle through
+    /// <see cref="IUserspaceIrqchip.TryAcknowledge"/> on its exit handler.
+    /// </summary>
+    void SetInterruptRequest(bool level) => throw new NotSupportedException($"{GetType().Name}: no userspace interrupt request in this backend");
 
     /// <summary>Guest instructions retired so far, where the backend counts them (soft); otherwise 0.</summary>
     ulong InstructionsRetired { get; }

@@ -156,8 +156,8 @@ public sealed record MachineConfig
         return this;
     }
 
-    /// <summary>The route a device takes: its override, else the default (Direct for every device of this stage).</summary>
-    public Route RouteFor(string deviceName) => RouteOverrides.TryGetValue(deviceName, out var r) ? r : Route.Direct;
+    /// <summary>The route a device takes: its override, else the measured default (PcMachineBuilder.DefaultRoute).</summary>
+    public Route RouteFor(string deviceName) => RouteOverrides.TryGetValue(deviceName, out var r) ? r : PcMachineBuilder.DefaultRoute(deviceName);
 
     /// <summary>The file part of a QEMU module string ("path args" → "path").</summary>
     public static string ModulePath(string module)

@@ -1,8 +1,7 @@
-// Composition of the PC platform for this stage (DESIGN.md §4, §5): which device models exist for a
-// MachineConfig, where they sit in port space, which interrupt line each drives, and which route each
-// takes. The builder creates the models and maps them with BusBuilder; the endpoint for each (device,
-// route) pair comes from a delegate, so the actor layer can supply Mailbox endpoints while the pure
-// logic here stays free of Akka. Devices of this stage:
+// Composition of the PC platform (DESIGN.md §3-§5): which device models exist for a MachineConfig, where they
+// sit in port and MMIO space, which interrupt line each drives, and which route each takes. The builder creates
+// the models and maps them with BusBuilder; the endpoint for each (device, route) pair comes from a delegate, so
+// the actor layer can supply Mailbox endpoints while the pure logic here stays free of Akka. Devices:
 //   COM1 0x3f8-0x3ff IRQ 4, COM2 0x2f8 IRQ 3, COM3 0x3e8 IRQ 4, COM4 0x2e8 IRQ 3   16550A UART
 //   isa-debug-exit at the configured iobase/iosize                                 (when configured)
 //   debugcon at 0xe9 or the configured port (SeaBIOS: 0x402)                       (when configured)
@@ -14,9 +13,15 @@
 //     and the kernel and initrd blobs when the caller gives them
 //   with BIOS firmware, the host bridge's PAM registers drive the shadow-RAM map (I440fxPam)
 //   boot timer 0x440 (byte writes report value and elapsed time to the host)
-// The PIC, PIT, RTC, ACPI PM, IOAPIC, HPET and local APICs are not here: in kernel-irqchip=on they belong to the
-// accelerator's kernel side (SoftKernelDevices for the soft accelerator).
-// Interrupt lines go to the kernel irqchip (IVm.SetIrqLine), the only placement this stage has (on).
+// Where the interrupt controllers and timers are depends on kernel-irqchip (DESIGN.md §3):
+//   on     the PIC, PIT, RTC, ACPI PM, IOAPIC, HPET and local APICs belong to the accelerator's kernel side
+//          (SoftKernelDevices for the soft accelerator); device lines go to IVm.SetIrqLine.
+//   split  the PIC pair (0x20, 0xa0, ELCR 0x4d0), PIT (0x40-0x43, port 0x61), RTC (0x70-0x73), ACPI PM (0x600),
+//          IOAPIC (MMIO 0xfec00000) and HPET (MMIO 0xfed00000) are platform devices here (PlatformIrqchip), each
+//          with its route; device lines go to the PIC and IOAPIC.
+//   off    as split, plus one local APIC per vCPU ("lapicN"), reached from the vCPU's exit handler.
+// Default routes come from measured exit counts (docs/actors.md, DefaultRoute): the cold ACPI PM block takes the
+// Mailbox route, every other device the Direct route.
 using ActorVmm.Core.Accel;
 using ActorVmm.Core.Bus;
 using ActorVmm.Core.Devices;
@@ -31,12 +36,26 @@ public delegate BusEndpoint EndpointFactory(IBusDevice device, Route route);
 public delegate IByteSink ByteSinkFactory(string deviceName, CharBackend backend);
 
 /// <summary>One device of the built machine: its model, where it is mapped and how it is reached.</summary>
-public sealed record PlatformDevice(IBusDevice Model, PortRange Ports, Route Route, BusEndpoint Endpoint);
+public sealed record PlatformDevice(IBusDevice Model, PortRange Ports, Route Route, BusEndpoint Endpoint)
+{
+    /// <summary>The MMIO range of a memory-mapped device (then <see cref="Ports"/> is unused).</summary>
+    public MmioRange? Mmio { get; init; }
+
+    /// <summary>Where the device is mapped, for logs: its ports, its MMIO range, or "cpu" for a local APIC.</summary>
+    public string Where => Mmio is { } m ? m.ToString() : Ports.Count == 0 ? "cpu" : Ports.ToString();
+}
 
 /// <summary>The frozen bus and the devices on it.</summary>
 public sealed record Platform(Bus.Bus Bus, IReadOnlyList<PlatformDevice> Devices)
 {
+    /// <summary>The interrupt controllers and timers outside the accelerator (kernel-irqchip=split or off), else null.</summary>
+    public PlatformIrqchip? Irqchip { get; init; }
+
     public PlatformDevice? Find(string name) => Devices.FirstOrDefault(d => d.Model.Name == name);
+
+    /// <summary>The exit handler vCPU <paramref name="vcpuId"/> runs with: the dispatcher, wrapped by the irqchip in split/off.</summary>
+    public IExitHandler ExitHandlerFor(int vcpuId, ExitDispatcher dispatcher)
+        => Irqchip is { } chip ? chip.CreateExitHandler(vcpuId, dispatcher) : dispatcher;
 }
 
 /// <summary>Blobs fw_cfg hands to firmware for a direct kernel boot (QEMU's -kernel/-initrd items).</summary>
@@ -108,8 +127,33 @@ public static class PcMachineBuilder
         names.Add(BootTimerName);
         if (config.DebugExit is not null) names.Add(DebugExitName);
         if (config.DebugCon is not null) names.Add(DebugConName);
+        if (config.Irqchip != IrqchipMode.On)
+        {
+            names.AddRange([PlatformIrqchip.PicName, PlatformIrqchip.PitName, PlatformIrqchip.RtcName, PlatformIrqchip.PmName,
+                PlatformIrqchip.IoApicName, PlatformIrqchip.HpetName]);
+        }
+        if (config.Irqchip == IrqchipMode.Off)
+        {
+            for (int i = 0; i < config.VcpuCount; i++) names.Add($"lapic{i}");
+        }
         return names;
     }
+
+    /// <summary>
+    /// The route a device takes unless the command line overrides it, from the exit counts of a Debian Linux boot to
+    /// power-off (docs/actors.md): the ACPI PM block (about 130 exits) is cold and takes the Mailbox route, so it lives
+    /// in its actor like any peripheral; the PIT (about 35,000), the local APIC in off (about 32,000), the HPET (about
+    /// 9,000), the IOAPIC (about 1,000 with the EOIs) and the PIC (on every ExtINT's INTA) are hot or on the interrupt
+    /// path and take the Direct route. So does the RTC (about 170): cold, but its periodic interrupt needs the
+    /// running vCPU's timer delivery, which only the Direct route gets (a Mailbox device's deadlines reach it through
+    /// the timer thread and its actor, milliseconds late on a loaded host: the apic guest then saw a new periodic
+    /// interrupt between its handler's register C read and its EOI, which it never does under QEMU).
+    /// </summary>
+    public static Route DefaultRoute(string deviceName) => deviceName switch
+    {
+        PlatformIrqchip.PmName => Route.Mailbox,
+        _ => Route.Direct,
+    };
 
     /// <summary>An endpoint factory for machines without an actor runtime: Direct only.</summary>
     public static BusEndpoint DirectOnly(IBusDevice device, Route route) => route == Route.Direct
@@ -132,9 +176,19 @@ public static class PcMachineBuilder
         config.EnsureValid();
         options ??= new PlatformOptions();
 
+        PlatformIrqchip? chip = null;
+        if (config.Irqchip != IrqchipMode.On)
+        {
+            // The platform's timers must run on the accelerator's clock (the guest's TSC and kernel LAPIC timer use it).
+            var clock = vm.Clock ?? options.Clock ?? new HostClock();
+            var rtcStart = config.Deterministic ? new DateTime(2026, 1, 1, 0, 0, 0, DateTimeKind.Utc) : DateTime.UtcNow;
+            chip = new PlatformIrqchip(config.Irqchip, vm, clock, control, config.RamBytes, config.VcpuCount, rtcStart) { LockStep = config.Deterministic };
+        }
+        IIrqLine Irq(int gsi) => chip is not null ? chip.Line(gsi) : new VmIrqLine(vm, gsi);
+
         var models = new List<(IBusDevice Model, PortRange Ports)>();
         // The keyboard controller is one model at 0x60 and 0x64 (the second range reaches it with offset 4).
-        var kbc = new I8042(new VmIrqLine(vm, 1), new VmIrqLine(vm, 12), control);
+        var kbc = new I8042(Irq(1), Irq(12), control);
         models.Add((kbc.Ports, new PortRange(0x60, 1)));
         models.Add((new SystemControlPortA(control), new PortRange(0x92, 1)));
         models.Add((new ResetControlRegister(control), new PortRange(0xcf9, 1)));
@@ -148,7 +202,7 @@ public static class PcMachineBuilder
         {
             if (config.SerialPorts[i] is not { } backend) continue;
             var (name, port, irq) = ComPorts[i];
-            var uart = new Uart16550(name, new VmIrqLine(vm, irq), sinks(name, backend));
+            var uart = new Uart16550(name, Irq(irq), sinks(name, backend));
             models.Add((uart, new PortRange(port, 8)));
         }
         if (config.DebugExit is { } de)
@@ -184,7 +238,29 @@ public static class PcMachineBuilder
             if (ReferenceEquals(model, pci))
                 AddRange(builder, new PortRange(PciHost.ConfigDataPort, 4), new OffsetEndpoint(endpoint, 4));
         }
-        return new Platform(builder.Build(), devices);
+        if (chip is not null)
+        {
+            foreach (var d in chip.HostedDevices)
+            {
+                var route = config.RouteFor(d.Device.Name);
+                var endpoint = endpoints(d.Device, route);
+                if (endpoint.Route != route)
+                    throw new InvalidOperationException($"{d.Device.Name}: endpoint factory returned a {endpoint.Route} endpoint for the {route} route");
+                chip.Endpoints[d.Device.Name] = endpoint;
+                try
+                {
+                    if (d.Ports is { } ports) builder.AddPorts(ports, endpoint);
+                    if (d.Mmio is { } mmio) builder.AddMmio(mmio, endpoint);
+                    foreach (var (range, bias) in d.Aliases) builder.AddPorts(range, new OffsetEndpoint(endpoint, bias));
+                }
+                catch (BusOverlapException e)
+                {
+                    throw new MachineConfigException(e.Message);
+                }
+                devices.Add(new PlatformDevice(d.Device, d.Ports ?? default, route, endpoint) { Mmio = d.Mmio });
+            }
+        }
+        return new Platform(builder.Build(), devices) { Irqchip = chip };
     }
 
     /// <summary>fw_cfg with what firmware asks a PC machine for (DMA through the VM's guest memory).</summary>

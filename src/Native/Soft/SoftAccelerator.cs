@@ -2,8 +2,10 @@
 // without a hypervisor. Guest RAM is native memory (below 4 GiB in this stage, one region). In
 // kernel-irqchip=on the interrupt controllers (PIC, IOAPIC, one local APIC per vCPU) and the timers run on the
 // vCPU thread (SoftKernelDevices); the irqchip entry points drive their inputs (SetIrqLine: GSIs, SendMsi: the
-// APIC bus); IPowerButton presses the in-kernel ACPI PM block's power button (QMP's system_powerdown). Time:
-// host time, or instruction-driven in deterministic mode.
+// APIC bus). In split only the local APICs are here (SendMsi is the entry point; SetIrqLine is refused, as KVM
+// refuses KVM_IRQ_LINE with a split irqchip); in off nothing is, and the vCPU takes its interrupts from the
+// platform (SoftVcpu.Irqchip.cs). IPowerButton presses the in-kernel ACPI PM block's power button (QMP's
+// system_powerdown; in split and off the PM block is a device actor instead). Time: host time, or instruction-driven in deterministic mode.
 // SMP (up to SmpCoherence.MaxMembers vCPUs, each run by its own host thread): vCPU 0 is the bootstrap processor;
 // the others start in the wait-for-SIPI state and run only once an INIT and a start-up IPI reach them (Intel SDM
 // vol. 3 §9.4: INIT resets the CPU, SIPI starts it in real mode at vector << 12; an INIT to the BSP restarts it at
@@ -26,7 +28,7 @@ public sealed class SoftAccelerator : IAccelerator
     /// <summary>vCPUs one soft VM can have (one bit each in SmpCoherence's page masks).</summary>
     public const int MaxVcpus = SmpCoherence.MaxMembers;
 
-    public AcceleratorCapabilities Capabilities { get; } = new(new HashSet<IrqchipMode> { IrqchipMode.On }, MaxVcpus, KernelKeepsTime: true);
+    public AcceleratorCapabilities Capabilities { get; } = new(new HashSet<IrqchipMode> { IrqchipMode.On, IrqchipMode.Split, IrqchipMode.Off }, MaxVcpus, KernelKeepsTime: true);
 
     public IVm CreateVm(VmSpec spec)
     {
@@ -55,8 +57,10 @@ public sealed unsafe class SoftVm : IVm, IPowerButton
         Smp = spec.VcpuCount > 1 ? new SmpCoherence(Memory, spec.VcpuCount) : null;
         // Deterministic runs get a fixed wall-clock start so the RTC reads the same every run.
         var rtcStart = spec.Deterministic ? new DateTime(2026, 1, 1, 0, 0, 0, DateTimeKind.Utc) : DateTime.UtcNow;
-        Kernel = new SoftKernelDevices(Clock, spec.RamBytes, spec.VcpuCount, rtcStart, WakeAll);
+        Kernel = new SoftKernelDevices(spec.Irqchip, Clock, spec.RamBytes, spec.VcpuCount, rtcStart, WakeAll);
     }
+
+    IClock? IVm.Clock => Clock;
 
     public VmSpec Spec { get; }
 
@@ -83,7 +87,7 @@ public sealed unsafe class SoftVm : IVm, IPowerButton
             if ((uint)id >= (uint)Spec.VcpuCount) throw new ArgumentOutOfRangeException(nameof(id), $"vCPU {id} does not exist: this VM has {Spec.VcpuCount} (0-{Spec.VcpuCount - 1})");
             if (_vcpus.Any(v => v.Id == id)) throw new InvalidOperationException($"vCPU {id} already exists");
             var vcpu = new SoftVcpu(this, id);
-            vcpu.Apic = Kernel.AddLocalApic(id, new SoftVcpu.ApicSignals(vcpu));
+            if (Spec.Irqchip != IrqchipMode.Off) vcpu.Apic = Kernel.AddLocalApic(id, new SoftVcpu.ApicSignals(vcpu));
             _vcpus.Add(vcpu);
             return vcpu;
         }
@@ -92,11 +96,17 @@ public sealed unsafe class SoftVm : IVm, IPowerButton
     public void SetIrqLine(int gsi, bool level)
     {
         if ((uint)gsi >= 24) throw new ArgumentOutOfRangeException(nameof(gsi), $"GSI {gsi} does not exist (0-23)");
+        if (Spec.Irqchip != IrqchipMode.On)
+            throw new InvalidOperationException($"kernel-irqchip={Spec.Irqchip.ToString().ToLowerInvariant()}: no in-kernel PIC or IOAPIC to drive GSI {gsi}");
         Kernel.SetIrq(gsi, level);
     }
 
     /// <summary>An MSI: decoded and delivered through the in-kernel APIC bus, as a kernel irqchip does.</summary>
-    public void SendMsi(ulong address, uint data) => Kernel.SendMsi(address, data);
+    public void SendMsi(ulong address, uint data)
+    {
+        if (Spec.Irqchip == IrqchipMode.Off) throw new InvalidOperationException("kernel-irqchip=off: no in-kernel local APIC to take an MSI");
+        Kernel.SendMsi(address, data);
+    }
 
     /// <summary>The in-kernel ACPI PM block's power button (QMP's system_powerdown).</summary>
     public void PressPowerButton() => Kernel.PressPowerButton();
@@ -127,7 +137,7 @@ public sealed unsafe class SoftVm : IVm, IPowerButton
     }
 }
 
-public sealed class SoftVcpu : IVcpu
+public sealed partial class SoftVcpu : IVcpu
 {
     /// <summary>Instructions per Run slice (a few milliseconds of guest time), after which Run returns SliceEnd.</summary>
     public const long SliceInstructions = 2_000_000;
@@ -184,7 +194,8 @@ public sealed class SoftVcpu : IVcpu
     }
 
     /// <summary>This vCPU's local APIC (in the kernel devices).</summary>
-    public LocalApic Apic { get; internal set; } = null!;
+    /// <remarks>Null in kernel-irqchip=off (the platform has the local APIC).</remarks>
+    public LocalApic? Apic { get; internal set; }
 
     /// <summary>SMI signals the soft CPU cannot act on (no SMM); counted.</summary>
     public long UnsupportedApicSignals => Interlocked.Read(ref _unsupportedApicSignals);
@@ -206,24 +217,26 @@ public sealed class SoftVcpu : IVcpu
         var smp = cpu.Smp;
         bool deterministicSingle = clock.Deterministic && smp is null;
         long budget = SliceInstructions;
-        long nextDeadline = kernel.NextDeadlineNs ?? long.MaxValue;
+        long nextDeadline = NextDeadline(kernel);
         Interlocked.Increment(ref _vm.Busy);
         try
         {
             while (budget > 0)
             {
                 if (deterministicSingle) clock.SetInstructions(cpu.InstructionsRetired);
-                kernel.SyncApicBase(Apic, cpu.ApicBase);
+                if (Apic is not null) kernel.SyncApicBase(Apic, cpu.ApicBase);
+                else _filter!.SyncUserspaceApicBase(cpu.ApicBase);
                 if (clock.NowNanoseconds >= nextDeadline)
                 {
                     kernel.Advance();
-                    nextDeadline = kernel.NextDeadlineNs ?? long.MaxValue;
+                    RunUserspaceTimers(clock);
+                    nextDeadline = NextDeadline(kernel);
                 }
                 TakeStartupSignals(cpu);
                 if (Volatile.Read(ref _waitForSipi))
                 {
                     if (Park(cpu, kernel) is { } parkedExit) return parkedExit;
-                    nextDeadline = kernel.NextDeadlineNs ?? long.MaxValue;
+                    nextDeadline = NextDeadline(kernel);
                     continue;
                 }
                 DeliverQueuedEvents(cpu, kernel);
@@ -248,7 +261,7 @@ public sealed class SoftVcpu : IVcpu
                 }
                 budget -= (long)(cpu.InstructionsRetired - before) + 1;
                 if (kernel.TakePendingStop() is { } stop) return stop;
-                nextDeadline = kernel.NextDeadlineNs ?? long.MaxValue; // the guest may have programmed a timer
+                nextDeadline = NextDeadline(kernel); // the guest may have programmed a timer
                 switch (outcome)
                 {
                     case StepOutcome.Shutdown:
@@ -280,13 +293,15 @@ public sealed class SoftVcpu : IVcpu
         {
             var regs = _cpu?.GetRegisters() ?? _pendingRegs;
             var sregs = _cpu?.GetSystemRegisters() ?? _pendingSregs;
-            var filter = new SoftKernelDevices.ExitFilter(_vm.Kernel, handler, Apic, _vm.Clock);
+            var filter = new SoftKernelDevices.ExitFilter(_vm.Kernel, handler, Apic, _vm.Clock, Id);
             _cpu = new SoftCpu(_vm.Memory, filter);
             filter.Cpu = _cpu;
+            _filter = filter;
             _handler = handler;
+            _userIrqchip = _vm.Spec.Irqchip == IrqchipMode.On ? null : handler as IUserspaceIrqchip;
             _cpu.SetSystemRegisters(sregs);
             _cpu.SetRegisters(regs);
-            _cpu.TaskPriority = new ApicTaskPriority(_vm.Kernel, Apic);
+            _cpu.TaskPriority = Apic is not null ? new ApicTaskPriority(_vm.Kernel, Apic) : UserspaceTaskPriority();
             _cpu.ApicId = (uint)Id;
             var clock = _vm.Clock;
             var cpu = _cpu;
@@ -354,8 +369,19 @@ public sealed class SoftVcpu : IVcpu
                 cpu.RaiseExternalInterrupt(_interrupts.Dequeue());
         }
         // The local APIC (and through it the PIC) is asked only when the CPU can take the interrupt now.
-        if (!cpu.HasPendingExternalInterrupt && cpu.InterruptWindowOpen && kernel.TryAcknowledge(Apic, out byte vector))
+        if (cpu.HasPendingExternalInterrupt || !cpu.InterruptWindowOpen) return;
+        if (Apic is null)
+        {
+            AcknowledgeUserspace(cpu);
+        }
+        else if (kernel.TryAcknowledge(Apic, out byte vector, out bool extInt))
+        {
             cpu.RaiseExternalInterrupt(vector);
+        }
+        else if (extInt && _userIrqchip is { } chip && chip.TryAcknowledge(Id, out vector))
+        {
+            cpu.RaiseExternalInterrupt(vector); // split: the ExtINT's vector from the platform's 8259 (INTA)
+        }
     }
 
     /// <summary>
@@ -380,11 +406,12 @@ public sealed class SoftVcpu : IVcpu
                     if (_nmi || _pendingInit || (_waitForSipi && _pendingSipi >= 0)) return null;
                     if (!_waitForSipi && cpu.IsHalted && cpu.InterruptWindowOpen) return null; // no longer parked (INIT to the BSP)
                 }
-                long next = kernel.NextDeadlineNs ?? long.MaxValue;
+                long next = NextDeadline(kernel);
                 long now = clock.NowNanoseconds;
                 if (now >= next)
                 {
                     kernel.Advance(); // other vCPUs' timers may be due while this one sleeps
+                    RunUserspaceTimers(clock);
                     continue;
                 }
                 long waitNs = clock.Deterministic ? 1_000_000 : Math.Min(next - now, 50_000_000);
@@ -408,8 +435,8 @@ public sealed class SoftVcpu : IVcpu
             while (true)
             {
                 if (Volatile.Read(ref _kick) != 0) return false;
-                if (HasQueuedEvents() || kernel.InterruptPending(Apic)) return true;
-                nextDeadline = kernel.NextDeadlineNs ?? long.MaxValue;
+                if (HasQueuedEvents() || (Apic is not null ? kernel.InterruptPending(Apic) : Volatile.Read(ref _interruptRequest))) return true;
+                nextDeadline = NextDeadline(kernel);
                 long now = clock.NowNanoseconds;
                 if (now >= nextDeadline) return true;
                 if (clock.Deterministic)

@@ -1,7 +1,14 @@
-// The "kernel" half of the soft accelerator in kernel-irqchip=on (DESIGN.md §3): the interrupt controllers and
-// timers a hypervisor keeps in the kernel, here the same Core device models run synchronously on the vCPU
-// thread, with no messages.
-// Present: the 8259A PIC pair (0x20, 0xa0, ELCR 0x4d0), the 8254 PIT (0x40-0x43, port 0x61), the MC146818
+// The "kernel" half of the soft accelerator (DESIGN.md §3): the interrupt controllers and timers a hypervisor keeps
+// in the kernel, here the same Core device models run synchronously on the vCPU thread, with no messages. What is
+// here depends on kernel-irqchip:
+//   on     everything below.
+//   split  only the local APICs and the APIC bus between them (MSIs, IPIs). The 8259, PIT, RTC, ACPI PM, IOAPIC and
+//          HPET are platform devices (ActorVmm.Core.Machine.PlatformIrqchip): the userspace 8259's INTR drives LINT0
+//          (SetExtIntLine), an ExtINT the CPU takes is acknowledged by the platform (TryAcknowledge says so), and a
+//          level-triggered EOI is queued per APIC for the vCPU to hand to the platform's IOAPIC once it has left this
+//          lock (TakeLevelEoi), as KVM's split irqchip exits to userspace with KVM_EXIT_IOAPIC_EOI.
+//   off    nothing: the vCPU talks to the platform's userspace local APIC (SoftVcpu.Irqchip.cs).
+// Present in on: the 8259A PIC pair (0x20, 0xa0, ELCR 0x4d0), the 8254 PIT (0x40-0x43, port 0x61), the MC146818
 // RTC/CMOS (0x70-0x73), the ACPI PM block (0x600: PM1 event/control, PM timer), the IOAPIC (MMIO 0xfec00000,
 // 24 pins), the HPET (MMIO 0xfed00000, 3 timers, all periodic-capable and routable to IOAPIC input 2, as in
 // QEMU's pc machine) and one local APIC per vCPU (its xAPIC page where the vCPU's IA32_APIC_BASE puts it,
@@ -22,13 +29,13 @@
 // relocation) before every access and at every batch boundary. ACPI S5 and the PM reset become the vCPU exits
 // PowerOff and Reset, as a kernel reports them. The host's power button (PressPowerButton, QMP's
 // system_powerdown through IPowerButton) sets PWRBTN_STS under the lock and so raises the SCI the guest enabled.
-// INIT and start-up IPIs reach the target vCPU through ApicSignals (SoftVcpu: INIT reset, wait-for-SIPI).
-// Not here: SMI reaching the CPU (no SMM: counted, see ApicSignals),
-// x2APIC mode (the soft CPU does not let IA32_APIC_BASE.EXTD be set), the TSC offset a guest WRMSR to the TSC
-// makes (TSC-deadline compares with the VM clock's TSC).
+// INIT and start-up IPIs reach the target vCPU through ApicSignals (SoftVcpu: INIT reset, wait-for-SIPI) in on and
+// split; a userspace LAPIC (off) counts them. Not here: SMI reaching the CPU (no SMM: counted, see ApicSignals),
+// the TSC offset a guest WRMSR to the TSC makes (TSC-deadline compares with the VM clock's TSC).
 // Lock: one lock for all kernel devices (they call each other: PIT -> PIC -> LAPIC, IOAPIC -> LAPIC -> IOAPIC);
 // the only lock taken while it is held is a vCPU's event lock (NMI), which never waits for this one; the
-// platform's exit handler is called only after it is released.
+// platform's exit handler is called only after it is released. In split the platform's PIC and IOAPIC call in
+// here under their own locks (they come before this one); nothing here calls out to them.
 using ActorVmm.Core.Accel;
 using ActorVmm.Core.Bus;
 using ActorVmm.Core.Devices;
@@ -50,16 +57,25 @@ public sealed class SoftKernelDevices : IMachineControl
     private readonly Action _wake;
     private readonly ApicRouter _router;
     private LocalApic[] _apics = [];
+    private readonly Dictionary<LocalApic, Queue<byte>> _levelEois = [];
     private int _pendingStop; // 0 none, 1 power-off, 2 reset
 
-    internal SoftKernelDevices(IClock clock, ulong ramBytes, int cpuCount, DateTime rtcStart, Action wake)
+    internal SoftKernelDevices(IrqchipMode mode, IClock clock, ulong ramBytes, int cpuCount, DateTime rtcStart, Action wake)
     {
+        Mode = mode;
         Clock = clock;
         _wake = wake;
         _router = new ApicRouter(this);
-        Pic = new Pic8259Pair(new PicIntr(this));
-        IoApic = new IoApic(_router);
-        Hpet = new Hpet(clock, (pin, level) => IoApic.SetIrq(pin, level), (irq, level) => Pic.SetIrq(irq, level),
+        if (mode != IrqchipMode.On)
+        {
+            Bus = new BusBuilder().Build();
+            return;
+        }
+        var pic = new Pic8259Pair(new PicIntr(this));
+        var ioapic = new IoApic(_router);
+        Pic = pic;
+        IoApic = ioapic;
+        Hpet = new Hpet(clock, (pin, level) => ioapic.SetIrq(pin, level), (irq, level) => pic.SetIrq(irq, level),
             routeCapability: HpetRouteCapability, periodicTimers: Core.Devices.Hpet.TimerCount);
         Pit = new Pit8254(clock, new LegacyTimerLine(this, 0));
         Rtc = new Rtc146818(clock, new LegacyTimerLine(this, 8), rtcStart);
@@ -80,19 +96,22 @@ public sealed class SoftKernelDevices : IMachineControl
         Bus = b.Build();
     }
 
+    public IrqchipMode Mode { get; }
+
     public IClock Clock { get; }
 
-    public Pic8259Pair Pic { get; }
+    /// <summary>The 8259 pair (on only; null in split and off, where the platform has it).</summary>
+    public Pic8259Pair? Pic { get; }
 
-    public Pit8254 Pit { get; }
+    public Pit8254? Pit { get; }
 
-    public Rtc146818 Rtc { get; }
+    public Rtc146818? Rtc { get; }
 
-    public AcpiPm Pm { get; }
+    public AcpiPm? Pm { get; }
 
-    public IoApic IoApic { get; }
+    public IoApic? IoApic { get; }
 
-    public Hpet Hpet { get; }
+    public Hpet? Hpet { get; }
 
     /// <summary>The local APICs, one per vCPU, in creation order.</summary>
     public IReadOnlyList<LocalApic> LocalApics => Volatile.Read(ref _apics);
@@ -106,13 +125,45 @@ public sealed class SoftKernelDevices : IMachineControl
     /// <summary>Creates the local APIC of vCPU <paramref name="id"/> (the BSP is vCPU 0).</summary>
     internal LocalApic AddLocalApic(int id, IApicCpu cpu)
     {
+        if (Mode == IrqchipMode.Off) throw new InvalidOperationException("kernel-irqchip=off: the local APICs are not in the accelerator");
         lock (_lock)
         {
-            var apic = new LocalApic((uint)id, bsp: id == 0, (long)SoftCpu.TscFrequencyHz, Clock, cpu, _router, IoApic.Eoi);
-            if (Pic.IntrLevel) apic.SetLint(0, true);
+            LocalApic apic;
+            if (IoApic is { } ioapic)
+            {
+                apic = new LocalApic((uint)id, bsp: id == 0, (long)SoftCpu.TscFrequencyHz, Clock, cpu, _router, ioapic.Eoi);
+            }
+            else
+            {
+                // Split: a level EOI waits here until the vCPU, outside this lock, hands it to the platform's IOAPIC.
+                var eois = new Queue<byte>();
+                apic = new LocalApic((uint)id, bsp: id == 0, (long)SoftCpu.TscFrequencyHz, Clock, cpu, _router, v =>
+                {
+                    if (eois.Count < 256) eois.Enqueue(v);
+                });
+                _levelEois[apic] = eois;
+            }
+            if (Pic?.IntrLevel == true) apic.SetLint(0, true);
             _apics = [.. _apics, apic];
             return apic;
         }
+    }
+
+    /// <summary>Split: the userspace 8259's INTR, on LINT0 of <paramref name="apic"/>.</summary>
+    internal void SetExtIntLine(LocalApic apic, bool level)
+    {
+        lock (_lock) apic.SetLint(0, level);
+    }
+
+    /// <summary>Split: a level-triggered EOI of <paramref name="apic"/> still to be handed to the platform's IOAPIC.</summary>
+    internal bool TakeLevelEoi(LocalApic apic, out byte vector)
+    {
+        lock (_lock)
+        {
+            if (_levelEois.TryGetValue(apic, out var q) && q.TryDequeue(out vector)) return true;
+        }
+        vector = 0;
+        return false;
     }
 
     /// <summary>
@@ -121,7 +172,7 @@ public sealed class SoftKernelDevices : IMachineControl
     /// </summary>
     public bool SetIrq(int gsi, bool level)
     {
-        if ((uint)gsi >= Core.Devices.IoApic.PinCount) return false;
+        if ((uint)gsi >= Core.Devices.IoApic.PinCount || Mode != IrqchipMode.On) return false;
         lock (_lock) DriveIsaOrGsi(gsi, level);
         return true;
     }
@@ -134,8 +185,8 @@ public sealed class SoftKernelDevices : IMachineControl
 
     private void DriveIsaOrGsi(int gsi, bool level)
     {
-        if (gsi < 16 && gsi != 2) Pic.SetIrq(gsi, level);
-        IoApic.SetIrq(gsi == 0 ? Irq0IoApicPin : gsi, level);
+        if (gsi < 16 && gsi != 2) Pic!.SetIrq(gsi, level);
+        IoApic!.SetIrq(gsi == 0 ? Irq0IoApicPin : gsi, level);
     }
 
     /// <summary>An MSI write (address 0xfee0xxxx, data): routed to the local APICs like an IOAPIC message.</summary>
@@ -154,10 +205,13 @@ public sealed class SoftKernelDevices : IMachineControl
         lock (_lock)
         {
             long now = Clock.NowNanoseconds;
-            Pit.Advance(now);
-            Rtc.Advance(now);
-            Pm.Advance(now);
-            Hpet.Advance(now);
+            if (Mode == IrqchipMode.On)
+            {
+                Pit!.Advance(now);
+                Rtc!.Advance(now);
+                Pm!.Advance(now);
+                Hpet!.Advance(now);
+            }
             foreach (var apic in _apics) apic.Advance(now);
         }
     }
@@ -169,7 +223,9 @@ public sealed class SoftKernelDevices : IMachineControl
         {
             lock (_lock)
             {
-                long? next = Min(Min(Min(Pit.NextDeadlineNs, Rtc.NextDeadlineNs), Pm.NextDeadlineNs), Hpet.NextDeadlineNs);
+                long? next = Mode == IrqchipMode.On
+                    ? Min(Min(Min(Pit!.NextDeadlineNs, Rtc!.NextDeadlineNs), Pm!.NextDeadlineNs), Hpet!.NextDeadlineNs)
+                    : null;
                 foreach (var apic in _apics) next = Min(next, apic.NextDeadlineNs);
                 return next;
             }
@@ -181,10 +237,12 @@ public sealed class SoftKernelDevices : IMachineControl
     /// <summary>
     /// The interrupt acknowledge cycle of the CPU that owns <paramref name="apic"/>: the local APIC's highest
     /// deliverable vector (IRR to ISR), else the PIC's vector through LINT0 (ExtINT) or the INTR pin of a
-    /// hardware-disabled APIC. False when nothing is pending.
+    /// hardware-disabled APIC. False when nothing is pending. In split the 8259 is the platform's:
+    /// <paramref name="extInt"/> says the APIC took an ExtINT whose vector the caller must get from the platform's INTA.
     /// </summary>
-    public bool TryAcknowledge(LocalApic apic, out byte vector)
+    public bool TryAcknowledge(LocalApic apic, out byte vector, out bool extInt)
     {
+        extInt = false;
         lock (_lock)
         {
             if (apic.HasInterrupt(out _))
@@ -195,7 +253,11 @@ public sealed class SoftKernelDevices : IMachineControl
             if (apic.ExtIntPending)
             {
                 apic.AcknowledgeExtInt();
-                if (Pic.IntrLevel)
+                if (Pic is null)
+                {
+                    extInt = true;
+                }
+                else if (Pic.IntrLevel)
                 {
                     vector = (byte)Pic.Acknowledge();
                     return true;
@@ -209,7 +271,28 @@ public sealed class SoftKernelDevices : IMachineControl
     /// <summary>True when the CPU that owns <paramref name="apic"/> has an interrupt to take (wakes it from HLT).</summary>
     public bool InterruptPending(LocalApic apic)
     {
-        lock (_lock) return apic.HasInterrupt(out _) || (apic.ExtIntPending && Pic.IntrLevel);
+        lock (_lock) return apic.HasInterrupt(out _) || (apic.ExtIntPending && (Pic?.IntrLevel ?? true));
+    }
+
+    /// <summary>The LAPIC's TPR (register 0x80), as MOV from CR8 reads it.</summary>
+    internal uint ReadTpr(LocalApic apic)
+    {
+        lock (_lock) return apic.TaskPriority;
+    }
+
+    /// <summary>
+    /// MOV to CR8: the LAPIC's TPR, through the register interface of its mode (the xAPIC page or, in x2APIC mode,
+    /// MSR 0x808); a lower priority may let a pending interrupt through at the next boundary.
+    /// </summary>
+    internal void WriteTpr(LocalApic apic, uint value)
+    {
+        Span<byte> b = stackalloc byte[4];
+        BitConverter.TryWriteBytes(b, value & 0xff);
+        lock (_lock)
+        {
+            if (apic.X2ApicMode) apic.WriteMsr((uint)(LocalApic.X2ApicMsrFirst + LocalApic.TPR), value & 0xff);
+            else apic.Write(LocalApic.TPR << 4, b);
+        }
     }
 
     /// <summary>
@@ -217,22 +300,6 @@ public sealed class SoftKernelDevices : IMachineControl
     /// has already refused the values the SDM makes #GP; a transition the APIC model refuses on top of that
     /// (none for the values the soft CPU allows) leaves the APIC as it was.
     /// </summary>
-    /// <summary>The LAPIC's TPR (register 0x80), as MOV from CR8 reads it.</summary>
-    internal uint ReadTpr(LocalApic apic)
-    {
-        Span<byte> b = stackalloc byte[4];
-        lock (_lock) apic.Read(LocalApic.TPR << 4, b);
-        return BitConverter.ToUInt32(b);
-    }
-
-    /// <summary>MOV to CR8: the LAPIC's TPR; a lower priority may let a pending interrupt through at the next boundary.</summary>
-    internal void WriteTpr(LocalApic apic, uint value)
-    {
-        Span<byte> b = stackalloc byte[4];
-        BitConverter.TryWriteBytes(b, value);
-        lock (_lock) apic.Write(LocalApic.TPR << 4, b);
-    }
-
     internal void SyncApicBase(LocalApic apic, ulong cpuApicBase)
     {
         if (apic.ApicBaseMsr == cpuApicBase) return;
@@ -268,7 +335,7 @@ public sealed class SoftKernelDevices : IMachineControl
     {
         public void Set(bool level)
         {
-            if (!owner.Hpet.LegacyReplacement) owner.DriveIsaOrGsi(irq, level);
+            if (!owner.Hpet!.LegacyReplacement) owner.DriveIsaOrGsi(irq, level);
         }
     }
 
@@ -315,11 +382,16 @@ public sealed class SoftKernelDevices : IMachineControl
     /// <summary>
     /// Routes one vCPU's accesses: the kernel devices' ports, the fixed MMIO ranges (IOAPIC, HPET), this vCPU's
     /// local APIC page and MSRs here; everything else to the platform's handler. Before touching the local APIC it
-    /// brings the APIC base (and, in deterministic mode, the clock) up to date with the CPU.
+    /// brings the APIC base (and, in deterministic mode, the clock) up to date with the CPU. In split and off, where
+    /// the platform has the timers, the clock is brought up to date before every platform exit too; in split a level
+    /// EOI the local APIC signalled is handed to the platform (KernelLapicEoi) once the kernel lock is released; in
+    /// off (no local APIC here) the CPU's IA32_APIC_BASE is handed to the platform's local APIC when it changes.
     /// </summary>
-    internal sealed class ExitFilter(SoftKernelDevices kernel, IExitHandler platform, LocalApic apic, SoftClock clock) : IExitHandler
+    internal sealed class ExitFilter(SoftKernelDevices kernel, IExitHandler platform, LocalApic? apic, SoftClock clock, int vcpuId = 0) : IExitHandler
     {
         private int _mmioHit = -1;
+        private readonly IUserspaceIrqchip? _irqchip = kernel.Mode == IrqchipMode.On ? null : platform as IUserspaceIrqchip;
+        private ulong _userApicBase;
 
         public IExitHandler Platform { get; } = platform;
 
@@ -330,7 +402,29 @@ public sealed class SoftKernelDevices : IMachineControl
         {
             if (Cpu is not { } cpu) return;
             if (clock.Deterministic) clock.SetInstructions(cpu.InstructionsRetired);
-            kernel.SyncApicBase(apic, cpu.ApicBase);
+            if (apic is not null) kernel.SyncApicBase(apic, cpu.ApicBase);
+            else SyncUserspaceApicBase(cpu.ApicBase);
+        }
+
+        /// <summary>Off: the platform's local APIC follows the CPU's IA32_APIC_BASE.</summary>
+        internal void SyncUserspaceApicBase(ulong apicBase)
+        {
+            if (_irqchip is null || apicBase == _userApicBase) return;
+            _userApicBase = apicBase;
+            _irqchip.ApicBaseChanged(vcpuId, apicBase);
+        }
+
+        /// <summary>Split and off, deterministic: the platform's timers read the clock, so it must be the CPU's now.</summary>
+        private void SyncClockForPlatform()
+        {
+            if (_irqchip is not null && clock.Deterministic && Cpu is { } cpu) clock.SetInstructions(cpu.InstructionsRetired);
+        }
+
+        /// <summary>Split: level EOIs of this vCPU's local APIC, for the platform's IOAPIC (outside the kernel lock).</summary>
+        private void ForwardLevelEois()
+        {
+            if (_irqchip is null || apic is null) return;
+            while (kernel.TakeLevelEoi(apic, out byte vector)) _irqchip.KernelLapicEoi(vcpuId, vector);
         }
 
         public void PortRead(ushort port, Span<byte> data)
@@ -338,6 +432,7 @@ public sealed class SoftKernelDevices : IMachineControl
             var e = kernel.Bus.Pio.Lookup(port, out ushort offset);
             if (e is null)
             {
+                SyncClockForPlatform();
                 Platform.PortRead(port, data);
                 return;
             }
@@ -350,6 +445,7 @@ public sealed class SoftKernelDevices : IMachineControl
             var e = kernel.Bus.Pio.Lookup(port, out ushort offset);
             if (e is null)
             {
+                SyncClockForPlatform();
                 Platform.PortWrite(port, data);
                 return;
             }
@@ -357,14 +453,14 @@ public sealed class SoftKernelDevices : IMachineControl
             e.Write(offset, data);
         }
 
-        private bool InApicPage(ulong gpa) => apic.MmioEnabled && gpa - apic.BaseAddress < LocalApic.MmioSize;
+        private bool InApicPage(ulong gpa) => apic is not null && apic.MmioEnabled && gpa - apic.BaseAddress < LocalApic.MmioSize;
 
         public void MmioRead(ulong gpa, Span<byte> data)
         {
             Sync();
             if (InApicPage(gpa))
             {
-                lock (kernel._lock) apic.Read(gpa - apic.BaseAddress, data);
+                lock (kernel._lock) apic!.Read(gpa - apic.BaseAddress, data);
                 return;
             }
             var e = kernel.Bus.Mmio.Lookup(gpa, ref _mmioHit, out ulong offset);
@@ -377,7 +473,8 @@ public sealed class SoftKernelDevices : IMachineControl
             Sync();
             if (InApicPage(gpa))
             {
-                lock (kernel._lock) apic.Write(gpa - apic.BaseAddress, data);
+                lock (kernel._lock) apic!.Write(gpa - apic.BaseAddress, data);
+                ForwardLevelEois();
                 return;
             }
             var e = kernel.Bus.Mmio.Lookup(gpa, ref _mmioHit, out ulong offset);
@@ -385,20 +482,31 @@ public sealed class SoftKernelDevices : IMachineControl
             else e.Write(offset, data);
         }
 
-        private static bool IsApicMsr(uint msr) => msr != LocalApic.IA32_APIC_BASE && LocalApic.HandlesMsr(msr);
+        private bool IsApicMsr(uint msr) => apic is not null && msr != LocalApic.IA32_APIC_BASE && LocalApic.HandlesMsr(msr);
 
         public bool MsrRead(uint msr, out ulong value)
         {
-            if (!IsApicMsr(msr)) return Platform.MsrRead(msr, out value);
+            if (!IsApicMsr(msr))
+            {
+                if (apic is null) Sync();
+                return Platform.MsrRead(msr, out value);
+            }
             Sync();
-            lock (kernel._lock) return apic.ReadMsr(msr, out value);
+            lock (kernel._lock) return apic!.ReadMsr(msr, out value);
         }
 
         public bool MsrWrite(uint msr, ulong value)
         {
-            if (!IsApicMsr(msr)) return Platform.MsrWrite(msr, value);
+            if (!IsApicMsr(msr))
+            {
+                if (apic is null) Sync();
+                return Platform.MsrWrite(msr, value);
+            }
             Sync();
-            lock (kernel._lock) return apic.WriteMsr(msr, value);
+            bool ok;
+            lock (kernel._lock) ok = apic!.WriteMsr(msr, value);
+            ForwardLevelEois();
+            return ok;
         }
     }
 }

@@ -158,6 +158,35 @@ public sealed class PcMachineBuilderTests
         Assert.Throws<MachineConfigException>(() => Build(config));
     }
 
+    [Theory]
+    [InlineData(IrqchipMode.Split)]
+    [InlineData(IrqchipMode.Off)]
+    public void Split_and_off_map_the_irqchip_and_timers_as_platform_devices_with_the_measured_routes(IrqchipMode mode)
+    {
+        var config = Base with { Irqchip = mode };
+        var (platform, vm, _, _) = Build(config, (device, route) => route == Route.Direct ? new DirectEndpoint(device) : new TestMailboxEndpoint(device.Name));
+        Assert.NotNull(platform.Irqchip);
+        string[] expected = mode == IrqchipMode.Off
+            ? ["pic@0x20-0x21 Direct", "pit@0x40-0x43 Direct", "rtc@0x70-0x73 Direct", "acpi-pm@0x600-0x60b Mailbox", "ioapic@0xfec00000-0xfec00fff Direct", "hpet@0xfed00000-0xfed003ff Direct", "lapic0@cpu Direct"]
+            : ["pic@0x20-0x21 Direct", "pit@0x40-0x43 Direct", "rtc@0x70-0x73 Direct", "acpi-pm@0x600-0x60b Mailbox", "ioapic@0xfec00000-0xfec00fff Direct", "hpet@0xfed00000-0xfed003ff Direct"];
+        Assert.Equal(expected, platform.Devices.Skip(7).Select(d => $"{d.Model.Name}@{d.Where} {d.Route}"));
+        // The slave PIC, ELCR and port 0x61 are further ranges of the PIC and PIT.
+        Assert.Equal("pic", platform.Bus.Pio.Lookup(0xa1, out ushort offset)!.Name);
+        Assert.Equal(1, offset);
+        Assert.Equal("pic", platform.Bus.Pio.Lookup(0x4d0, out _)!.Name);
+        Assert.Equal("pit", platform.Bus.Pio.Lookup(0x61, out _)!.Name);
+
+        // COM1's IRQ 4 now goes to the platform's 8259 and IOAPIC, not to the accelerator.
+        var dispatcher = new ExitDispatcher(platform.Bus);
+        dispatcher.PortWrite(0x3f8 + Uart16550.MCR, [Uart16550.MCR_OUT2]);
+        dispatcher.PortWrite(0x3f8 + Uart16550.IER, [Uart16550.IER_ETBEI]);
+        Assert.Empty(vm.IrqLines);
+        Assert.Equal(1u << 4, platform.Irqchip!.IoApic.Model.PinLevels & (1u << 4));
+        var irr = new byte[1];
+        dispatcher.PortRead(0x20, irr); // OCW3 at reset reads IRR
+        Assert.Equal(1 << 4, irr[0] & (1 << 4));
+    }
+
     [Fact]
     public void Overlapping_devices_are_refused_naming_both()
     {

@@ -22,7 +22,7 @@ public sealed class SoftKernelDevicesTests : IDisposable
         _vm = (SoftVm)new SoftAccelerator().CreateVm(new VmSpec(1 << 20, 1, IrqchipMode.On) { Deterministic = true });
         _vcpu = (SoftVcpu)_vm.CreateVcpu(0);
         _k = _vm.Kernel;
-        _apic = _vcpu.Apic;
+        _apic = _vcpu.Apic!;
     }
 
     public void Dispose() => _vm.Dispose();
@@ -47,16 +47,16 @@ public sealed class SoftKernelDevicesTests : IDisposable
 
     private void Redirect(int pin, uint low)
     {
-        W32(_k.IoApic, IoApic.IOREGSEL, (uint)(IoApic.IOREDTBL + 2 * pin));
-        W32(_k.IoApic, IoApic.IOWIN, low);
-        W32(_k.IoApic, IoApic.IOREGSEL, (uint)(IoApic.IOREDTBL + 2 * pin + 1));
-        W32(_k.IoApic, IoApic.IOWIN, 0); // destination APIC 0
+        W32(_k.IoApic!, IoApic.IOREGSEL, (uint)(IoApic.IOREDTBL + 2 * pin));
+        W32(_k.IoApic!, IoApic.IOWIN, low);
+        W32(_k.IoApic!, IoApic.IOREGSEL, (uint)(IoApic.IOREDTBL + 2 * pin + 1));
+        W32(_k.IoApic!, IoApic.IOWIN, 0); // destination APIC 0
     }
 
     /// <summary>ICW1-4 for both PICs: vectors 0x20/0x28, then the mask.</summary>
     private void InitPic(byte mask = 0)
     {
-        foreach (var (chip, vbase, icw3) in new[] { (_k.Pic.Master, (byte)0x20, (byte)4), (_k.Pic.Slave, (byte)0x28, (byte)2) })
+        foreach (var (chip, vbase, icw3) in new[] { (_k.Pic!.Master, (byte)0x20, (byte)4), (_k.Pic!.Slave, (byte)0x28, (byte)2) })
         {
             W8(chip, 0, 0x11);
             W8(chip, 1, vbase);
@@ -74,9 +74,9 @@ public sealed class SoftKernelDevicesTests : IDisposable
         Redirect(4, 0x41);
         Assert.True(_k.SetIrq(4, true));
         Assert.True(_k.InterruptPending(_apic));
-        Assert.True(_k.TryAcknowledge(_apic, out byte v));
+        Assert.True(_k.TryAcknowledge(_apic, out byte v, out _));
         Assert.Equal(0x41, v);
-        Assert.False(_k.TryAcknowledge(_apic, out _));
+        Assert.False(_k.TryAcknowledge(_apic, out _, out _));
     }
 
     [Fact]
@@ -87,13 +87,13 @@ public sealed class SoftKernelDevicesTests : IDisposable
         Redirect(2, 0x50);
         Redirect(20, 0x60);
         _k.SetIrq(0, true);
-        Assert.Equal(1u << 2, _k.IoApic.PinLevels & 0b111);
+        Assert.Equal(1u << 2, _k.IoApic!.PinLevels & 0b111);
         Assert.True(_k.SetIrq(20, true));
         Assert.False(_k.SetIrq(24, true));
-        Assert.True(_k.TryAcknowledge(_apic, out byte v1));
+        Assert.True(_k.TryAcknowledge(_apic, out byte v1, out _));
         Assert.Equal(0x60, v1); // higher priority class first
         W32(_apic, 0xb0, 0);
-        Assert.True(_k.TryAcknowledge(_apic, out byte v2));
+        Assert.True(_k.TryAcknowledge(_apic, out byte v2, out _));
         Assert.Equal(0x50, v2);
     }
 
@@ -103,7 +103,7 @@ public sealed class SoftKernelDevicesTests : IDisposable
         InitPic();
         _k.SetIrq(3, true);
         Assert.True(_k.InterruptPending(_apic));
-        Assert.True(_k.TryAcknowledge(_apic, out byte v));
+        Assert.True(_k.TryAcknowledge(_apic, out byte v, out _));
         Assert.Equal(0x23, v);
     }
 
@@ -117,7 +117,7 @@ public sealed class SoftKernelDevicesTests : IDisposable
         Assert.False(_k.InterruptPending(_apic));
         _k.SyncApicBase(_apic, LocalApic.DefaultBase | LocalApic.BaseBsp); // IA32_APIC_BASE.EN cleared
         Assert.False(_apic.HardwareEnabled);
-        Assert.True(_k.TryAcknowledge(_apic, out byte v));
+        Assert.True(_k.TryAcknowledge(_apic, out byte v, out _));
         Assert.Equal(0x23, v);
     }
 
@@ -128,12 +128,12 @@ public sealed class SoftKernelDevicesTests : IDisposable
         EnableApic();
         Redirect(9, 0x8000 | 0x70); // level, vector 0x70
         _k.SetIrq(9, true);
-        Assert.True(_k.TryAcknowledge(_apic, out byte v));
+        Assert.True(_k.TryAcknowledge(_apic, out byte v, out _));
         Assert.Equal(0x70, v);
-        Assert.NotEqual(0UL, _k.IoApic.GetRedirection(9) & IoApic.RemoteIrr);
+        Assert.NotEqual(0UL, _k.IoApic!.GetRedirection(9) & IoApic.RemoteIrr);
         _k.SetIrq(9, false);
         W32(_apic, 0xb0, 0); // EOI: broadcast for a level vector
-        Assert.Equal(0UL, _k.IoApic.GetRedirection(9) & IoApic.RemoteIrr);
+        Assert.Equal(0UL, _k.IoApic!.GetRedirection(9) & IoApic.RemoteIrr);
     }
 
     [Fact]
@@ -147,7 +147,7 @@ public sealed class SoftKernelDevicesTests : IDisposable
         Assert.NotNull(deadline);
         ((SoftClock)_k.Clock).SkipTo(deadline!.Value);
         _k.Advance();
-        Assert.True(_k.TryAcknowledge(_apic, out byte v));
+        Assert.True(_k.TryAcknowledge(_apic, out byte v, out _));
         Assert.Equal(0x40, v);
     }
 
@@ -157,7 +157,7 @@ public sealed class SoftKernelDevicesTests : IDisposable
         InitPic(mask: 0xff);
         EnableApic();
         Redirect(2, 0x61);
-        var hpet = _k.Hpet;
+        var hpet = _k.Hpet!;
         Assert.Equal(SoftKernelDevices.HpetRouteCapability, R32(hpet, 0x104)); // Tn_INT_ROUTE_CAP, as QEMU's pc
         W32(hpet, 0x100, (2u << 9) | 4);   // timer 0: route 2, interrupts enabled, edge, one-shot
         W32(hpet, 0x108, 100);             // comparator: 100 ticks (1 us at 100 MHz)
@@ -167,7 +167,7 @@ public sealed class SoftKernelDevicesTests : IDisposable
         Assert.NotNull(deadline);
         ((SoftClock)_k.Clock).SkipTo(deadline!.Value);
         _k.Advance();
-        Assert.True(_k.TryAcknowledge(_apic, out byte v));
+        Assert.True(_k.TryAcknowledge(_apic, out byte v, out _));
         Assert.Equal(0x61, v);
     }
 
@@ -175,10 +175,10 @@ public sealed class SoftKernelDevicesTests : IDisposable
     public void Hpet_legacy_replacement_cuts_the_pit_off_irq0()
     {
         InitPic();
-        W32(_k.Hpet, 0x010, 3); // ENABLE_CNF | LEG_RT_CNF
-        W8(_k.Pit, 3, 0x34);    // counter 0, mode 2
-        W8(_k.Pit, 0, 100);
-        W8(_k.Pit, 0, 0);
+        W32(_k.Hpet!, 0x010, 3); // ENABLE_CNF | LEG_RT_CNF
+        W8(_k.Pit!, 3, 0x34);    // counter 0, mode 2
+        W8(_k.Pit!, 0, 100);
+        W8(_k.Pit!, 0, 0);
         var clock = (SoftClock)_k.Clock;
         for (int i = 0; i < 10; i++)
         {
@@ -186,13 +186,13 @@ public sealed class SoftKernelDevicesTests : IDisposable
             _k.Advance();
         }
         Assert.False(_k.InterruptPending(_apic));
-        W32(_k.Hpet, 0x010, 1); // legacy replacement off: the PIT is back on IRQ0
+        W32(_k.Hpet!, 0x010, 1); // legacy replacement off: the PIT is back on IRQ0
         for (int i = 0; i < 10; i++)
         {
             clock.SkipTo(clock.NowNanoseconds + 100_000);
             _k.Advance();
         }
-        Assert.True(_k.TryAcknowledge(_apic, out byte v));
+        Assert.True(_k.TryAcknowledge(_apic, out byte v, out _));
         Assert.Equal(0x20, v);
     }
 
@@ -201,7 +201,7 @@ public sealed class SoftKernelDevicesTests : IDisposable
     {
         EnableApic();
         _vm.SendMsi(0xfee00000, 0x45);
-        Assert.True(_k.TryAcknowledge(_apic, out byte v));
+        Assert.True(_k.TryAcknowledge(_apic, out byte v, out _));
         Assert.Equal(0x45, v);
         _vm.SendMsi(0xfed00000, 0x45);
         Assert.Equal(1, _k.BadMsis);
