@@ -178,9 +178,8 @@ public sealed partial class VmActor
                 return CommandResult.Ok;
             }
         }
-        if (_machine.Vm is IPowerButton button)
+        if (_machine.Vm is IPowerButton button && button.PressPowerButton())
         {
-            button.PressPowerButton();
             Emit("POWERDOWN");
             return CommandResult.Ok;
         }

@@ -6,6 +6,6 @@ namespace ActorVmm.Core.Accel;
 
 public interface IPowerButton
 {
-    /// <summary>Presses the power button once. Thread-safe.</summary>
-    void PressPowerButton();
+    /// <summary>Presses the power button once. Thread-safe. False when the PM block is not in the kernel in this VM's irqchip mode.</summary>
+    bool PressPowerButton();
 }

@@ -109,7 +109,7 @@ public sealed unsafe class SoftVm : IVm, IPowerButton
     }
 
     /// <summary>The in-kernel ACPI PM block's power button (QMP's system_powerdown).</summary>
-    public void PressPowerButton() => Kernel.PressPowerButton();
+    public bool PressPowerButton() => Kernel.PressPowerButton();
 
     public void InjectNmi(int vcpuId)
     {

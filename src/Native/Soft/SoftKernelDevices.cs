@@ -177,10 +177,12 @@ public sealed class SoftKernelDevices : IMachineControl
         return true;
     }
 
-    /// <summary>The host pressed the ACPI power button: PWRBTN_STS, and the SCI if the guest enabled it.</summary>
-    public void PressPowerButton()
+    /// <summary>The host pressed the ACPI power button: PWRBTN_STS, and the SCI if the guest enabled it. False when the PM block is not here (split, off).</summary>
+    public bool PressPowerButton()
     {
-        lock (_lock) Pm.PressPowerButton();
+        if (Pm is not { } pm) return false;
+        lock (_lock) pm.PressPowerButton();
+        return true;
     }
 
     private void DriveIsaOrGsi(int gsi, bool level)

@@ -276,7 +276,7 @@ public sealed class DeviceStateKeeperTests
         var platform = PcMachineBuilder.Build(config, vm, (_, _) => new RecordingSink(), new NoStop(), PcMachineBuilder.DirectOnly);
         var soft = (SoftVm)new SoftAccelerator().CreateVm(new VmSpec(16 << 20, 1, IrqchipMode.On));
         using var _ = soft;
-        Core.Bus.IBusDevice[] kernel = [soft.Kernel.Pit, soft.Kernel.Rtc, soft.Kernel.Pm, soft.Kernel.IoApic, soft.Kernel.Hpet];
+        Core.Bus.IBusDevice[] kernel = [soft.Kernel.Pit!, soft.Kernel.Rtc!, soft.Kernel.Pm!, soft.Kernel.IoApic!, soft.Kernel.Hpet!];
         foreach (var model in platform.Devices.Select(d => d.Model).Concat(kernel))
         {
             var keeper = DeviceStateKeeper.For(model);
