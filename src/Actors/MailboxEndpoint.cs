@@ -7,8 +7,9 @@
 // device actor is gone or stuck) is answered all-ones, like an empty bus, and counted; the slot is then
 // abandoned so a late answer cannot land in a later read. When the device actor is stopped for good (a
 // supervision escalation, docs/actors.md), the VM actor calls DeviceGone: every read waiting is answered
-// all-ones at once and later reads get all-ones without waiting, until the machine is rebuilt.
-// waits until the actor has done it, so the guest's next instruction sees its effects at a fixed point.
+// all-ones at once and later reads get all-ones without waiting, until the machine is rebuilt; writes to a gone
+// device are dropped, as on an empty bus. In deterministic mode (WaitForWrites) a write also carries a slot and
+// the vCPU waits until the actor has done it, so the guest's next instruction sees its effects at a fixed point.
 using Akka.Actor;
 using ActorVmm.Core.Bus;
 
@@ -120,10 +121,14 @@ public sealed class MailboxEndpoint(string name, IActorRef device, TimeSpan? rea
             Device.Tell(new DeviceActor.RegisterWrite(offset, data.ToArray()), ActorRefs.NoSender);
             return;
         }
+        if (_gone) return; // nothing left to wait for (DeviceGone)
         var slot = t_slot ??= new ReadReplySlot();
         slot.Prepare(0);
+        lock (_waitingLock) _waiting.Add(slot); // DeviceGone releases it like a waiting read
         Device.Tell(new DeviceActor.RegisterWrite(offset, data.ToArray(), slot), ActorRefs.NoSender);
-        if (slot.Wait(ReadTimeout)) return;
+        bool done = slot.Wait(ReadTimeout);
+        lock (_waitingLock) _waiting.Remove(slot);
+        if (done) return;
         t_slot = null;
         Interlocked.Increment(ref _timedOutReads);
     }

@@ -1,5 +1,6 @@
-// The fault matrix (issue 5): every device actor of the machine × {throw once, throw on every message, hang,
-// slow, drop} × every kernel-irqchip mode the soft accelerator offers, each with its stated outcome. The
+// The fault matrix (issue 5): every platform device actor × {throw once, throw on every message, hang,
+// slow, drop} × every kernel-irqchip mode the soft accelerator offers, each with its stated outcome. Not yet
+// here: the PIC, PIT, RTC, HPET, IOAPIC, ACPI PM and LAPIC actors of split/off (this guest does not use them). The
 // guest is tests/Guests/devices.asm, which reaches every platform device and prints what it reads; its
 // output under QEMU 7.2 (qemu-system-x86_64 -accel tcg -kernel devices.bin -serial stdio -debugcon
 // file:... -device isa-debug-exit,iobase=0xf4,iosize=4) is the expected output below. Every device is put
@@ -107,7 +108,10 @@ public sealed class FaultMatrixTests() : TestKit(ActorVmmConfig.Config)
         var rows = new TheoryData<IrqchipMode, string, string>();
         foreach (var mode in Modes)
         {
-            foreach (var device in PcMachineBuilder.DeviceNames(ConfigFor(mode)))
+            // The platform devices devices.bin reaches, in every mode. The interrupt controllers and timers that
+            // split and off host in actors are not in these rows: devices.bin never touches them (and in
+            // deterministic mode their timers run on the vCPU, not as messages), so a fault there would never fire.
+            foreach (var device in PcMachineBuilder.DeviceNames(ConfigFor(IrqchipMode.On)))
             {
                 foreach (var fault in Faults) rows.Add(mode, device, fault);
             }
