@@ -5,7 +5,9 @@
 // vCPU thread posts its writes and reads to one mailbox in program order, and a mailbox is FIFO per
 // sender, a read never overtakes an earlier write. A read that gets no answer within ReadTimeout (the
 // device actor is gone or stuck) is answered all-ones, like an empty bus, and counted; the slot is then
-// abandoned so a late answer cannot land in a later read. With WaitForWrites (deterministic mode) a write also
+// abandoned so a late answer cannot land in a later read. When the device actor is stopped for good (a
+// supervision escalation, docs/actors.md), the VM actor calls DeviceGone: every read waiting is answered
+// all-ones at once and later reads get all-ones without waiting, until the machine is rebuilt.
 // waits until the actor has done it, so the guest's next instruction sees its effects at a fixed point.
 using Akka.Actor;
 using ActorVmm.Core.Bus;
@@ -36,6 +38,13 @@ public sealed class ReadReplySlot
         _done.Set();
     }
 
+    /// <summary>Answers the read as an empty bus does (all-ones).</summary>
+    public void CompleteFloating()
+    {
+        _buffer.AsSpan(0, _length).Fill(0xff);
+        _done.Set();
+    }
+
     internal bool Wait(TimeSpan timeout) => _done.Wait(timeout);
 
     internal void CopyTo(Span<byte> destination) => _buffer.AsSpan(0, destination.Length).CopyTo(destination);
@@ -62,12 +71,39 @@ public sealed class MailboxEndpoint(string name, IActorRef device, TimeSpan? rea
     /// <summary>Reads the device actor did not answer in time (answered all-ones).</summary>
     public long TimedOutReads => Interlocked.Read(ref _timedOutReads);
 
+    /// <summary>Reads answered all-ones because the device actor was gone.</summary>
+    public long GoneReads => Interlocked.Read(ref _goneReads);
+
+    private readonly Lock _waitingLock = new();
+    private readonly List<ReadReplySlot> _waiting = new(1);
+    private volatile bool _gone;
+    private long _goneReads;
+
+    /// <summary>The device actor has stopped for good: answer the reads waiting on it, and all later ones, with all-ones.</summary>
+    public void DeviceGone()
+    {
+        _gone = true;
+        lock (_waitingLock)
+        {
+            foreach (var slot in _waiting) slot.CompleteFloating();
+        }
+    }
+
     public override void Read(ulong offset, Span<byte> data)
     {
+        if (_gone)
+        {
+            Interlocked.Increment(ref _goneReads);
+            data.Fill(0xff);
+            return;
+        }
         var slot = t_slot ??= new ReadReplySlot();
         slot.Prepare(data.Length);
+        lock (_waitingLock) _waiting.Add(slot);
         Device.Tell(new DeviceActor.RegisterRead(offset, slot), ActorRefs.NoSender);
-        if (slot.Wait(ReadTimeout))
+        bool answered = slot.Wait(ReadTimeout);
+        lock (_waitingLock) _waiting.Remove(slot);
+        if (answered)
         {
             slot.CopyTo(data);
             return;

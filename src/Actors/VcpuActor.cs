@@ -11,6 +11,11 @@
 // Debug, Error, and Halted when RFLAGS.IF = 0 (nothing can wake the vCPU). A halt with IF = 1 is waited out
 // here: the next slice is scheduled after a short pause, as the interrupt that wakes it comes from outside.
 // An exception from Run is a VMM failure, reported as Ended(Error), never a process exit.
+// Faults (Faults.cs): throw and slow apply to each RunSlice, before Run; hang holds the vCPU's own thread
+// for the duration (nothing else runs on it; a Stop waits until the hang is over); drop applies to the
+// control messages others send (Pause, Resume, Kick), never to the slice chain or Stop. A restarted actor
+// (supervision, docs/actors.md) carries on: the vCPU's state lives in the IVcpu, and VcpuInfo (shared with
+// the VM actor, outliving actor instances) says whether it was running, so it resumes running.
 using Akka.Actor;
 using Akka.Event;
 using ActorVmm.Core.Accel;
@@ -64,6 +69,7 @@ public sealed class VcpuActor : ReceiveActor, IWithTimers
     private const ulong RflagsIf = 1 << 9;
     private static readonly TimeSpan HaltPoll = TimeSpan.FromMilliseconds(1);
 
+    private readonly VcpuInfo _info;
     private readonly IVcpu _vcpu;
     private readonly VcpuGate? _gate;
     private readonly IExitHandler _handler;
@@ -76,18 +82,22 @@ public sealed class VcpuActor : ReceiveActor, IWithTimers
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    public VcpuActor(IVcpu vcpu, IExitHandler handler, IActorRef owner, VcpuGate? gate = null)
+    public VcpuActor(IVcpu vcpu, IExitHandler handler, IActorRef owner, VcpuGate? gate = null, VcpuInfo? info = null)
     {
         _gate = gate;
         _vcpu = vcpu;
         _handler = handler;
         _owner = owner;
+        _info = info ?? new VcpuInfo(vcpu.Id);
         BecomePaused();
     }
 
-    /// <summary>Props on the dedicated vCPU dispatcher.</summary>
-    public static Props Props(IVcpu vcpu, IExitHandler handler, IActorRef owner, VcpuGate? gate = null)
-        => Akka.Actor.Props.Create(() => new VcpuActor(vcpu, handler, owner, gate)).WithDispatcher(ActorVmmConfig.VcpuDispatcherId);
+    /// <summary>Props on the dedicated vCPU dispatcher. <paramref name="info"/> outlives restarts; the owner reads it.</summary>
+    public static Props Props(IVcpu vcpu, IExitHandler handler, IActorRef owner, VcpuGate? gate = null, VcpuInfo? info = null)
+    {
+        info ??= new VcpuInfo(vcpu.Id);
+        return Akka.Actor.Props.Create(() => new VcpuActor(vcpu, handler, owner, gate, info)).WithDispatcher(ActorVmmConfig.VcpuDispatcherId);
+    }
 
     /// <summary>Sends a control message and kicks the vCPU so a running slice ends promptly.</summary>
     public static void SendControl(IActorRef vcpuActor, IVcpu vcpu, IVcpuProtocol message, IActorRef? sender = null)
@@ -98,6 +108,23 @@ public sealed class VcpuActor : ReceiveActor, IWithTimers
 
     private void Common()
     {
+        Receive<InjectFault>(m =>
+        {
+            _info.Faults.Inject(m.Fault);
+            _log.Warning("vCPU {0}: fault injected: {1}", _vcpu.Id, m.Fault);
+            Sender.Tell(_info.Faults.Report());
+            if (m.Fault is HangFault h)
+            {
+                Thread.Sleep(h.Duration);
+                _info.Faults.HangEnded();
+            }
+        });
+        Receive<ClearFaults>(_ =>
+        {
+            _info.Faults.Clear();
+            Sender.Tell(_info.Faults.Report());
+        });
+        Receive<GetFaults>(_ => Sender.Tell(_info.Faults.Report()));
         Receive<Kick>(_ => Sender.Tell(new Kicked(_vcpu.Id, _state)));
         Receive<GetState>(_ => Sender.Tell(new StateReply(_vcpu.Id, _state, _slices, _lastExit)));
         Receive<Stop>(_ =>
@@ -107,9 +134,17 @@ public sealed class VcpuActor : ReceiveActor, IWithTimers
         });
     }
 
+    protected override bool AroundReceive(Receive receive, object message)
+    {
+        // Drop faults apply to what others send (Pause, Resume, Kick); the slice chain and Stop always get through.
+        if (message is Pause or Resume or Kick && _info.Faults.Any && _info.Faults.BeforeControlMessage()) return true;
+        return base.AroundReceive(receive, message);
+    }
+
     private void BecomePaused()
     {
         _state = VcpuRunState.Paused;
+        _info.State = VcpuRunState.Paused;
         Become(() =>
         {
             Receive<Resume>(_ => BecomeRunning());
@@ -122,6 +157,7 @@ public sealed class VcpuActor : ReceiveActor, IWithTimers
     private void BecomeRunning()
     {
         _state = VcpuRunState.Running;
+        _info.State = VcpuRunState.Running;
         long epoch = ++_epoch;
         Become(() =>
         {
@@ -137,6 +173,7 @@ public sealed class VcpuActor : ReceiveActor, IWithTimers
     private void BecomeFinished()
     {
         _state = VcpuRunState.Finished;
+        _info.State = VcpuRunState.Finished;
         Become(() =>
         {
             Receive<Kick>(_ => Sender.Tell(new Kicked(_vcpu.Id, _state)));
@@ -148,6 +185,8 @@ public sealed class VcpuActor : ReceiveActor, IWithTimers
 
     private void RunOneSlice(long epoch)
     {
+        _info.ThreadId = Environment.CurrentManagedThreadId;
+        if (_info.Faults.Any) _info.Faults.BeforeSlice();
         VcpuExit exit;
         try
         {
@@ -192,6 +231,7 @@ public sealed class VcpuActor : ReceiveActor, IWithTimers
 
     protected override void PreRestart(Exception reason, object message)
     {
+        _info.StateBeforeRestart = _state;
         // Not base.PreRestart: that would run PostStop and dispose the vCPU the restarted actor still owns.
         foreach (var child in Context.GetChildren()) Context.Stop(child);
     }
@@ -199,8 +239,13 @@ public sealed class VcpuActor : ReceiveActor, IWithTimers
     protected override void PostRestart(Exception reason)
     {
         base.PostRestart(reason);
-        BecomeFinished();
-        _owner.Tell(new Ended(_vcpu.Id, new VcpuExit(VcpuExitKind.Error, $"vCPU {_vcpu.Id} actor failed: {reason.Message}")));
+        _info.Faults.Restarts++;
+        var was = _info.StateBeforeRestart;
+        _log.Warning("vCPU {0}: actor restarted after {1}: {2} (restart {3}); it was {4}", _vcpu.Id, reason.GetType().Name, reason.Message,
+            _info.Faults.Restarts, was);
+        // The guest's state is in the IVcpu, untouched by the failure: carry on where the actor was.
+        if (was == VcpuRunState.Running) BecomeRunning();
+        else if (was == VcpuRunState.Finished) BecomeFinished();
     }
 
     protected override void PostStop()
@@ -208,6 +253,21 @@ public sealed class VcpuActor : ReceiveActor, IWithTimers
         _vcpu.Dispose();
         base.PostStop();
     }
+}
+
+/// <summary>What the owner may read about one vCPU at any time, and what outlives restarts of its actor.</summary>
+public sealed class VcpuInfo(int id)
+{
+    public int Id { get; } = id;
+
+    /// <summary>The managed id of the thread that runs the vCPU (0 before its first slice).</summary>
+    public volatile int ThreadId;
+
+    public volatile VcpuRunState State;
+
+    internal VcpuRunState StateBeforeRestart;
+
+    public FaultState Faults { get; } = new($"vcpu{id}");
 }
 
 /// <summary>

@@ -15,9 +15,14 @@
 //   guest reset, vCPU Reset             → reboot; with no-reboot finish Reset, 0 (as QEMU)
 //   vCPU Shutdown (triple fault)        → reboot; with no-reboot finish TripleFault, 4
 //   vCPU Halted (IF = 0)                → finish Halted, 6
-//   vCPU Error/Debug, a child that dies → finish InternalError, 8
+//   vCPU Error/Debug                    → finish InternalError, 8
 //   Quit from the host                  → finish HostQuit, 0
 //   SystemReset from the host           → as a guest reset
+//   a child stopped by supervision      → VM restart; the 4th within 60 s → finish InternalError, 8
+// With -action shutdown=pause the ends of a guest power-off (and of a no-reboot reset or triple fault) become
+// the Shutdown state instead (VmActor.Control.cs). A vCPU's end is acted on once the Mailbox-route devices
+// have drained, so writes it posted first (a debug-exit write before HLT) take effect first.
+// Events (STOP, RESUME, RESET, SHUTDOWN, POWERDOWN), fault commands, power button, vCPU list: VmActor.Control.cs.
 // Pause/Resume from the host pause and resume every vCPU between slices.
 // Reboot re-creates the whole machine from the configuration (new accelerator VM, kernel reloaded, fresh
 // device models). Teardown order: kick and stop the vCPU actors, wait until they have terminated (so no
@@ -53,7 +58,7 @@ public sealed record BootImages(IKernelImage? Kernel, IReadOnlyList<(string Name
     public string? Note { get; init; }
 }
 
-public sealed class VmActor : ReceiveActor, IWithTimers
+public sealed partial class VmActor : ReceiveActor, IWithTimers
 {
     public interface IVmProtocol;
 
@@ -103,7 +108,16 @@ public sealed class VmActor : ReceiveActor, IWithTimers
         public static readonly GetStats Instance = new();
     }
 
-    public sealed record DeviceStats(string Device, Route Route, long Accesses);
+    /// <summary>One device's exits: accesses (reads among them), mean time of the sampled accesses, supervision and faults.</summary>
+    public sealed record DeviceStats(string Device, Route Route, long Accesses)
+    {
+        public long Reads { get; init; }
+        public double? MeanLatencyNs { get; init; }
+        public long LatencySamples { get; init; }
+        public long TimedOutReads { get; init; }
+        public int Restarts { get; init; }
+        public long FaultsFired { get; init; }
+    }
 
     public sealed record Stats(int Generation, IReadOnlyList<DeviceStats> Devices, long UnclaimedPortAccesses, long UnclaimedMmioAccesses);
 
@@ -119,7 +133,14 @@ public sealed class VmActor : ReceiveActor, IWithTimers
     public sealed record VmFinished(VmEndReason Reason, int ExitStatus, string Detail);
 
     private sealed record Machine(int Generation, IVm Vm, Platform Platform, IVcpu[] Vcpus, IActorRef[] VcpuActors,
-        ExitDispatcher[] Dispatchers, Dictionary<string, IActorRef> DeviceActors, DateTime Started);
+        ExitDispatcher[] Dispatchers, Dictionary<string, IActorRef> DeviceActors, DateTime Started)
+    {
+        /// <summary>Per vCPU: thread, state and faults (read by query-cpus-fast and the fault commands).</summary>
+        public VcpuInfo[] VcpuInfos { get; init; } = [];
+
+        /// <summary>Per device actor: its faults and supervision counters.</summary>
+        public Dictionary<string, FaultState> DeviceFaults { get; init; } = [];
+    }
 
     // Reboot back-off: a machine that dies within FastRebootWindow of starting is rebuilt after a delay that
     // doubles with each such reboot in a row (from RebootDelayMin up to RebootDelayMax).
@@ -148,8 +169,9 @@ public sealed class VmActor : ReceiveActor, IWithTimers
     private VmFinished? _afterTeardown;
     private readonly HashSet<IActorRef> _vcpusAlive = [];
 
-    public VmActor(MachineConfig config, IAccelerator accelerator, BootImages images, ByteSinkFactory sinks)
+    public VmActor(MachineConfig config, IAccelerator accelerator, BootImages images, ByteSinkFactory sinks, VmActions? actions = null)
     {
+        _actions = actions ?? VmActions.Default;
         _config = config;
         _accelerator = accelerator;
         _images = images;
@@ -172,6 +194,7 @@ public sealed class VmActor : ReceiveActor, IWithTimers
                 for (int i = 0; i < _machine.Vcpus.Length; i++)
                     VcpuActor.SendControl(_machine.VcpuActors[i], _machine.Vcpus[i], VcpuActor.Pause.Instance, Self);
                 _state = VmRunState.Paused;
+                Emit("STOP");
             }
             Sender.Tell(new Status(_state, _generation, _reboots));
         });
@@ -181,14 +204,16 @@ public sealed class VmActor : ReceiveActor, IWithTimers
             {
                 foreach (var a in _machine.VcpuActors) a.Tell(VcpuActor.Resume.Instance);
                 _state = VmRunState.Running;
+                Emit("RESUME");
             }
             Sender.Tell(new Status(_state, _generation, _reboots));
         });
         Receive<SystemReset>(_ =>
         {
-            if (_state is VmRunState.Running or VmRunState.Paused) Reset("host reset");
+            if (_state is VmRunState.Running or VmRunState.Paused or VmRunState.Shutdown) Reset("host reset", guest: false);
         });
         Receive<Quit>(_ => Finish(new VmFinished(VmEndReason.HostQuit, ExitStatus.PowerOff, "quit requested by the host")));
+        ReceiveControl();
         Receive<SerialInput>(m =>
         {
             if (_machine is null || m.Port < 0 || m.Port >= PcMachineBuilder.ComPorts.Count) return;
@@ -198,14 +223,7 @@ public sealed class VmActor : ReceiveActor, IWithTimers
         Receive<GetStatus>(_ => Sender.Tell(new Status(_state, _generation, _reboots)));
         Receive<GetStats>(_ =>
         {
-            if (_machine is null)
-            {
-                Sender.Tell(new Stats(_generation, [], 0, 0));
-                return;
-            }
-            var devices = _machine.Platform.Devices.Select(d => new DeviceStats(d.Model.Name, d.Route, Interlocked.Read(ref d.Endpoint.Accesses))).ToList();
-            Sender.Tell(new Stats(_machine.Generation, devices,
-                _machine.Dispatchers.Sum(x => x.UnclaimedPortAccesses), _machine.Dispatchers.Sum(x => x.UnclaimedMmioAccesses)));
+            Sender.Tell(_machine is null ? _lastStats ?? new Stats(_generation, [], 0, 0) : StatsOf(_machine));
         });
         Receive<BuildMachine>(_ =>
         {
@@ -214,66 +232,83 @@ public sealed class VmActor : ReceiveActor, IWithTimers
         Receive<GuestStop>(m =>
         {
             if (_machine is null || m.Generation != _machine.Generation || !IsLive) return;
-            var r = m.Request;
-            switch (r.Reason)
-            {
-                case MachineStopReason.DebugExit:
-                    Finish(new VmFinished(VmEndReason.DebugExit, r.ExitStatus, $"isa-debug-exit: status {r.ExitStatus}"));
-                    break;
-                case MachineStopReason.PowerOff:
-                    Finish(new VmFinished(VmEndReason.PowerOff, ExitStatus.PowerOff, "guest powered off"));
-                    break;
-                case MachineStopReason.Reset:
-                    Reset("guest reset");
-                    break;
-            }
+            // At once: the request comes from a device actor that handled a write the guest posted before anything
+            // the vCPU did afterwards (a vCPU's end waits for the drain, so this one takes precedence over it).
+            OnGuestStop(m.Request);
         });
         Receive<VcpuActor.Ended>(m =>
         {
             if (_machine is null || !_machine.VcpuActors.Contains(Sender) || !IsLive) return;
-            var exit = m.Exit;
-            switch (exit.Kind)
-            {
-                case VcpuExitKind.Shutdown:
-                    if (_config.NoReboot)
-                        Finish(new VmFinished(VmEndReason.TripleFault, ExitStatus.TripleFault, $"vCPU {m.Id}: triple fault{Suffix(exit)}"));
-                    else
-                        Reboot($"vCPU {m.Id}: triple fault{Suffix(exit)}");
-                    break;
-                case VcpuExitKind.Reset:
-                    Reset($"vCPU {m.Id}: reset");
-                    break;
-                case VcpuExitKind.PowerOff:
-                    Finish(new VmFinished(VmEndReason.PowerOff, ExitStatus.PowerOff, $"vCPU {m.Id}: powered off"));
-                    break;
-                case VcpuExitKind.Halted:
-                    Finish(new VmFinished(VmEndReason.Halted, ExitStatus.Halted, $"vCPU {m.Id}: halted with interrupts disabled{Suffix(exit)}"));
-                    break;
-                default:
-                    Finish(new VmFinished(VmEndReason.InternalError, ExitStatus.InternalError, $"vCPU {m.Id}: {exit}"));
-                    break;
-            }
+            // Writes the vCPU posted before it ended reach their devices first (a debug-exit write, then HLT).
+            AfterMailboxDevicesDrained(_machine, () => OnVcpuEnded(m));
         });
+        Receive<Drained>(OnDrained);
         Receive<Terminated>(t =>
         {
             if (_vcpusAlive.Remove(t.ActorRef))
             {
                 if (_state == VmRunState.TearingDown && _vcpusAlive.Count == 0) TeardownComplete();
-                else if (IsLive)
-                    Finish(new VmFinished(VmEndReason.InternalError, ExitStatus.InternalError, $"{t.ActorRef.Path.Name} stopped unexpectedly"));
+                else if (IsLive) ChildFailedForGood(t.ActorRef, $"{t.ActorRef.Path.Name} failed repeatedly and was stopped");
                 return;
             }
+            if (_subscribers.Remove(t.ActorRef)) return;
             if (IsLive && _machine is not null && _machine.DeviceActors.ContainsValue(t.ActorRef))
-                Finish(new VmFinished(VmEndReason.InternalError, ExitStatus.InternalError, $"device {t.ActorRef.Path.Name} failed repeatedly and was stopped"));
+                ChildFailedForGood(t.ActorRef, $"device {t.ActorRef.Path.Name} failed repeatedly and was stopped");
         });
     }
 
-    public static Props Props(MachineConfig config, IAccelerator accelerator, BootImages images, ByteSinkFactory sinks)
-        => Akka.Actor.Props.Create(() => new VmActor(config, accelerator, images, sinks));
+    private void OnGuestStop(MachineStopRequest r)
+    {
+        switch (r.Reason)
+        {
+            case MachineStopReason.DebugExit:
+                Finish(new VmFinished(VmEndReason.DebugExit, r.ExitStatus, $"isa-debug-exit: status {r.ExitStatus}"));
+                break;
+            case MachineStopReason.PowerOff:
+                PowerOff("guest powered off");
+                break;
+            case MachineStopReason.Reset:
+                Reset("guest reset");
+                break;
+        }
+    }
 
-    /// <summary>A device actor that throws is restarted (its model keeps its state); three failures within ten seconds stop it, which ends the run.</summary>
+    private void OnVcpuEnded(VcpuActor.Ended m)
+    {
+        var exit = m.Exit;
+        switch (exit.Kind)
+        {
+            case VcpuExitKind.Shutdown:
+                if (!_config.NoReboot)
+                    Reboot($"vCPU {m.Id}: triple fault{Suffix(exit)}", "guest-reset", guest: true);
+                else if (!ShutdownPauses($"vCPU {m.Id}: triple fault{Suffix(exit)}", "guest-reset"))
+                    Finish(new VmFinished(VmEndReason.TripleFault, ExitStatus.TripleFault, $"vCPU {m.Id}: triple fault{Suffix(exit)}"));
+                break;
+            case VcpuExitKind.Reset:
+                Reset($"vCPU {m.Id}: reset");
+                break;
+            case VcpuExitKind.PowerOff:
+                PowerOff($"vCPU {m.Id}: powered off");
+                break;
+            case VcpuExitKind.Halted:
+                Finish(new VmFinished(VmEndReason.Halted, ExitStatus.Halted, $"vCPU {m.Id}: halted with interrupts disabled{Suffix(exit)}"));
+                break;
+            default:
+                Finish(new VmFinished(VmEndReason.InternalError, ExitStatus.InternalError, $"vCPU {m.Id}: {exit}"));
+                break;
+        }
+    }
+
+    public static Props Props(MachineConfig config, IAccelerator accelerator, BootImages images, ByteSinkFactory sinks, VmActions? actions = null)
+        => Akka.Actor.Props.Create(() => new VmActor(config, accelerator, images, sinks, actions));
+
+    /// <summary>
+    /// A device or vCPU actor that throws is restarted (a device from its last good state, the failed message retried);
+    /// more than <see cref="ChildRestartLimit"/> failures within <see cref="ChildRestartWindow"/> stop it, and the VM
+    /// restarts (ChildFailedForGood).
+    /// </summary>
     protected override SupervisorStrategy SupervisorStrategy()
-        => new OneForOneStrategy(3, TimeSpan.FromSeconds(10), Decider.From(Directive.Restart));
+        => new OneForOneStrategy(ChildRestartLimit, ChildRestartWindow, Decider.From(Directive.Restart));
 
     private bool IsLive => _state is VmRunState.Running or VmRunState.Paused;
 
@@ -301,10 +336,12 @@ public sealed class VmActor : ReceiveActor, IWithTimers
             var deviceActors = new Dictionary<string, IActorRef>();
             var gate = new VcpuGate();
             var control = new MachineControl(Self, generation, gate);
+            var deviceFaults = new Dictionary<string, FaultState>();
             var platform = PcMachineBuilder.Build(_config, vm, _sinks, control, (device, route) =>
             {
                 var modelLock = new Lock();
-                var actor = Context.ActorOf(DeviceActor.Props(device, modelLock), $"{device.Name}-g{generation}");
+                var faults = deviceFaults[device.Name] = new FaultState(device.Name);
+                var actor = Context.ActorOf(DeviceActor.Props(device, modelLock, route, faults), $"{device.Name}-g{generation}");
                 Context.Watch(actor);
                 deviceActors[device.Name] = actor;
                 return route == Route.Direct ? new DirectEndpoint(device, modelLock) : new MailboxEndpoint(device.Name, actor, waitForWrites: _config.Deterministic);
@@ -312,6 +349,7 @@ public sealed class VmActor : ReceiveActor, IWithTimers
             var vcpus = new IVcpu[_config.VcpuCount];
             var vcpuActors = new IActorRef[_config.VcpuCount];
             var dispatchers = new ExitDispatcher[_config.VcpuCount];
+            var vcpuInfos = new VcpuInfo[_config.VcpuCount];
             for (int i = 0; i < vcpus.Length; i++)
             {
                 vcpus[i] = vm.CreateVcpu(i);
@@ -327,14 +365,20 @@ public sealed class VmActor : ReceiveActor, IWithTimers
             for (int i = 0; i < vcpus.Length; i++)
             {
                 dispatchers[i] = new ExitDispatcher(platform.Bus);
-                vcpuActors[i] = Context.ActorOf(VcpuActor.Props(vcpus[i], platform.ExitHandlerFor(i, dispatchers[i]), Self, gate), $"vcpu{i}-g{generation}");
+                vcpuInfos[i] = new VcpuInfo(i);
+                vcpuActors[i] = Context.ActorOf(VcpuActor.Props(vcpus[i], platform.ExitHandlerFor(i, dispatchers[i]), Self, gate, vcpuInfos[i]), $"vcpu{i}-g{generation}");
                 Context.Watch(vcpuActors[i]);
                 _vcpusAlive.Add(vcpuActors[i]);
             }
-            _machine = new Machine(generation, vm, platform, vcpus, vcpuActors, dispatchers, deviceActors, DateTime.UtcNow);
+            _machine = new Machine(generation, vm, platform, vcpus, vcpuActors, dispatchers, deviceActors, DateTime.UtcNow)
+            {
+                VcpuInfos = vcpuInfos,
+                DeviceFaults = deviceFaults,
+            };
             _state = VmRunState.Running;
             _log.Info("machine generation {0} built: {1}, {2} RAM, devices {3}", generation, _accelerator.Name,
                 MachineConfig.FormatSize(_config.RamBytes), string.Join(", ", platform.Devices.Select(d => $"{d.Model.Name}@{d.Where} {d.Route}")));
+            ApplyPendingFaults();
             foreach (var a in vcpuActors) a.Tell(VcpuActor.Resume.Instance);
         }
         catch (Exception e)
@@ -369,16 +413,20 @@ public sealed class VmActor : ReceiveActor, IWithTimers
         };
     }
 
-    private void Reset(string detail)
+    private void Reset(string detail, bool guest = true)
     {
-        if (_config.NoReboot) Finish(new VmFinished(VmEndReason.Reset, ExitStatus.PowerOff, $"{detail} (no-reboot)"));
-        else Reboot(detail);
+        string reason = guest ? "guest-reset" : "host-qmp-system-reset";
+        if (!_config.NoReboot) Reboot(detail, reason, guest);
+        else if (!ShutdownPauses($"{detail} (no-reboot)", reason, guest))
+            Finish(new VmFinished(VmEndReason.Reset, ExitStatus.PowerOff, $"{detail} (no-reboot)"));
     }
 
-    private void Reboot(string detail)
+    /// <summary>Rebuilds the machine; <paramref name="reason"/> and <paramref name="guest"/> go into the RESET event (QMP's ShutdownCause).</summary>
+    private void Reboot(string detail, string reason = "guest-reset", bool guest = true)
     {
         _reboots++;
         _log.Info("{0}: rebooting (reboot {1})", detail, _reboots);
+        Emit("RESET", new Dictionary<string, object?> { ["guest"] = guest, ["reason"] = reason });
         if (_machine is not null && DateTime.UtcNow - _machine.Started < FastRebootWindow) _fastReboots++;
         else _fastReboots = 0;
         _afterTeardown = null;
@@ -428,6 +476,7 @@ public sealed class VmActor : ReceiveActor, IWithTimers
         _timers = null;
         if (_machine is not null)
         {
+            _lastStats = StatsOf(_machine);
             // Exit counts per device: what the default routes are chosen from (docs/actors.md).
             _log.Info("exit counts, machine generation {0}: {1}", _machine.Generation, string.Join(", ", _machine.Platform.Devices
                 .Select(d => (d.Model.Name, d.Route, Count: Interlocked.Read(ref d.Endpoint.Accesses)))
@@ -466,6 +515,7 @@ public sealed class VmActor : ReceiveActor, IWithTimers
         _state = VmRunState.Finished;
         _finished = finished;
         _log.Info("run finished: {0}, status {1}: {2}", finished.Reason, finished.ExitStatus, finished.Detail);
+        EmitShutdown(finished);
         foreach (var w in _waiters) w.Tell(finished);
         _waiters.Clear();
     }
@@ -508,5 +558,7 @@ public enum VmRunState
     TearingDown,
     /// <summary>Between two machines of a reboot loop, waiting out the back-off.</summary>
     Rebooting,
+    /// <summary>The guest shut down and -action shutdown=pause keeps the VM (vCPUs ended, machine intact) until reset or quit.</summary>
+    Shutdown,
     Finished,
 }

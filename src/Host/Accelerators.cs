@@ -74,7 +74,7 @@ public static class Accelerators
         sb.AppendLine($"soft  usable      kernel-irqchip: {Modes(soft.Capabilities.IrqchipModes)}  (the built-in software x86 CPU)");
         var vmm = VmmProbe.Probe(kernel);
         sb.AppendLine(vmm.Usable
-            ? $"vmm   usable      kernel-irqchip: on; split with the seed project's kernel extension (checked when a VM is created); off: not possible on vmm  ({vmm.Detail})"
+            ? $"vmm   usable      kernel-irqchip: on; split and off: not possible on vmm, stock or with the seed project's extension (docs/freebsd.md)  ({vmm.Detail})"
             : $"vmm   not usable  {vmm.Detail}");
         var kvm = KvmAccelerator.Probe(kernel);
         sb.AppendLine(kvm.Usable

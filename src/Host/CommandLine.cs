@@ -11,8 +11,11 @@
 //   -chardev stdio|file|null,id=ID[,path=P] with -device isa-debugcon[,iobase=N],chardev=ID (the other spelling)
 //   --deterministic  --log-level verbose|debug|info|warning|error  --log-file PATH
 //   --route DEVICE=direct|mailbox  --help  --version
+//   -qmp unix:PATH,server[,wait=off] | tcp:[HOST]:PORT,server[,wait=off]   (the control socket: QmpServer)
+//   -action reboot=reset|shutdown,shutdown=poweroff|pause,panic=pause|shutdown|exit-failure|none
 // Options may be written with one dash or two, as QEMU allows. Everything wrong is a UsageException whose
 // message names the option and value and says what is wrong; the host prints it as one line and exits 2.
+using ActorVmm.Actors;
 using ActorVmm.Core.Accel;
 using ActorVmm.Core.Boot;
 using ActorVmm.Core.Bus;
@@ -42,6 +45,12 @@ public sealed record HostOptions
     public bool LogLevelExplicit { get; init; }
 
     public string? LogFile { get; init; }
+
+    /// <summary>The control socket (-qmp), or null for none.</summary>
+    public QmpEndpoint? Qmp { get; init; }
+
+    /// <summary>What guest power-off and panic do (-action shutdown=, panic=; reboot= is MachineConfig.NoReboot).</summary>
+    public VmActions Actions { get; init; } = VmActions.Default;
 }
 
 public sealed record ParsedCommand(CommandKind Kind, MachineConfig? Config = null, HostOptions? Host = null);
@@ -52,7 +61,7 @@ public static class CommandLine
 
     private static readonly HashSet<string> WithArgument =
         ["accel", "machine", "M", "m", "smp", "kernel", "append", "initrd", "serial", "display", "monitor", "device",
-         "debugcon", "bios", "boot", "global", "chardev", "log-level", "log-file", "route", "linux-boot"];
+         "debugcon", "bios", "boot", "global", "chardev", "log-level", "log-file", "route", "linux-boot", "qmp", "action"];
 
     public static ParsedCommand Parse(IReadOnlyList<string> args)
     {
@@ -193,6 +202,12 @@ public static class CommandLine
                 case "route":
                     var (dev, route) = ParseRoute(what, value);
                     routes[dev] = route;
+                    break;
+                case "qmp":
+                    host = host with { Qmp = ParseQmp(what, value) };
+                    break;
+                case "action":
+                    (config, host) = ParseAction(what, value, config, host);
                     break;
             }
         }
@@ -577,6 +592,107 @@ public static class CommandLine
         return (device, route);
     }
 
+    /// <summary>QEMU's -qmp for a server socket: unix:PATH or tcp:[HOST]:PORT, then server (required) and wait=on|off (or nowait).</summary>
+    public static QmpEndpoint ParseQmp(string what, string value)
+    {
+        var props = SplitProps(what, value);
+        if (props.Count == 0 || props[0].Key is not null) throw new UsageException($"{what}: expected unix:PATH,server or tcp:HOST:PORT,server");
+        string address = props[0].Value;
+        if (!address.StartsWith("unix:", StringComparison.Ordinal) && !address.StartsWith("tcp:", StringComparison.Ordinal))
+            throw new UsageException($"{what}: unsupported address (use unix:PATH or tcp:HOST:PORT)");
+        bool server = false, wait = true;
+        foreach (var (k, v) in props.Skip(1))
+        {
+            switch (k, v)
+            {
+                case (null, "server"): server = true; break;
+                case (null, "nowait"): wait = false; break;
+                case ("server", "on" or "yes" or "true"): server = true; break;
+                case ("server", "off" or "no" or "false"): server = false; break;
+                case ("wait", "on" or "yes" or "true"): wait = true; break;
+                case ("wait", "off" or "no" or "false"): wait = false; break;
+                case ("server" or "wait", _): throw new UsageException($"{what}: {k} must be on or off");
+                default: throw new UsageException($"{what}: unknown property '{k ?? v}' (server, wait)");
+            }
+        }
+        if (!server) throw new UsageException($"{what}: only a listening socket is supported (add ,server)");
+        if (address.StartsWith("unix:", StringComparison.Ordinal))
+        {
+            string path = address[5..];
+            if (path.Length == 0) throw new UsageException($"{what}: unix: needs a path");
+            if (System.Text.Encoding.UTF8.GetByteCount(path) > 107) throw new UsageException($"{what}: the socket path is longer than the 107 bytes a unix socket address holds");
+            return new QmpEndpoint(path, null, 0, wait);
+        }
+        if (address.StartsWith("tcp:", StringComparison.Ordinal))
+        {
+            string hostPort = address[4..];
+            int colon = hostPort.LastIndexOf(':');
+            if (colon < 0) throw new UsageException($"{what}: tcp: needs HOST:PORT (HOST may be empty)");
+            string h = hostPort[..colon];
+            if (!int.TryParse(hostPort[(colon + 1)..], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int port) || port > 65535)
+                throw new UsageException($"{what}: '{hostPort[(colon + 1)..]}' is not a port number (0-65535)");
+            return new QmpEndpoint(null, h, port, wait);
+        }
+        throw new UsageException($"{what}: unsupported address (use unix:PATH or tcp:HOST:PORT)");
+    }
+
+    /// <summary>QEMU's -action: reboot=reset|shutdown (shutdown is -no-reboot), shutdown=poweroff|pause, panic=pause|shutdown|exit-failure|none.</summary>
+    private static (MachineConfig, HostOptions) ParseAction(string what, string value, MachineConfig config, HostOptions host)
+    {
+        foreach (var (k, v) in SplitProps(what, value))
+        {
+            switch (k)
+            {
+                case "reboot":
+                    config = config with
+                    {
+                        NoReboot = v switch
+                        {
+                            "reset" => false,
+                            "shutdown" => true,
+                            _ => throw new UsageException($"{what}: reboot must be reset or shutdown"),
+                        },
+                    };
+                    break;
+                case "shutdown":
+                    host = host with
+                    {
+                        Actions = host.Actions with
+                        {
+                            PauseOnShutdown = v switch
+                            {
+                                "poweroff" => false,
+                                "pause" => true,
+                                _ => throw new UsageException($"{what}: shutdown must be poweroff or pause"),
+                            },
+                        },
+                    };
+                    break;
+                case "panic":
+                    host = host with
+                    {
+                        Actions = host.Actions with
+                        {
+                            Panic = v switch
+                            {
+                                "pause" => PanicAction.Pause,
+                                "shutdown" => PanicAction.Shutdown,
+                                "exit-failure" => PanicAction.ExitFailure,
+                                "none" => PanicAction.None,
+                                _ => throw new UsageException($"{what}: panic must be pause, shutdown, exit-failure or none"),
+                            },
+                        },
+                    };
+                    break;
+                case "watchdog":
+                    throw new UsageException($"{what}: this machine has no watchdog device");
+                default:
+                    throw new UsageException($"{what}: unknown action '{k ?? v}' (reboot, shutdown, panic)");
+            }
+        }
+        return (config, host);
+    }
+
     /// <summary>QEMU's "a,b=c,d=e" option syntax: bare values have a null key; ",," is a literal comma.</summary>
     private static List<(string? Key, string Value)> SplitProps(string what, string value)
     {
@@ -612,7 +728,13 @@ public static class CommandLine
           -initrd "MOD [ARGS],MOD2"     multiboot modules; for a Linux kernel: the initrd file
           -serial stdio|file:PATH|null|none   COM1 (repeat for COM2-COM4); default stdio
           -nographic, -display none, -monitor none   accepted (no display, no monitor)
-          -no-reboot                    a guest reset or triple fault ends the run
+          -no-reboot                    a guest reset or triple fault ends the run (= -action reboot=shutdown)
+          -action reboot=reset|shutdown,shutdown=poweroff|pause,panic=pause|shutdown|exit-failure|none
+                                        what a guest reset, power-off and panic do (shutdown=pause keeps
+                                        the VM for a QMP system_reset; no device reports a panic yet)
+          -qmp unix:PATH,server[,wait=off] | tcp:[HOST]:PORT,server[,wait=off]
+                                        JSON control socket in QMP's style (docs/host.md); with wait=on
+                                        (the default) the guest starts once a client has connected
           -device isa-debug-exit[,iobase=0xf4][,iosize=4]   test exit device
           -device NAME,route=direct|mailbox   how vCPUs reach a device (COM1, pit, hpet, ioapic, lapic0, ...)
           -debugcon stdio|file:PATH|null|none   debug console at port 0xe9

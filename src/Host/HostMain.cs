@@ -10,6 +10,8 @@
 // Everything that can be checked before the VM starts is (kernel and modules read and parsed, output
 // files opened), so bad input never gets as far as the actor system. Akka logs through Serilog and stays
 // at Warning unless --log-level says otherwise, and never writes to stdout, which is the serial console.
+// With -qmp the control socket (QmpServer) listens before the VM is built; with wait=on the VM starts once
+// a client has connected; at the end its last events (SHUTDOWN) are written before the sockets close.
 using System.Diagnostics;
 using System.Reflection;
 using ActorVmm.Actors;
@@ -107,8 +109,27 @@ internal static class HostMain
     private static int RunVm(MachineConfig config, HostOptions hostOptions, IAccelerator accelerator, BootImages images, CharBackends backends, Stopwatch started)
     {
         using var system = ActorSystem.Create("actorvmm", AkkaConfig(hostOptions));
-        var vm = system.ActorOf(VmActor.Props(config, accelerator, images, backends.SinkFor), "vm");
+        var vm = system.ActorOf(VmActor.Props(config, accelerator, images, backends.SinkFor, hostOptions.Actions), "vm");
         Log.Debug("actor system up after {Elapsed} ms", started.ElapsedMilliseconds);
+        QmpServer? qmp = null;
+        if (hostOptions.Qmp is { } endpoint)
+        {
+            try
+            {
+                qmp = QmpServer.Start(endpoint, system, vm, Version);
+            }
+            catch (UsageException e)
+            {
+                Console.Error.WriteLine($"actorvmm: {e.Message}");
+                system.Terminate().Wait(TimeSpan.FromSeconds(5));
+                return ExitStatus.ConfigError;
+            }
+            if (endpoint.Wait)
+            {
+                Console.Error.WriteLine($"actorvmm: waiting for a QMP client on {endpoint} (wait=off starts at once)");
+                qmp.FirstClient.GetAwaiter().GetResult();
+            }
+        }
 
         int stdioPort = -1;
         for (int i = 0; i < config.SerialPorts.Count; i++)
@@ -146,6 +167,7 @@ internal static class HostMain
                 Console.Error.WriteLine($"actorvmm: internal error: {finished.Detail}");
                 break;
         }
+        qmp?.DisposeAsync().AsTask().Wait(TimeSpan.FromSeconds(5));
         system.Terminate().Wait(TimeSpan.FromSeconds(5));
         return finished.ExitStatus;
     }

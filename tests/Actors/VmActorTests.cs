@@ -257,7 +257,11 @@ public sealed class VmActorTests() : TestKit(ActorVmmConfig.Config)
         AwaitCondition(() => accel.Vms.TryPeek(out var m) && m.Vcpus.Count == 1 && m.Vcpus[0].Runs > 12, Wait);
         vm.Tell(VmActor.GetStats.Instance);
         var stats = ExpectMsg<VmActor.Stats>();
-        Assert.Equal(new VmActor.DeviceStats("COM1", Route.Direct, 10), stats.Devices.Single(d => d.Device == "COM1"));
+        var com1 = stats.Devices.Single(d => d.Device == "COM1");
+        Assert.Equal(("COM1", Route.Direct, 10L, 0L), (com1.Device, com1.Route, com1.Accesses, com1.Reads));
+        // One access in 64, the first among them, is timed.
+        Assert.Equal(1, com1.LatencySamples);
+        Assert.NotNull(com1.MeanLatencyNs);
         Assert.Equal(0, stats.Devices.Single(d => d.Device == "isa-debug-exit").Accesses);
         Assert.Equal(10, stats.UnclaimedPortAccesses);
         vm.Tell(VmActor.Quit.Instance);

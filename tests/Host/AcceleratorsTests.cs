@@ -38,7 +38,7 @@ public sealed class AcceleratorsTests
         Assert.IsType<VmmAccelerator>(accel);
         Assert.Equal($"auto chose vmm: {detail}", why);
         var lines = Accelerators.Describe(freebsd).TrimEnd('\n').Split('\n');
-        Assert.Contains("usable      kernel-irqchip: on; split with the seed project's kernel extension", lines[1], StringComparison.Ordinal);
+        Assert.Contains("usable      kernel-irqchip: on; split and off: not possible on vmm", lines[1], StringComparison.Ordinal);
         Assert.Equal("kvm   not usable  KVM is Linux's hypervisor; this host runs FreeBSD", lines[2]);
         Assert.Equal($"auto  auto chose vmm: {detail}", lines[3]);
     }

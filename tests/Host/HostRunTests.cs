@@ -5,6 +5,8 @@ using ActorVmm.Core.Memory;
 
 namespace ActorVmm.Host.Tests;
 
+// HostMain.Run sets Serilog's global logger, which Akka's logger writes to: runs in one process must not overlap.
+[Collection(HostMainCollection.Name)]
 public sealed class HostRunTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("actorvmm-run").FullName;

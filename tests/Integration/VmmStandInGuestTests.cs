@@ -99,4 +99,24 @@ public sealed class VmmStandInGuestTests : IDisposable
             Assert.Equal(qemu.ExitStatus, status);
         }
     }
+
+    [Theory]
+    [InlineData("split", false)]
+    [InlineData("split", true)]
+    [InlineData("off", false)]
+    [InlineData("off", true)]
+    public void Split_and_off_end_with_a_configuration_error_before_the_guest_runs(string mode, bool seedKernel)
+    {
+        // docs/freebsd.md: neither a stock kernel nor the seed's VM_OP_F_QEMU gives a userspace IOAPIC/PIC (split) or
+        // LAPIC (off) what it needs; the run is refused (status 2), not an internal error, and no VM is left behind.
+        var kernel = new VmmStandIn(VmmGeneration.FreeBsd15, seedExtensions: seedKernel);
+        string serial = Path.Combine(_dir, $"refused-{mode}-{seedKernel}.txt");
+        int status = HostMain.Run(
+            ["-accel", "vmm", "-machine", $"kernel-irqchip={mode}", "-kernel", GuestArtifacts.Path("hello.bin"), "-serial", $"file:{serial}",
+             "-display", "none", "-monitor", "none", "-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=4", "-m", "64"],
+            name => name == "vmm" ? new VmmAccelerator(kernel) : null, kernel);
+        Assert.Equal(2, status);
+        Assert.True(!File.Exists(serial) || File.ReadAllText(serial).Length == 0);
+        Assert.Empty(kernel.VmNames);
+    }
 }

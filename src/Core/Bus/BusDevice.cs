@@ -34,6 +34,31 @@ public abstract class BusEndpoint(string name, Route route)
     /// <summary>Accesses that reached this endpoint (all widths, reads and writes).</summary>
     public long Accesses;
 
+    /// <summary>Of <see cref="Accesses"/>, the reads.</summary>
+    public long Reads;
+
+    /// <summary>Accesses whose duration the dispatcher measured (one in <see cref="ExitDispatcher.LatencySampleInterval"/>), and their total in Stopwatch ticks.</summary>
+    public long LatencySamples;
+
+    public long LatencyTicks;
+
+    /// <summary>Adds one measured access (Stopwatch ticks, from the dispatcher's call to the endpoint's return).</summary>
+    public virtual void AddLatencySample(long ticks)
+    {
+        LatencySamples++;
+        LatencyTicks += ticks;
+    }
+
+    /// <summary>Mean measured access time in nanoseconds, or null before the first sample.</summary>
+    public double? MeanLatencyNanoseconds
+    {
+        get
+        {
+            long n = Interlocked.Read(ref LatencySamples);
+            return n == 0 ? null : Interlocked.Read(ref LatencyTicks) * (1e9 / System.Diagnostics.Stopwatch.Frequency) / n;
+        }
+    }
+
     public abstract void Read(ulong offset, Span<byte> data);
 
     public abstract void Write(ulong offset, ReadOnlySpan<byte> data);
@@ -75,8 +100,11 @@ public sealed class OffsetEndpoint(BusEndpoint inner, ulong bias) : BusEndpoint(
     public override void Read(ulong offset, Span<byte> data)
     {
         Inner.Accesses++;
+        Inner.Reads++;
         Inner.Read(offset + Bias, data);
     }
+
+    public override void AddLatencySample(long ticks) => Inner.AddLatencySample(ticks);
 
     public override void Write(ulong offset, ReadOnlySpan<byte> data)
     {

@@ -1,6 +1,9 @@
 // The one exit dispatcher (DESIGN.md §2, §5): turns PIO/MMIO exits into endpoint calls through the frozen
 // tables. One instance per vCPU (it holds that vCPU's MMIO last-hit cache and counters). Unclaimed
 // accesses are counted and answered like an empty bus: reads return all-ones, writes are dropped.
+// Counters per endpoint: accesses and reads (QMP's query-stats); one access in LatencySampleInterval (the
+// 1st, 65th, ...) is timed with the Stopwatch, so latency by device and route costs the hot path one branch.
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using ActorVmm.Core.Accel;
 
@@ -8,6 +11,9 @@ namespace ActorVmm.Core.Bus;
 
 public sealed class ExitDispatcher(Bus bus) : IExitHandler
 {
+    /// <summary>One access in this many is timed (a power of two).</summary>
+    public const long LatencySampleInterval = 64;
+
     private int _mmioLastHit = -1;
 
     public Bus Bus { get; } = bus;
@@ -34,8 +40,9 @@ public sealed class ExitDispatcher(Bus bus) : IExitHandler
             data.Fill(0xff);
             return;
         }
-        endpoint.Accesses++;
-        endpoint.Read(offset, data);
+        endpoint.Reads++;
+        if ((++endpoint.Accesses & (LatencySampleInterval - 1)) != 1) endpoint.Read(offset, data);
+        else TimedRead(endpoint, offset, data);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -47,8 +54,8 @@ public sealed class ExitDispatcher(Bus bus) : IExitHandler
             UnclaimedPortAccesses++;
             return;
         }
-        endpoint.Accesses++;
-        endpoint.Write(offset, data);
+        if ((++endpoint.Accesses & (LatencySampleInterval - 1)) != 1) endpoint.Write(offset, data);
+        else TimedWrite(endpoint, offset, data);
     }
 
     public void MmioRead(ulong gpa, Span<byte> data)
@@ -60,8 +67,9 @@ public sealed class ExitDispatcher(Bus bus) : IExitHandler
             data.Fill(0xff);
             return;
         }
-        endpoint.Accesses++;
-        endpoint.Read(offset, data);
+        endpoint.Reads++;
+        if ((++endpoint.Accesses & (LatencySampleInterval - 1)) != 1) endpoint.Read(offset, data);
+        else TimedRead(endpoint, offset, data);
     }
 
     public void MmioWrite(ulong gpa, ReadOnlySpan<byte> data)
@@ -72,8 +80,24 @@ public sealed class ExitDispatcher(Bus bus) : IExitHandler
             UnclaimedMmioAccesses++;
             return;
         }
-        endpoint.Accesses++;
+        if ((++endpoint.Accesses & (LatencySampleInterval - 1)) != 1) endpoint.Write(offset, data);
+        else TimedWrite(endpoint, offset, data);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void TimedRead(BusEndpoint endpoint, ulong offset, Span<byte> data)
+    {
+        long start = Stopwatch.GetTimestamp();
+        endpoint.Read(offset, data);
+        endpoint.AddLatencySample(Stopwatch.GetTimestamp() - start);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void TimedWrite(BusEndpoint endpoint, ulong offset, ReadOnlySpan<byte> data)
+    {
+        long start = Stopwatch.GetTimestamp();
         endpoint.Write(offset, data);
+        endpoint.AddLatencySample(Stopwatch.GetTimestamp() - start);
     }
 
     public bool MsrRead(uint msr, out ulong value)

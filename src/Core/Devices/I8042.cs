@@ -129,8 +129,13 @@ public sealed class I8042
 
     private CombinedView? _ports;
 
+    /// <summary>The controller behind a <see cref="Ports"/> view (what a machine maps), or null for any other device.</summary>
+    public static I8042? ControllerOf(IBusDevice device) => (device as CombinedView)?.Owner;
+
     private sealed class CombinedView(I8042 owner) : IBusDevice
     {
+        public I8042 Owner => owner;
+
         public string Name => "i8042";
 
         public void Read(ulong offset, Span<byte> data)

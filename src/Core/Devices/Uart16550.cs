@@ -515,4 +515,21 @@ public sealed class Uart16550 : IBusDevice
         u.Update();
         return u;
     }
+
+    /// <summary>
+    /// Loads <paramref name="state"/> into this UART in place (a supervised restart keeps the model object the bus
+    /// and the device actor share), validated as <see cref="FromState"/> validates it, and drives the IRQ line.
+    /// </summary>
+    /// <exception cref="ArgumentException">The state is inconsistent; this UART is left unchanged.</exception>
+    public void LoadState(Uart16550State state)
+    {
+        var u = FromState(Name, NullIrqLine.Instance, _output, state, InputBacklogCapacity);
+        (_ier, _lcr, _mcr, _fcr, _scr, _dll, _dlm) = (u._ier, u._lcr, u._mcr, u._fcr, u._scr, u._dll, u._dlm);
+        (_lsrErrors, _msrDeltas, _modemInputs, _lastReceived, _thrPending) = (u._lsrErrors, u._msrDeltas, u._modemInputs, u._lastReceived, u._thrPending);
+        u._rx.CopyTo(_rx, 0);
+        (_rxHead, _rxCount) = (0, u._rxCount);
+        u._backlog.CopyTo(_backlog, 0);
+        (_backlogHead, _backlogCount) = (0, u._backlogCount);
+        Update();
+    }
 }

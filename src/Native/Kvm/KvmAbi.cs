@@ -209,6 +209,8 @@ public unsafe struct KvmRun
     [FieldOffset(36)] public uint ExErrorCode;
     // system_event (KVM_EXIT_SYSTEM_EVENT)
     [FieldOffset(32)] public uint SystemEventType;
+    // eoi (KVM_EXIT_IOAPIC_EOI, split irqchip)
+    [FieldOffset(32)] public byte EoiVector;
 
     /// <summary>mmio.len (u32 at 48) and mmio.is_write (u8 at 52) lie past this struct's head: read them through the page pointer.</summary>
     public const int MmioLenOffset = 48, MmioIsWriteOffset = 52, FailEntryCpuOffset = 40, InternalDataOffset = 40;

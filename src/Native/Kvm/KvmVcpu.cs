@@ -4,9 +4,16 @@
 // wait for a queued interrupt, or Halted when interrupts are off), IRQ_WINDOW_OPEN (inject now), SHUTDOWN (triple
 // fault), SYSTEM_EVENT (reset/shutdown requested), FAIL_ENTRY and INTERNAL_ERROR (Error with KVM's codes), INTR
 // (a signal: a kick). MSRs are KVM's: an MSR it does not know gets #GP in the kernel, so the MSR hooks are unused.
-// off mode: QueueInterrupt'ed vectors are injected with KVM_INTERRUPT when kvm_run says the guest can take one,
-// otherwise request_interrupt_window asks KVM to exit when it can. Kick: immediate_exit = 1 (covers a kick just
-// before KVM_RUN) and a signal to the vCPU thread (interrupts a running KVM_RUN with EINTR).
+// split and off (a userspace irqchip, IUserspaceIrqchip on the exit handler): while the platform holds the vCPU's
+// interrupt request (SetInterruptRequest) and kvm_run says the vCPU can take an interrupt now
+// (ready_for_interrupt_injection; in split KVM sets it only when the kernel LAPIC accepts ExtINT on LINT0, in off
+// also RFLAGS.IF), the vCPU runs the INTA (TryAcknowledge) and injects the vector with KVM_INTERRUPT; otherwise
+// request_interrupt_window asks KVM to exit (IRQ_WINDOW_OPEN) when it can. split: KVM_EXIT_IOAPIC_EOI (a kernel LAPIC
+// EOI of a level-triggered vector routed from the userspace IOAPIC) goes to KernelLapicEoi. off: kvm_run.cr8 is the
+// userspace LAPIC's TPR[7:4], set before each KVM_RUN from ReadTaskPriority and written back (WriteTaskPriority)
+// when the guest changed it (KVM exits SET_TPR when CR8 drops); a changed kvm_run.apic_base goes to ApicBaseChanged.
+// QueueInterrupt'ed vectors (off, no platform irqchip) take the same KVM_INTERRUPT path. Kick: immediate_exit = 1
+// (covers a kick just before KVM_RUN) and a signal to the vCPU thread (interrupts a running KVM_RUN with EINTR).
 using ActorVmm.Core.Accel;
 using ActorVmm.Native.Sys;
 
@@ -22,6 +29,8 @@ public sealed unsafe class KvmVcpu : IVcpu
     private readonly Queue<byte> _interrupts = new();
     private readonly SemaphoreSlim _wake = new(0, int.MaxValue);
     private bool _nmi;
+    private bool _intrRequest;
+    private ulong _lastCr8, _lastApicBase;
     private int _kick;
     private nint _thread;
     private bool _threadReady;
@@ -82,13 +91,20 @@ public sealed unsafe class KvmVcpu : IVcpu
                 run->ImmediateExit = 0;
                 return VcpuExit.Kicked;
             }
-            InjectPending(run);
+            var chip = _vm.Spec.Irqchip == IrqchipMode.On ? null : handler as IUserspaceIrqchip;
+            if (InjectPending(run, chip) is { } failure) return failure;
+            if (chip is not null && _vm.Spec.Irqchip == IrqchipMode.Off)
+            {
+                _lastCr8 = (chip.ReadTaskPriority(Id) >> 4) & 0xf;
+                run->Cr8 = _lastCr8;
+            }
             int r = _kernel.TryIoctl(_fd, KvmIoctls.KVM_RUN, null);
             if (r < 0)
             {
                 if (-r == Errno.EINTR || -r == Errno.EAGAIN(_kernel.Os)) continue; // a kick: the flag is checked above
                 return new VcpuExit(VcpuExitKind.Error, $"ioctl {KvmIoctls.KVM_RUN} on vCPU {Id}: {Errno.Describe(-r, _kernel.Os)}");
             }
+            if (chip is not null && _vm.Spec.Irqchip == IrqchipMode.Off) SyncApicState(run, chip);
             switch (run->ExitReason)
             {
                 case KvmExitReason.Io:
@@ -109,6 +125,10 @@ public sealed unsafe class KvmVcpu : IVcpu
                     break;
                 case KvmExitReason.IrqWindowOpen:
                 case KvmExitReason.Intr:
+                case KvmExitReason.SetTpr: // the new TPR was taken from kvm_run.cr8 above
+                    break;
+                case KvmExitReason.IoapicEoi:
+                    chip?.KernelLapicEoi(Id, run->EoiVector);
                     break;
                 case KvmExitReason.Shutdown:
                     return new VcpuExit(VcpuExitKind.Shutdown, "triple fault (KVM_EXIT_SHUTDOWN)");
@@ -146,11 +166,33 @@ public sealed unsafe class KvmVcpu : IVcpu
 
     private bool HasQueued()
     {
-        lock (_eventLock) return _nmi || _interrupts.Count > 0;
+        lock (_eventLock) return _nmi || _intrRequest || _interrupts.Count > 0;
     }
 
-    private void InjectPending(KvmRun* run)
+    /// <summary>Off: the guest's CR8 and IA32_APIC_BASE as KVM left them in kvm_run, handed to the userspace LAPIC when they changed.</summary>
+    private void SyncApicState(KvmRun* run, IUserspaceIrqchip chip)
     {
+        ulong cr8 = run->Cr8 & 0xf;
+        if (cr8 != _lastCr8)
+        {
+            _lastCr8 = cr8;
+            chip.WriteTaskPriority(Id, (uint)cr8 << 4);
+        }
+        if (run->ApicBase != _lastApicBase)
+        {
+            _lastApicBase = run->ApicBase;
+            chip.ApicBaseChanged(Id, run->ApicBase);
+        }
+    }
+
+    /// <summary>
+    /// Before KVM_RUN: a pending NMI, then one external interrupt if the vCPU can take it now (the platform's INTA
+    /// runs here, outside the event lock, as the lock order wants), else an interrupt-window request. Null, or the
+    /// exit that ends the run when KVM refused an injection.
+    /// </summary>
+    private VcpuExit? InjectPending(KvmRun* run, IUserspaceIrqchip? chip)
+    {
+        bool request;
         lock (_eventLock)
         {
             if (_nmi)
@@ -158,18 +200,40 @@ public sealed unsafe class KvmVcpu : IVcpu
                 _kernel.Ioctl(_fd, KvmIoctls.KVM_NMI, null);
                 _nmi = false;
             }
-            if (_interrupts.Count == 0)
+            request = _intrRequest && chip is not null;
+        }
+        bool ready = run->ReadyForInterruptInjection != 0 && (_vm.Spec.Irqchip == IrqchipMode.Split || run->IfFlag != 0);
+        if (request && ready)
+        {
+            if (chip!.TryAcknowledge(Id, out byte vector))
             {
-                run->RequestInterruptWindow = 0;
-                return;
+                var irq = new KvmInterrupt { Irq = vector };
+                int r = _kernel.TryIoctl(_fd, KvmIoctls.KVM_INTERRUPT, &irq);
+                if (r < 0) return new VcpuExit(VcpuExitKind.Error, $"ioctl {KvmIoctls.KVM_INTERRUPT} (vector 0x{vector:x2}) on vCPU {Id}: {Errno.Describe(-r, _kernel.Os)}");
+                ready = false; // KVM holds one interrupt until the next entry delivers it
             }
-            if (run->ReadyForInterruptInjection != 0 && run->IfFlag != 0)
+        }
+        lock (_eventLock)
+        {
+            if (ready && _interrupts.Count > 0)
             {
                 var irq = new KvmInterrupt { Irq = _interrupts.Dequeue() };
                 _kernel.Ioctl(_fd, KvmIoctls.KVM_INTERRUPT, ref irq);
             }
-            run->RequestInterruptWindow = (byte)(_interrupts.Count > 0 ? 1 : 0);
+            run->RequestInterruptWindow = (byte)(_interrupts.Count > 0 || (_intrRequest && chip is not null) ? 1 : 0);
         }
+        return null;
+    }
+
+    /// <summary>
+    /// split/off: the platform's interrupt request line of this vCPU (the 8259's INTR, or in off the userspace LAPIC's
+    /// "deliverable interrupt"). While it is high the vCPU acknowledges and injects at its next interrupt window.
+    /// </summary>
+    public void SetInterruptRequest(bool level)
+    {
+        if (_vm.Spec.Irqchip == IrqchipMode.On) throw new InvalidOperationException("SetInterruptRequest is for kernel-irqchip=split and off");
+        lock (_eventLock) _intrRequest = level;
+        if (level) Nudge();
     }
 
     private bool WaitForEvent()

@@ -4,7 +4,8 @@
 // vCPU thread (SoftKernelDevices); the irqchip entry points drive their inputs (SetIrqLine: GSIs, SendMsi: the
 // APIC bus). In split only the local APICs are here (SendMsi is the entry point; SetIrqLine is refused, as KVM
 // refuses KVM_IRQ_LINE with a split irqchip); in off nothing is, and the vCPU takes its interrupts from the
-// platform (SoftVcpu.Irqchip.cs). Time: host time, or instruction-driven in deterministic mode.
+// platform (SoftVcpu.Irqchip.cs). IPowerButton presses the in-kernel ACPI PM block's power button (QMP's
+// system_powerdown; in split and off the PM block is a device actor instead). Time: host time, or instruction-driven in deterministic mode.
 // SMP (up to SmpCoherence.MaxMembers vCPUs, each run by its own host thread): vCPU 0 is the bootstrap processor;
 // the others start in the wait-for-SIPI state and run only once an INIT and a start-up IPI reach them (Intel SDM
 // vol. 3 §9.4: INIT resets the CPU, SIPI starts it in real mode at vector << 12; an INIT to the BSP restarts it at
@@ -41,7 +42,7 @@ public sealed class SoftAccelerator : IAccelerator
     }
 }
 
-public sealed unsafe class SoftVm : IVm
+public sealed unsafe class SoftVm : IVm, IPowerButton
 {
     private readonly NativeRam _ram;
     private readonly List<SoftVcpu> _vcpus = [];
@@ -106,6 +107,9 @@ public sealed unsafe class SoftVm : IVm
         if (Spec.Irqchip == IrqchipMode.Off) throw new InvalidOperationException("kernel-irqchip=off: no in-kernel local APIC to take an MSI");
         Kernel.SendMsi(address, data);
     }
+
+    /// <summary>The in-kernel ACPI PM block's power button (QMP's system_powerdown).</summary>
+    public bool PressPowerButton() => Kernel.PressPowerButton();
 
     public void InjectNmi(int vcpuId)
     {

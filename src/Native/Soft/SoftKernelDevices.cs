@@ -27,7 +27,8 @@
 // ISR), else the PIC's vector through LINT0 in ExtINT mode (or straight from INTR while the APIC is
 // hardware-disabled). The soft CPU keeps IA32_APIC_BASE itself; the local APIC follows it (enable, disable,
 // relocation) before every access and at every batch boundary. ACPI S5 and the PM reset become the vCPU exits
-// PowerOff and Reset, as a kernel reports them.
+// PowerOff and Reset, as a kernel reports them. The host's power button (PressPowerButton, QMP's
+// system_powerdown through IPowerButton) sets PWRBTN_STS under the lock and so raises the SCI the guest enabled.
 // INIT and start-up IPIs reach the target vCPU through ApicSignals (SoftVcpu: INIT reset, wait-for-SIPI) in on and
 // split; a userspace LAPIC (off) counts them. Not here: SMI reaching the CPU (no SMM: counted, see ApicSignals),
 // the TSC offset a guest WRMSR to the TSC makes (TSC-deadline compares with the VM clock's TSC).
@@ -173,6 +174,14 @@ public sealed class SoftKernelDevices : IMachineControl
     {
         if ((uint)gsi >= Core.Devices.IoApic.PinCount || Mode != IrqchipMode.On) return false;
         lock (_lock) DriveIsaOrGsi(gsi, level);
+        return true;
+    }
+
+    /// <summary>The host pressed the ACPI power button: PWRBTN_STS, and the SCI if the guest enabled it. False when the PM block is not here (split, off).</summary>
+    public bool PressPowerButton()
+    {
+        if (Pm is not { } pm) return false;
+        lock (_lock) pm.PressPowerButton();
         return true;
     }
 

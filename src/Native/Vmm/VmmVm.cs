@@ -5,7 +5,8 @@
 // Irq entry points: on: SetIrqLine drives ISA lines through VM_ISA_ASSERT/DEASSERT_IRQ (8259 input n and IOAPIC
 // pin n, IRQ0 on pin 2 as the MADT override says) and GSIs 16-31 through VM_IOAPIC_*; PulseIrq uses the PULSE
 // forms; SendMsi is VM_LAPIC_MSI; InjectNmi is VM_INJECT_NMI. These take no vCPU lock in the kernel, so any
-// thread may call them. split (seed extension): SendMsi only; the IOAPIC and PIC live in userspace.
+// thread may call them. split is refused when the VM is created (VmmAccelerator.SplitRefusal / SplitSeedRefusal,
+// chosen by VM_GET_FLAGS), and the VM destroyed again.
 using System.Text;
 using ActorVmm.Core.Accel;
 using ActorVmm.Core.Machine;
@@ -42,7 +43,7 @@ public sealed unsafe class VmmVm : IVm
         try
         {
             _fd = _kernel.Open($"{VmmProbe.VmDirectory}/{Name}");
-            if (spec.Irqchip == IrqchipMode.Split) EnableSplit();
+            if (spec.Irqchip == IrqchipMode.Split) RefuseSplit();
             var topo = new VmCpuTopology { Sockets = 1, Cores = (ushort)spec.VcpuCount, Threads = 1, MaxCpus = 0 };
             _kernel.Ioctl(_fd, VmmIoctls.VM_SET_TOPOLOGY, ref topo);
             ulong len = (spec.RamBytes + 0xfff) & ~0xfffUL;
@@ -80,9 +81,6 @@ public sealed unsafe class VmmVm : IVm
     internal IKernelInterface Kernel => _kernel;
 
     internal IReadOnlyList<int>? HostCpus => _accel.HostCpus;
-
-    /// <summary>Whether the kernel has the seed project's VM_SET_FLAGS extension (probed for split).</summary>
-    public bool SeedExtensions { get; private set; }
 
     private void Create()
     {
@@ -146,14 +144,12 @@ public sealed unsafe class VmmVm : IVm
         }
     }
 
-    private void EnableSplit()
+    /// <summary>split cannot run on vmm: says why for this kernel (without the seed's extension, or with it).</summary>
+    private void RefuseSplit()
     {
         int flags = 0;
         int r = _kernel.TryIoctl(_fd, VmmIoctls.VM_GET_FLAGS, ref flags);
-        if (r < 0) throw new MachineConfigException(VmmAccelerator.SplitRefusal(-r, _kernel.Os));
-        SeedExtensions = true;
-        flags |= VmmConstants.FlagQemu;
-        _kernel.Ioctl(_fd, VmmIoctls.VM_SET_FLAGS, ref flags);
+        throw new MachineConfigException(r < 0 ? VmmAccelerator.SplitRefusal(-r, _kernel.Os) : VmmAccelerator.SplitSeedRefusal);
     }
 
     public IVcpu CreateVcpu(int id)

@@ -182,4 +182,32 @@ public sealed class BusTests
         Assert.Equal(Route.Direct, endpoint.Route);
         Assert.Equal("dev (Direct)", endpoint.ToString());
     }
+
+    [Fact]
+    public void Dispatcher_counts_reads_and_times_one_access_in_64_including_through_an_offset_range()
+    {
+        var dev = new RecordingDevice("dev");
+        var endpoint = new DirectEndpoint(dev);
+        var bus = new BusBuilder()
+            .AddPorts(new PortRange(0x60, 1), endpoint)
+            .AddPorts(new PortRange(0x64, 1), new OffsetEndpoint(endpoint, 4))
+            .Build();
+        var d = new ExitDispatcher(bus);
+        Span<byte> b = stackalloc byte[1];
+        for (int i = 0; i < 100; i++) d.PortRead(0x60, b);
+        for (int i = 0; i < 30; i++) d.PortWrite(0x60, b);
+        Assert.Equal(130, endpoint.Accesses);
+        Assert.Equal(100, endpoint.Reads);
+        // Accesses 1, 65 and 129 are timed.
+        Assert.Equal(3, endpoint.LatencySamples);
+        Assert.True(endpoint.LatencyTicks > 0);
+        Assert.NotNull(endpoint.MeanLatencyNanoseconds);
+
+        // Through the second range: the inner endpoint counts the access and the read, and gets the sample.
+        var second = new DirectEndpoint(new RecordingDevice("kbc"));
+        var bus2 = new BusBuilder().AddPorts(new PortRange(0x64, 1), new OffsetEndpoint(second, 4)).Build();
+        new ExitDispatcher(bus2).PortRead(0x64, b);
+        Assert.Equal((1L, 1L, 1L), (second.Accesses, second.Reads, second.LatencySamples));
+        Assert.Null(new DirectEndpoint(dev).MeanLatencyNanoseconds);
+    }
 }

@@ -44,7 +44,7 @@ public sealed class KvmAbiLayoutTests
         ("apic_base", "ApicBase"), ("io.direction", "IoDirection"), ("io.size", "IoSize"), ("io.port", "IoPort"), ("io.count", "IoCount"),
         ("io.data_offset", "IoDataOffset"), ("mmio.phys_addr", "MmioPhysAddr"), ("mmio.data", "MmioData"),
         ("fail_entry.hardware_entry_failure_reason", "FailEntryHardwareEntryFailureReason"), ("internal.suberror", "InternalSuberror"),
-        ("internal.ndata", "InternalNdata"), ("ex.exception", "ExException"), ("ex.error_code", "ExErrorCode"), ("system_event.type", "SystemEventType"),
+        ("internal.ndata", "InternalNdata"), ("ex.exception", "ExException"), ("ex.error_code", "ExErrorCode"), ("system_event.type", "SystemEventType"), ("eoi.vector", "EoiVector"),
     ];
 
     private static string Snake(string pascal)
