@@ -2,6 +2,7 @@
 // probe's reason, elsewhere; the probe, the segment conversion and the layout tests (KvmAbiLayoutTests) always run.
 using System.Text;
 using ActorVmm.Core.Accel;
+using ActorVmm.Core.Machine;
 using ActorVmm.Native.Kvm;
 using ActorVmm.Native.Sys;
 
@@ -125,5 +126,13 @@ public sealed class KvmBackendTests
         vcpu.SetRegisters(new CpuRegisters { Rip = 0x1000, Rflags = 2 });
         using var kicker = new Timer(_ => vcpu.Kick(), null, 50, Timeout.Infinite);
         Assert.Equal(VcpuExitKind.Kicked, vcpu.Run(new Recorder()).Kind);
+    }
+
+    [Fact]
+    public void Off_with_several_vcpus_is_refused_before_any_kernel_call_naming_what_is_missing()
+    {
+        var e = Assert.Throws<MachineConfigException>(() => new KvmAccelerator(HostKernel.Instance).CreateVm(new VmSpec(0x80000, 2, IrqchipMode.Off)));
+        Assert.Contains("kernel-irqchip=off", e.Message);
+        Assert.Contains("start-up", e.Message);
     }
 }
