@@ -7,10 +7,10 @@
 ; guest is ready. Two builds of this one source:
 ;   default    the 8259 pair at vectors 0x20/0x28 with only IRQ4 unmasked; the interrupt reaches the CPU as
 ;              ExtINT through the local APIC's LINT0 (virtual-wire mode), the EOI goes to the 8259 (port 0x20).
-;   -DIOAPIC   every 8259 input masked, the local APIC software-enabled, IOAPIC pin 4 redirected to vector 0x34
+;   -DIRQLAT_IOAPIC   every 8259 input masked, the local APIC software-enabled, IOAPIC pin 4 redirected to vector 0x34
 ;              (fixed, edge, physical destination APIC 0); the EOI goes to the local APIC.
 ; Built with
-;   nasm -f bin -I tests/Guests/ [-DIOAPIC] -o irqlat.bin perf/guests/irqlat.asm
+;   nasm -f bin -I tests/Guests/ [-DIRQLAT_IOAPIC] -o irqlat.bin perf/guests/irqlat.asm
 
 %include "include/multiboot.inc"
 %include "include/apic.inc"
@@ -23,7 +23,7 @@ entry:
     call setup_gdt
     call idt_init
     call pic_init_masked
-%ifdef IOAPIC
+%ifdef IRQLAT_IOAPIC
     mov ecx, IOAPIC_VECTOR
     mov eax, irq4
     call set_vector
@@ -55,7 +55,7 @@ entry:
 
 irq4:
     push eax
-%ifdef IOAPIC
+%ifdef IRQLAT_IOAPIC
     mov dword [LAPIC_EOI], 0
 %else
     mov al, 0x20
