@@ -97,6 +97,21 @@ public interface IVcpu : IDisposable
     /// </summary>
     void SetInterruptRequest(bool level) => throw new NotSupportedException($"{GetType().Name}: no userspace interrupt request in this backend");
 
+    /// <summary>
+    /// Kernel-irqchip=off: an INIT from the userspace local APIC (an INIT IPI, INIT level assert, or an INIT-mode LVT;
+    /// the APIC has already filtered out the level de-assert). Thread-safe: the vCPU takes it at its next instruction
+    /// boundary (kicking it out of HLT or wait-for-SIPI): an application processor resets into wait-for-SIPI, the
+    /// bootstrap processor resets and runs on at the reset vector (Intel SDM vol. 3 §9.4).
+    /// </summary>
+    void SignalInit() => throw new NotSupportedException($"{GetType().Name}: INIT from a userspace local APIC is not supported by this backend");
+
+    /// <summary>
+    /// Kernel-irqchip=off: a start-up IPI from the userspace local APIC. Thread-safe. Taken only by a vCPU in
+    /// wait-for-SIPI (or one with an INIT pending), which starts in real mode at CS:IP = (vector &lt;&lt; 8):0;
+    /// ignored (and counted) otherwise, as the SDM says.
+    /// </summary>
+    void SignalStartup(byte vector) => throw new NotSupportedException($"{GetType().Name}: start-up IPIs from a userspace local APIC are not supported by this backend");
+
     /// <summary>Guest instructions retired so far, where the backend counts them (soft); otherwise 0.</summary>
     ulong InstructionsRetired { get; }
 }

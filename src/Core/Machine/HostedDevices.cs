@@ -262,7 +262,7 @@ public sealed class HostedLapic : HostedDevice
 
     public LocalApic Model { get; }
 
-    /// <summary>INIT, start-up and SMI signals no vCPU can take from here yet; counted.</summary>
+    /// <summary>SMI signals (no SMM), and INIT or start-up signals the vCPU's backend cannot take from a userspace APIC; counted.</summary>
     public long UnsupportedSignals => Interlocked.Read(ref _cpu.Unsupported);
 
     /// <summary>The vCPU whose interrupt request this APIC drives (set once the vCPU exists).</summary>
@@ -472,8 +472,28 @@ public sealed class HostedLapic : HostedDevice
 
         public void SignalSmi() => Interlocked.Increment(ref Unsupported);
 
-        public void SignalInit() => Interlocked.Increment(ref Unsupported);
+        // INIT and start-up go to the vCPU, which takes them at its next instruction boundary (IVcpu.SignalInit and
+        // SignalStartup only record the signal and wake the vCPU: its event lock is a leaf below this APIC's lock).
+        // A backend that cannot take them from a userspace APIC says so; the signal is counted, as SMI is.
+        public void SignalInit() => Forward(v => v.SignalInit());
 
-        public void SignalStartup(byte vector) => Interlocked.Increment(ref Unsupported);
+        public void SignalStartup(byte vector) => Forward(v => v.SignalStartup(vector));
+
+        private void Forward(Action<IVcpu> signal)
+        {
+            if (Vcpu is not { } vcpu)
+            {
+                Interlocked.Increment(ref Unsupported); // no vCPU yet (machine construction): nobody to start
+                return;
+            }
+            try
+            {
+                signal(vcpu);
+            }
+            catch (NotSupportedException)
+            {
+                Interlocked.Increment(ref Unsupported);
+            }
+        }
     }
 }

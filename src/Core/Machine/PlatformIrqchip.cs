@@ -23,8 +23,10 @@
 // one) → PIT, RTC, ACPI PM, HPET, platform devices' own locks → PIC, IOAPIC → local APIC → the accelerator's
 // kernel lock → a vCPU's event lock. A local APIC never calls out while it holds its lock: IPIs and EOIs it
 // produces wait in its outbox and are sent once the lock is released.
-// Not here: INIT, start-up and SMI reaching a CPU from a userspace LAPIC (counted; the contract has no such entry
-// yet), x2APIC-format MSIs (the IOAPIC's messages are 8-bit destinations, as on the i440FX).
+// INIT and start-up IPIs (and INIT-mode LVTs) a userspace LAPIC accepts go to its vCPU through IVcpu.SignalInit and
+// SignalStartup (the MP start-up protocol of the SDM vol. 3 §9.4: the LAPIC drops an INIT level de-assert; the vCPU
+// takes a start-up only in wait-for-SIPI); NMIs through IVm.InjectNmi.
+// Not here: SMI (no SMM; counted), x2APIC-format MSIs (the IOAPIC's messages are 8-bit destinations, as on the i440FX).
 using System.Buffers.Binary;
 using ActorVmm.Core.Accel;
 using ActorVmm.Core.Bus;

@@ -512,6 +512,12 @@ public sealed partial class SoftVcpu : IVcpu
         lock (_eventLock) _waitForSipi = false;
     }
 
+    /// <summary>Kernel-irqchip=off: INIT from the platform's local APIC (IVcpu contract).</summary>
+    public void SignalInit() => QueueInit();
+
+    /// <summary>Kernel-irqchip=off: a start-up IPI from the platform's local APIC (IVcpu contract).</summary>
+    public void SignalStartup(byte vector) => QueueStartup(vector);
+
     /// <summary>INIT from the local APIC (an INIT IPI or an INIT-mode LVT): taken at the vCPU's next instruction boundary.</summary>
     internal void QueueInit()
     {
