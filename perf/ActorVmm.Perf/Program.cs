@@ -3,7 +3,8 @@
 // `-- quick` runs each soft CPU loop for about two seconds of this thread's CPU time and prints MIPS: a rough
 // figure for development (CPU time, so other load on the machine matters less), without BenchmarkDotNet's
 // warm-up and statistics. `-- boot KERNEL INITRD [--deterministic]` boots a Linux guest and prints the guest
-// instructions retired and the wall time (LinuxBoot.cs).
+// instructions retired and the wall time (LinuxBoot.cs). `-- irqlat [N]` measures interrupt latency in every
+// kernel-irqchip mode, path and route, N interrupts each (InterruptLatencyBenchmarks.RunMatrix).
 using ActorVmm.Perf;
 using BenchmarkDotNet.Running;
 
@@ -33,6 +34,12 @@ if (args is ["quick", ..])
         Console.WriteLine($"{loop,-8} {mips,7:F1} MIPS");
         b.Cleanup();
     }
+    return 0;
+}
+
+if (args is ["irqlat", ..])
+{
+    InterruptLatencyBenchmarks.RunMatrix(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 20000);
     return 0;
 }
 
