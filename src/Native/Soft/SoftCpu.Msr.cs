@@ -16,7 +16,7 @@ public sealed partial class SoftCpu
         MsrMtrrDefType = 0x2ff, MsrEfer = 0xc000_0080, MsrSysenterCs = 0x174, MsrSysenterEsp = 0x175, MsrSysenterEip = 0x176,
         MsrStar = 0xc000_0081, MsrLstar = 0xc000_0082, MsrCstar = 0xc000_0083, MsrSfmask = 0xc000_0084,
         MsrFsBase = 0xc000_0100, MsrGsBase = 0xc000_0101, MsrKernelGsBase = 0xc000_0102, MsrTscAux = 0xc000_0103,
-        MsrBiosSignId = 0x8b;
+        MsrBiosSignId = 0x8b, MsrPlatformId = 0x17;
 
     // SYSCALL/SYSENTER targets, SWAPGS's other GS base, RDTSCP's processor id.
     internal ulong Star, Lstar, Cstar, Sfmask, KernelGsBase, SysenterCs, SysenterEsp, SysenterEip, TscAux;
@@ -67,6 +67,9 @@ public sealed partial class SoftCpu
             case MsrMtrrDefType: value = _mtrrDefType; return true;
             case MsrEfer: value = Efer; return true;
             case MsrBiosSignId: value = 0; return true; // microcode update signature (bits 63:32): none loaded
+            // IA32_PLATFORM_ID, read-only on Intel family 6: bits 52:50 name the platform a microcode update must
+            // match (SDM vol. 3 §10.11.2); 0 here, the other bits reserved. Linux's microcode loader reads it.
+            case MsrPlatformId: value = 0; return true;
             case MsrSysenterCs: value = SysenterCs; return true;
             case MsrSysenterEsp: value = SysenterEsp; return true;
             case MsrSysenterEip: value = SysenterEip; return true;
@@ -111,6 +114,7 @@ public sealed partial class SoftCpu
                     return true;
                 }
             case MsrMtrrCap:
+            case MsrPlatformId:
                 return false; // read-only
             case MsrMiscEnable:
                 _miscEnable = value;

@@ -348,6 +348,18 @@ public sealed class SoftVcpuTests
     }
 
     [Fact]
+    public void PlatformId_reads_platform_zero_and_is_read_only()
+    {
+        // IA32_PLATFORM_ID (0x17) exists on the family-6 Intel CPU this CPU reports (CPUID vendor GenuineIntel):
+        // bits 52:50 give the platform (SDM vol. 3 §10.11.2), everything else is reserved; the MSR is
+        // read-only, so WRMSR to it is #GP(0).
+        using var h = new SoftCpuHarness();
+        Assert.True(h.Cpu.TryReadMsr(0x17, out ulong v));
+        Assert.Equal(0UL, v & ~(7UL << 50));
+        Assert.False(h.Cpu.TryWriteMsr(0x17, v));
+    }
+
+    [Fact]
     public void Kicking_or_interrupting_a_vcpu_after_its_vm_is_disposed_does_nothing()
     {
         // The VM actor's teardown may kick a vCPU whose VM is already gone (seen as an ObjectDisposedException that
