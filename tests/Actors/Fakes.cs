@@ -143,3 +143,54 @@ public static class TestKernel
         return image;
     }
 }
+
+/// <summary>Machine control that ignores stop requests (for platform parts built without a VM actor).</summary>
+public sealed class NoMachineStop : Core.Devices.IMachineControl
+{
+    public void RequestStop(Core.Devices.MachineStopRequest request)
+    {
+    }
+}
+
+/// <summary>
+/// A vCPU that records what the platform's userspace irqchip signals it: the interrupt request line
+/// (<see cref="Requests"/>, <see cref="Level"/>) and the INIT and start-up IPIs (<see cref="Signals"/>).
+/// <paramref name="takesStartup"/> false: INIT and STARTUP throw NotSupportedException, as the contract's
+/// defaults do for a backend without them.
+/// </summary>
+public sealed class SignalRecorder(int id, bool takesStartup = true) : IVcpu
+{
+    public readonly ConcurrentQueue<bool> Requests = new();
+    public readonly List<string> Signals = [];
+    public volatile bool Level;
+
+    public int Id { get; } = id;
+
+    public void SetInterruptRequest(bool level)
+    {
+        Level = level;
+        Requests.Enqueue(level);
+    }
+
+    public void SignalInit()
+    {
+        if (!takesStartup) throw new NotSupportedException("no INIT here");
+        lock (Signals) Signals.Add("INIT");
+    }
+
+    public void SignalStartup(byte vector)
+    {
+        if (!takesStartup) throw new NotSupportedException("no STARTUP here");
+        lock (Signals) Signals.Add($"STARTUP {vector:x2}");
+    }
+
+    public VcpuExit Run(IExitHandler handler) => VcpuExit.SliceEnd;
+    public void Kick() { }
+    public CpuRegisters GetRegisters() => default;
+    public void SetRegisters(in CpuRegisters registers) { }
+    public SystemRegisters GetSystemRegisters() => default;
+    public void SetSystemRegisters(in SystemRegisters registers) { }
+    public void QueueInterrupt(byte vector) { }
+    public ulong InstructionsRetired => 0;
+    public void Dispose() { }
+}

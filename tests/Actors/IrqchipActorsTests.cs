@@ -18,45 +18,15 @@ namespace ActorVmm.Actors.Tests;
 /// </summary>
 public sealed class IrqchipActorsTests : TestKit
 {
-    private sealed class NoStop : IMachineControl
-    {
-        public void RequestStop(MachineStopRequest request)
-        {
-        }
-    }
-
-    /// <summary>A vCPU that records the interrupt requests the platform raises and lowers.</summary>
-    private sealed class RequestRecorder(int id) : IVcpu
-    {
-        public readonly ConcurrentQueue<bool> Requests = new();
-        public volatile bool Level;
-
-        public int Id { get; } = id;
-        public void SetInterruptRequest(bool level)
-        {
-            Level = level;
-            Requests.Enqueue(level);
-        }
-        public VcpuExit Run(IExitHandler handler) => VcpuExit.SliceEnd;
-        public void Kick() { }
-        public CpuRegisters GetRegisters() => default;
-        public void SetRegisters(in CpuRegisters registers) { }
-        public SystemRegisters GetSystemRegisters() => default;
-        public void SetSystemRegisters(in SystemRegisters registers) { }
-        public void QueueInterrupt(byte vector) { }
-        public ulong InstructionsRetired => 0;
-        public void Dispose() { }
-    }
-
     private readonly FakeVm _vm = new(new VmSpec(1 << 20, 1, IrqchipMode.Off), (_, _, _) => VcpuExit.SliceEnd);
     private readonly PlatformIrqchip _chip;
-    private readonly RequestRecorder _vcpu = new(0);
+    private readonly SignalRecorder _vcpu = new(0);
     private readonly IActorRef _lapicActor;
     private readonly IrqchipExitHandler _handler;
 
     public IrqchipActorsTests()
     {
-        _chip = new PlatformIrqchip(IrqchipMode.Off, _vm, new HostClock(), new NoStop(), 1 << 20, 1, new DateTime(2026, 1, 1));
+        _chip = new PlatformIrqchip(IrqchipMode.Off, _vm, new HostClock(), new NoMachineStop(), 1 << 20, 1, new DateTime(2026, 1, 1));
         var lapic = _chip.LocalApics[0];
         _lapicActor = Sys.ActorOf(DeviceActor.Props(lapic, new Lock()), "lapic0");
         _chip.Endpoints[lapic.Name] = new MailboxEndpoint(lapic.Name, _lapicActor, TimeSpan.FromSeconds(30));

@@ -13,41 +13,6 @@ namespace ActorVmm.Actors.Tests;
 /// </summary>
 public sealed class UserspaceStartupTests
 {
-    private sealed class NoStop : IMachineControl
-    {
-        public void RequestStop(MachineStopRequest request)
-        {
-        }
-    }
-
-    /// <summary>A vCPU that records the start-up signals; <paramref name="takesStartup"/> false: the contract's defaults (a backend without them).</summary>
-    private sealed class StartupRecorder(int id, bool takesStartup) : IVcpu
-    {
-        public readonly List<string> Signals = [];
-
-        public int Id { get; } = id;
-        public void SetInterruptRequest(bool level) { }
-        public void SignalInit()
-        {
-            if (!takesStartup) throw new NotSupportedException("no INIT here");
-            lock (Signals) Signals.Add("INIT");
-        }
-        public void SignalStartup(byte vector)
-        {
-            if (!takesStartup) throw new NotSupportedException("no STARTUP here");
-            lock (Signals) Signals.Add($"STARTUP {vector:x2}");
-        }
-        public VcpuExit Run(IExitHandler handler) => VcpuExit.SliceEnd;
-        public void Kick() { }
-        public CpuRegisters GetRegisters() => default;
-        public void SetRegisters(in CpuRegisters registers) { }
-        public SystemRegisters GetSystemRegisters() => default;
-        public void SetSystemRegisters(in SystemRegisters registers) { }
-        public void QueueInterrupt(byte vector) { }
-        public ulong InstructionsRetired => 0;
-        public void Dispose() { }
-    }
-
     private static void Write(HostedLapic lapic, uint offset, uint value)
     {
         Span<byte> b = stackalloc byte[4];
@@ -62,12 +27,12 @@ public sealed class UserspaceStartupTests
         Write(lapic, 0x300, icrLow);
     }
 
-    private static (PlatformIrqchip Chip, StartupRecorder Bsp, StartupRecorder Ap) Machine(bool apTakesStartup)
+    private static (PlatformIrqchip Chip, SignalRecorder Bsp, SignalRecorder Ap) Machine(bool apTakesStartup)
     {
         var vm = new FakeVm(new VmSpec(1 << 20, 2, IrqchipMode.Off), (_, _, _) => VcpuExit.SliceEnd);
-        var chip = new PlatformIrqchip(IrqchipMode.Off, vm, new HostClock(), new NoStop(), 1 << 20, 2, new DateTime(2026, 1, 1));
-        var bsp = new StartupRecorder(0, true);
-        var ap = new StartupRecorder(1, apTakesStartup);
+        var chip = new PlatformIrqchip(IrqchipMode.Off, vm, new HostClock(), new NoMachineStop(), 1 << 20, 2, new DateTime(2026, 1, 1));
+        var bsp = new SignalRecorder(0, true);
+        var ap = new SignalRecorder(1, apTakesStartup);
         chip.AttachVcpus([bsp, ap]);
         Write(chip.LocalApics[0], 0xf0, 0x1ff); // SVR: the BSP's APIC software-enabled
         return (chip, bsp, ap);
