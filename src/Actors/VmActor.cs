@@ -404,7 +404,7 @@ public sealed partial class VmActor : ReceiveActor, IWithTimers
     /// <summary>Writes the kernel into guest memory with the loader its format needs; Linux also gets the MP and ACPI tables.</summary>
     private BootState LoadKernel(GuestMemory memory)
     {
-        var platform = new PlatformDescription(_config.VcpuCount);
+        var platform = new PlatformDescription(_config.VcpuCount) { PvPanicPort = _config.PvPanicPort };
         var initrd = _images.Initrd;
         return _images.Kernel switch
         {
