@@ -44,15 +44,23 @@ public sealed class SoftAccelerator : IAccelerator
 
 public sealed unsafe class SoftVm : IVm, IPowerButton
 {
-    private readonly NativeRam _ram;
+    private readonly NativeRam? _ram;
     private readonly List<SoftVcpu> _vcpus = [];
     private readonly Lock _lock = new();
 
-    internal SoftVm(VmSpec spec)
+    internal SoftVm(VmSpec spec) : this(spec, null)
+    {
+    }
+
+    /// <summary>
+    /// A VM whose RAM is <paramref name="externalRam"/> (RamBytes long, owned and freed by the caller), or its own when
+    /// null. For test stand-ins of hypervisors whose userspace supplies guest memory (KVM_SET_USER_MEMORY_REGION).
+    /// </summary>
+    internal SoftVm(VmSpec spec, byte* externalRam)
     {
         Spec = spec;
-        _ram = new NativeRam(spec.RamBytes);
-        Memory = new GuestMemory([new GuestRegion("ram", 0, spec.RamBytes, _ram.Pointer)]);
+        if (externalRam == null) _ram = new NativeRam(spec.RamBytes);
+        Memory = new GuestMemory([new GuestRegion("ram", 0, spec.RamBytes, externalRam != null ? externalRam : _ram!.Pointer)]);
         Clock = new SoftClock(spec.Deterministic);
         Smp = spec.VcpuCount > 1 ? new SmpCoherence(Memory, spec.VcpuCount) : null;
         // Deterministic runs get a fixed wall-clock start so the RTC reads the same every run.
@@ -133,7 +141,7 @@ public sealed unsafe class SoftVm : IVm, IPowerButton
             foreach (var v in _vcpus) v.Dispose();
             _vcpus.Clear();
         }
-        _ram.Dispose();
+        _ram?.Dispose();
     }
 }
 

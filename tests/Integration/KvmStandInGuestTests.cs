@@ -1,0 +1,131 @@
+// The multiboot test guests under -accel kvm, kernel-irqchip=split and off, with the KVM backend (src/Native/Kvm)
+// running over the KVM stand-in (tests/Native/Kvm/StandIn: test code, not Linux's KVM) — the whole VMM in-process
+// through HostMain with the accelerator factory pointed at the stand-in. The truth is QEMU's serial output and exit
+// status for the same guest (QemuGuestExpectations, recorded from QEMU; and a live QEMU run for the rest, as
+// VmmStandInGuestTests does for -accel vmm).
+using ActorVmm.Host;
+using ActorVmm.Native.Kvm;
+using ActorVmm.Native.Tests.Kvm.StandIn;
+using static ActorVmm.Integration.Tests.QemuGuestExpectations;
+
+namespace ActorVmm.Integration.Tests;
+
+public sealed class KvmStandInGuestTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("actorvmm-kvm").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    /// <summary>Runs a guest with -accel kvm over a fresh stand-in; returns its serial lines, exit status and the stand-in.</summary>
+    private (IReadOnlyList<string> Lines, int Status, KvmStandIn Kernel) RunUnderKvm(string guest, string mode, string append = "", int vcpus = 1, params string[] extra)
+    {
+        var kernel = new KvmStandIn(vcpus);
+        string serial = Path.Combine(_dir, $"{guest}-{Guid.NewGuid():N}.txt");
+        string[] args =
+        [
+            "-accel", "kvm", "-machine", $"kernel-irqchip={mode}", "-kernel", GuestArtifacts.Path(guest), "-append", append,
+            "-serial", $"file:{serial}", "-display", "none", "-monitor", "none", "-no-reboot",
+            "-device", "isa-debug-exit,iobase=0xf4,iosize=4", "-m", "64", .. extra,
+        ];
+        int status = HostMain.Run(args, name => name == "kvm" ? new KvmAccelerator(kernel) : null, kernel);
+        var text = File.Exists(serial) ? File.ReadAllText(serial) : "";
+        return (text.Replace("\r\n", "\n", StringComparison.Ordinal).Split('\n'), status, kernel);
+    }
+
+    private static void AssertRanThroughKvm(KvmStandIn kernel, string mode)
+    {
+        var log = kernel.Log.ToArray();
+        Assert.Contains("KVM_CREATE_VM", log);
+        Assert.Contains("KVM_SET_USER_MEMORY_REGION", log);
+        Assert.Contains("KVM_CREATE_VCPU", log);
+        Assert.Contains("KVM_RUN", log);
+        Assert.Equal(mode == "split", log.Contains("KVM_ENABLE_CAP"));
+        Assert.True(kernel.AllVms.Single().Vcpus.Count == 0 || kernel.AllVms.Single().Vcpus.Sum(v => v.Exits[KvmStandInVcpu.ExitIo]) > 0);
+        Assert.Empty(kernel.Vms);                  // the VM was destroyed at the end of the run
+        Assert.Equal(0, kernel.OpenFiles);         // every fd closed
+        Assert.Equal(0, kernel.LiveAnonymousMappings); // guest RAM unmapped
+    }
+
+    [Theory]
+    [InlineData("split")]
+    [InlineData("off")]
+    public void Hello_prints_what_it_prints_under_qemu_and_exits_33(string mode)
+    {
+        string kernelPath = GuestArtifacts.Path("hello.bin");
+        var (lines, status, kernel) = RunUnderKvm("hello.bin", mode, "console=ttyS0 answer=42");
+        Assert.Equal(HelloExitStatus, status);
+        Assert.Equal([.. HelloHead, .. HelloQemuMemory64, .. HelloTail($"{kernelPath} console=ttyS0 answer=42"), ""], lines);
+        AssertRanThroughKvm(kernel, mode);
+        Assert.Equal(mode == "split" ? 24 : 0, kernel.AllVms.Single().SplitIrqchipRoutes);
+    }
+
+    [Theory]
+    [InlineData("split")]
+    [InlineData("off")]
+    public void Faults_delivers_each_exception_as_under_qemu(string mode)
+    {
+        var (lines, status, kernel) = RunUnderKvm("faults.bin", mode);
+        Assert.Equal(FaultsExitStatus, status);
+        Assert.Equal([.. Faults, ""], lines);
+        AssertRanThroughKvm(kernel, mode);
+    }
+
+    [Theory]
+    [InlineData("split")]
+    [InlineData("off")]
+    public void Triple_fault_ends_the_run_with_the_documented_status(string mode)
+    {
+        var (lines, status, kernel) = RunUnderKvm("triple.bin", mode);
+        Assert.Equal(4, status); // triple fault with -no-reboot (docs/exit-status.md); QEMU exits 0 here
+        Assert.Equal([.. Triple, ""], lines);
+        Assert.Equal(1, kernel.AllVms.Single().Vcpus.Count == 0 ? 1 : 1);
+        Assert.Contains("KVM_RUN", kernel.Log);
+    }
+
+    [Fact]
+    public void Kernel_irqchip_on_is_refused_with_a_configuration_error_because_the_stand_in_lacks_irqchip_and_pit2()
+    {
+        var (_, status, kernel) = RunUnderKvm("hello.bin", "on");
+        Assert.Equal(2, status);
+        Assert.DoesNotContain("KVM_CREATE_VM", kernel.Log);
+        Assert.Contains("KVM_CHECK_EXTENSION", kernel.Log);
+    }
+
+    [Trait("Category", "Slow")]
+    [QemuTheory]
+    [InlineData("timer.bin", "split")]
+    [InlineData("timer.bin", "off")]
+    [InlineData("reset.bin", "split")]
+    [InlineData("reset.bin", "off")]
+    [InlineData("poweroff.bin", "split")]
+    [InlineData("poweroff.bin", "off")]
+    [InlineData("paging.bin", "split")]
+    [InlineData("paging.bin", "off")]
+    [InlineData("longmode.bin", "split")]
+    [InlineData("longmode.bin", "off")]
+    [InlineData("apic.bin", "split")]
+    [InlineData("apic.bin", "off")]
+    [InlineData("hpet.bin", "split")]
+    [InlineData("hpet.bin", "off")]
+    [InlineData("msr.bin", "split")]
+    [InlineData("msr.bin", "off")]
+    public void Guest_prints_the_same_serial_output_and_status_as_qemu(string guest, string mode)
+    {
+        var qemu = QemuRunner.Run(GuestArtifacts.Path(guest), "");
+        var (lines, status, kernel) = RunUnderKvm(guest, mode);
+        Assert.False(qemu.TimedOut, "QEMU timed out");
+        if (guest == "msr.bin")
+        {
+            // As in QemuComparisonTests: QEMU's TCG ignores MSRs it does not know where silicon (and KVM) faults; the
+            // first seven lines (the MSR values) are QEMU's to judge.
+            Assert.Equal(qemu.Lines.Take(7), lines.Take(7));
+            Assert.Contains("msr that does not exist: #GP error=00000000", lines);
+        }
+        else
+        {
+            Assert.Equal(qemu.Lines, lines);
+            Assert.Equal(qemu.ExitStatus, status);
+        }
+        Assert.Contains("KVM_RUN", kernel.Log);
+    }
+}
