@@ -255,13 +255,17 @@ public sealed unsafe class KvmVcpu : IVcpu
         Wake();
     }
 
+    /// <summary>
+    /// Wakes a vCPU waiting in WaitForEvent. The semaphore is an event: a release only when none is pending, since
+    /// wakes come at timer rate while nobody waits (an unbounded count ends in SemaphoreFullException on the timer thread).
+    /// </summary>
     private void Wake()
     {
         try
         {
-            _wake.Release();
+            if (_wake.CurrentCount == 0) _wake.Release();
         }
-        catch (ObjectDisposedException)
+        catch (Exception e) when (e is ObjectDisposedException or SemaphoreFullException)
         {
         }
     }

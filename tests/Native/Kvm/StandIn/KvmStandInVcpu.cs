@@ -140,9 +140,9 @@ public sealed unsafe class KvmStandInVcpu
         _cpu.Kick();
         try
         {
-            _wake.Release();
+            if (_wake.CurrentCount == 0) _wake.Release();
         }
-        catch (ObjectDisposedException)
+        catch (Exception e) when (e is ObjectDisposedException or SemaphoreFullException)
         {
         }
     }
@@ -339,17 +339,7 @@ public sealed unsafe class KvmStandInVcpu
                     Interlocked.Increment(ref Interrupted);
                     return -Errno.EINTR;
                 }
-                if (_eois.TryDequeue(out byte eoi))
-                {
-                    Exit(p, ExitIoapicEoi);
-                    p[U] = eoi;
-                    return 0;
-                }
-                if (Interlocked.Exchange(ref _setTpr, 0) != 0)
-                {
-                    Exit(p, ExitSetTpr);
-                    return 0;
-                }
+                if (KernelExitDue(p)) return 0;
                 SyncRequestLine();
                 VcpuExit outcome;
                 try
@@ -358,15 +348,20 @@ public sealed unsafe class KvmStandInVcpu
                 }
                 catch (PortTrap t)
                 {
+                    // An exit the kernel owes from an earlier instruction (EOI, SET_TPR) comes first: the trapped
+                    // instruction changed nothing and runs again on the next KVM_RUN.
+                    if (KernelExitDue(p)) return 0;
                     return PortExit(p, t);
                 }
                 catch (MmioTrap t)
                 {
                     _replay.Clear();
+                    if (KernelExitDue(p)) return 0;
                     return MmioExit(p, t);
                 }
                 catch (WindowOpenTrap)
                 {
+                    if (KernelExitDue(p)) return 0;
                     Exit(p, ExitIrqWindowOpen);
                     return 0;
                 }
@@ -413,6 +408,23 @@ public sealed unsafe class KvmStandInVcpu
             if (signal is not null) signal.Running = null;
             Volatile.Write(ref _running, 0);
         }
+    }
+
+    /// <summary>KVM_EXIT_IOAPIC_EOI for a level-triggered EOI, or KVM_EXIT_SET_TPR for a lowered CR8, when one is owed.</summary>
+    private bool KernelExitDue(byte* p)
+    {
+        if (_eois.TryDequeue(out byte eoi))
+        {
+            Exit(p, ExitIoapicEoi);
+            p[U] = eoi;
+            return true;
+        }
+        if (Interlocked.Exchange(ref _setTpr, 0) != 0)
+        {
+            Exit(p, ExitSetTpr);
+            return true;
+        }
+        return false;
     }
 
     private void Exit(byte* p, int reason)
