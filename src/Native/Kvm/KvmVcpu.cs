@@ -92,6 +92,9 @@ public sealed unsafe class KvmVcpu : IVcpu
                 return VcpuExit.Kicked;
             }
             var chip = _vm.Spec.Irqchip == IrqchipMode.On ? null : handler as IUserspaceIrqchip;
+            // The platform's Direct-route timers (PIT, RTC... in split and off) run on the vCPU thread: the timer
+            // service only kicks the vCPU when one is due.
+            chip?.RunDueTimers(_vm.HostTime.NowNanoseconds);
             if (InjectPending(run, chip) is { } failure) return failure;
             if (chip is not null && _vm.Spec.Irqchip == IrqchipMode.Off)
             {
@@ -121,7 +124,7 @@ public sealed unsafe class KvmVcpu : IVcpu
                     }
                 case KvmExitReason.Hlt:
                     if (run->IfFlag == 0 && !HasQueued()) return new VcpuExit(VcpuExitKind.Halted, "HLT with interrupts disabled");
-                    if (!WaitForEvent()) return VcpuExit.Kicked;
+                    if (!WaitForEvent(chip)) return VcpuExit.Kicked;
                     break;
                 case KvmExitReason.IrqWindowOpen:
                 case KvmExitReason.Intr:
@@ -236,21 +239,28 @@ public sealed unsafe class KvmVcpu : IVcpu
         if (level) Nudge();
     }
 
-    private bool WaitForEvent()
+    /// <summary>HLT (no kernel LAPIC): waits for an interrupt, NMI or kick, running the platform's due timers meanwhile.</summary>
+    private bool WaitForEvent(IUserspaceIrqchip? chip)
     {
         while (true)
         {
             if (Volatile.Read(ref _kick) != 0) return false;
+            long now = _vm.HostTime.NowNanoseconds;
+            chip?.RunDueTimers(now);
             if (HasQueued()) return true;
-            _wake.Wait(TimeSpan.FromMilliseconds(50));
+            long waitNs = Math.Min((chip?.NextDeadlineNs ?? long.MaxValue) - now, 50_000_000);
+            if (waitNs > 0) _wake.Wait(TimeSpan.FromTicks(Math.Max(1, waitNs / 100)));
         }
     }
 
     public void Kick()
     {
         if (Volatile.Read(ref _disposed) != 0) return;
-        Interlocked.Exchange(ref _kick, 1);
+        // immediate_exit before the flag: the vCPU thread clears immediate_exit when it takes the flag, so setting it
+        // after the flag could leave it at 1 once the kick was taken, and every later KVM_RUN would return EINTR
+        // without running the guest (found with the KVM stand-in: the guest starved after its first interrupt).
         Run_->ImmediateExit = 1;
+        Interlocked.Exchange(ref _kick, 1);
         if (_threadReady) _kernel.KickThread(_thread);
         Wake();
     }

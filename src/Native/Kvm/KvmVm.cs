@@ -3,6 +3,7 @@
 // at GPA 0). Irq entry points: SetIrqLine = KVM_IRQ_LINE (on: GSI 0-23 reach the kernel PIC and IOAPIC); SendMsi =
 // KVM_SIGNAL_MSI (on and split); InjectNmi queues an NMI the vCPU thread injects with KVM_NMI.
 using ActorVmm.Core.Accel;
+using ActorVmm.Core.Machine;
 using ActorVmm.Core.Memory;
 using ActorVmm.Native.Sys;
 
@@ -75,6 +76,14 @@ public sealed unsafe class KvmVm : IVm
     }
 
     public VmSpec Spec { get; }
+
+    /// <summary>
+    /// Host time for this VM, shared by the platform's timers and the vCPUs: in split and off the vCPU runs the due
+    /// deadlines of Direct-route devices (IUserspaceIrqchip.RunDueTimers) on this clock, the one the timer service uses.
+    /// </summary>
+    internal HostClock HostTime { get; } = new();
+
+    Core.Devices.IClock? IVm.Clock => HostTime;
 
     public GuestMemory Memory { get; }
 

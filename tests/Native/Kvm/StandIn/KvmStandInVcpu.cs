@@ -217,6 +217,7 @@ public sealed unsafe class KvmStandInVcpu
                     lock (InjectedVectors)
                     {
                         if (Mode == IrqchipMode.Split && _injected >= 0) return -Errno.EEXIST; // pending_external_vector
+                        Note($"KVM_INTERRUPT {irq:x2}");
                         _injected = (int)irq;
                         InjectedVectors.Add((byte)irq);
                     }
@@ -427,8 +428,21 @@ public sealed unsafe class KvmStandInVcpu
         return false;
     }
 
+    /// <summary>The last exits, newest last ("io out 20 1", "hlt"...), for diagnosing a guest that went wrong.</summary>
+    public Queue<string> RecentExits { get; } = new();
+
+    private void Note(string s)
+    {
+        lock (RecentExits)
+        {
+            if (RecentExits.Count == 64) RecentExits.Dequeue();
+            RecentExits.Enqueue(s);
+        }
+    }
+
     private void Exit(byte* p, int reason)
     {
+        if (reason != ExitIntr) Note($"exit {reason} rip={_cpu.GetRegisters().Rip:x}");
         new Span<byte>(p + U, 256).Clear();
         W(p, ExitReasonAt, (uint)reason);
         Exits[reason]++;
@@ -487,6 +501,7 @@ public sealed unsafe class KvmStandInVcpu
         var m = insn.Mnemonic;
         bool isString = m is Mnemonic.Insb or Mnemonic.Insw or Mnemonic.Insd or Mnemonic.Outsb or Mnemonic.Outsw or Mnemonic.Outsd;
         Exit(p, ExitIo);
+        Note($"io {(t.Write ? "out" : "in")} {t.Port:x} {t.Size}");
         p[U] = (byte)(t.Write ? 1 : 0);
         p[U + 1] = (byte)t.Size;
         W(p, U + 2, t.Port);
@@ -754,6 +769,7 @@ public sealed unsafe class KvmStandInVcpu
             {
                 if (owner._injected >= 0)
                 {
+                    owner.Note($"acknowledged {owner._injected:x2}");
                     vector = (byte)owner._injected;
                     owner._injected = -1;
                     return true;
