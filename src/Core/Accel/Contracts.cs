@@ -195,6 +195,13 @@ public interface IVcpu : IDisposable
 
     /// <summary>Guest instructions retired so far, where the backend counts them (soft); otherwise 0.</summary>
     ulong InstructionsRetired { get; }
+
+    /// <summary>
+    /// Whether <see cref="Run"/> itself runs the due timers of a userspace irqchip on its exit handler
+    /// (IUserspaceIrqchip.RunDueTimers at its instruction-batch boundaries, as the soft vCPU does). False (KVM, vmm: the
+    /// kernel runs the guest, not us): a kick alone advances no platform timer, so the timer service runs them itself.
+    /// </summary>
+    bool RunsPlatformTimers => false;
 }
 
 /// <summary>

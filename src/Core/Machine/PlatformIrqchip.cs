@@ -26,6 +26,12 @@
 // INIT and start-up IPIs (and INIT-mode LVTs) a userspace LAPIC accepts go to its vCPU through IVcpu.SignalInit and
 // SignalStartup (the MP start-up protocol of the SDM vol. 3 §9.4: the LAPIC drops an INIT level de-assert; the vCPU
 // takes a start-up only in wait-for-SIPI); NMIs through IVm.InjectNmi.
+// kernel-irqchip=on: the accelerator's kernel has the local APICs, IOAPIC and 8259; this irqchip then hosts only the
+// timers and ACPI registers its KernelPlatform lacks (KVM: RTC, ACPI PM block, HPET; vmm: the PM1 event/control
+// block at 0x400 without the timer the kernel has at 0x408), and their lines, the HPET's included, are IVm.SetIrqLine
+// on the kernel's GSIs. The vCPU side is only the timers (RunDueTimers); nothing is acknowledged here.
+// Timers: the vCPU runs due deadlines at its batch boundaries when it can (the soft vCPU: IVcpu.RunsPlatformTimers);
+// for a hardware kernel's vCPUs the timer service's delivery (KickVcpus) runs them on its own thread.
 // Not here: SMI (no SMM; counted), x2APIC-format MSIs (the IOAPIC's messages are 8-bit destinations, as on the i440FX).
 using System.Buffers.Binary;
 using ActorVmm.Core.Accel;
@@ -241,15 +247,18 @@ public sealed class PlatformIrqchip
 
     /// <summary>
     /// Makes every vCPU leave its run promptly (IVcpu.Kick): the timer service's delivery of a Direct-route device's
-    /// deadline, which the vCPU then runs at its next batch boundary (RunDueTimers).
+    /// deadline, which the vCPU then runs at its next batch boundary (RunDueTimers); when some vCPU does not run
+    /// platform timers (IVcpu.RunsPlatformTimers: KVM, vmm) the due deadlines are run here first.
     /// </summary>
     public void KickVcpus()
     {
-        // In on the vCPUs may be a hardware kernel's (KVM, vmm), which never run platform timers at batch boundaries:
-        // the deadline is run here, on the timer service's thread, under the Direct route's lock, as QEMU's timers
-        // run on its main loop beside a kernel irqchip.
-        if (Mode == IrqchipMode.On) RunDueTimers(Clock.NowNanoseconds);
-        foreach (var v in _vcpus) v.Kick();
+        // A hardware kernel's vCPUs (KVM, vmm) never run platform timers at batch boundaries, so a kick alone would
+        // advance nothing: the deadline is run here, on the timer service's thread, under the Direct route's lock, as
+        // QEMU's timers run on its main loop beside a kernel irqchip. The soft vCPU runs them itself (its next batch
+        // boundary), so a running guest never sees them change between two of its instructions.
+        var vcpus = _vcpus;
+        if (vcpus.Length == 0 || vcpus.Any(v => !v.RunsPlatformTimers)) RunDueTimers(Clock.NowNanoseconds);
+        foreach (var v in vcpus) v.Kick();
     }
 
     private readonly Lock _intrLock = new();

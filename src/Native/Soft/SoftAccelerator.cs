@@ -6,6 +6,9 @@
 // refuses KVM_IRQ_LINE with a split irqchip); in off nothing is, and the vCPU takes its interrupts from the
 // platform (SoftVcpu.Irqchip.cs). IPowerButton presses the in-kernel ACPI PM block's power button (QMP's
 // system_powerdown; in split and off the PM block is a device actor instead). Time: host time, or instruction-driven in deterministic mode.
+// SoftAccelerator(KernelPlatform) cuts the kernel side down to a real kernel's device set (KernelPlatform.Vmm, .Kvm)
+// for the backends' stand-ins: the devices it lacks are the platform's, reached by ordinary exits, whose timers the
+// vCPU runs at its batch boundaries as in split (the exit handler is then an IUserspaceIrqchip in on too).
 // SMP (up to SmpCoherence.MaxMembers vCPUs, each run by its own host thread): vCPU 0 is the bootstrap processor;
 // the others start in the wait-for-SIPI state and run only once an INIT and a start-up IPI reach them (Intel SDM
 // vol. 3 §9.4: INIT resets the CPU, SIPI starts it in real mode at vector << 12; an INIT to the BSP restarts it at
@@ -214,6 +217,9 @@ public sealed partial class SoftVcpu : IVcpu
     public long IgnoredStartups => Interlocked.Read(ref _ignoredStartups);
 
     public ulong InstructionsRetired => _cpu?.InstructionsRetired ?? 0;
+
+    /// <summary>The soft vCPU runs a userspace irqchip's due timers at its batch boundaries (SoftVcpu.Irqchip.cs).</summary>
+    public bool RunsPlatformTimers => true;
 
     /// <summary>The soft CPU (created on the first Run), for tests and statistics.</summary>
     internal SoftCpu? Cpu => _cpu;

@@ -178,7 +178,11 @@ public sealed class KernelDevicesMachineTests
         b.Bus.PortWrite(0x71, [0x42]); // PIE, 24-hour
         Assert.NotNull(chip.NextDeadlineNs);
         Assert.DoesNotContain((8, true), b.Vm.IrqLines);
-        // A hardware kernel's vCPU never runs platform timers: the timer service's delivery (KickVcpus) runs it.
+        // A hardware kernel's vCPU (RunsPlatformTimers false, as KVM's) never runs platform timers: the timer
+        // service's delivery (KickVcpus) runs the deadline itself, and kicks the vCPU.
+        var vcpu = (FakeVcpu)b.Vm.CreateVcpu(0);
+        Assert.False(((IVcpu)vcpu).RunsPlatformTimers);
+        chip.AttachVcpus([vcpu]);
         b.Clock.NowNanoseconds = chip.NextDeadlineNs!.Value;
         chip.KickVcpus();
         Assert.Contains((8, true), b.Vm.IrqLines);
