@@ -237,10 +237,13 @@ public sealed class QmpTests : IDisposable
         Assert.Equal(0, run.Result);
     }
 
-    [Fact]
-    public void System_powerdown_presses_the_ACPI_power_button_and_the_guest_powers_off()
+    [Theory]
+    [InlineData("on")]
+    [InlineData("split")]
+    [InlineData("off")]
+    public void System_powerdown_presses_the_ACPI_power_button_and_the_guest_powers_off(string irqchip)
     {
-        var (run, socket, serial) = Start();
+        var (run, socket, serial) = Start("-machine", $"kernel-irqchip={irqchip}");
         using (var c = Negotiated(socket))
         {
             Until(() => SerialText(serial).Contains("waiting for the power button", StringComparison.Ordinal));

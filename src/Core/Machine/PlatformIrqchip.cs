@@ -173,6 +173,17 @@ public sealed class PlatformIrqchip
 
     public HostedModel<Hpet> Hpet => _hpet ?? throw NotHere(HpetName);
 
+    /// <summary>
+    /// The host pressed the ACPI power button (QMP's system_powerdown): PWRBTN_STS in the PM block hosted here, and
+    /// the SCI if the guest enabled it. False when the PM1 registers are not here (the kernel's, or soft on).
+    /// </summary>
+    public bool PressPowerButton()
+    {
+        if (_pm is not { } pm || (Missing & KernelDevices.Pm1) == 0) return false;
+        pm.Locked(m => m.PressPowerButton());
+        return true;
+    }
+
     /// <summary>Whether the device named <paramref name="name"/> is hosted here.</summary>
     public bool Hosts(string name) => HostedDevices.Any(d => d.Device.Name == name);
 

@@ -99,7 +99,7 @@ public sealed class KernelDevicesMachineTests
     public void Soft_kernel_has_everything_so_on_adds_no_userspace_irqchip_device()
     {
         var b = Build(On(KernelPlatform.Soft));
-        Assert.Null(b.Platform.Irqchip);
+        Assert.Null(b.Platform.Irqchip); // the power button is the kernel's PM block's (SoftVm's IPowerButton)
         Assert.Empty(Userspace(b.Platform));
         Assert.DoesNotContain(PcMachineBuilder.DeviceNames(On(KernelPlatform.Soft)), n => IrqchipNames.Contains(n));
         // The RTC, PM and HPET addresses are the kernel's: the platform bus leaves them to it (all-ones).
@@ -141,7 +141,7 @@ public sealed class KernelDevicesMachineTests
         chip.RunDueTimers(b.Clock.NowNanoseconds);
         Assert.Equal(0u, ReadPort(b.Bus, 0x400, 2) & AcpiPm.TMR_STS);
         Assert.Empty(b.Vm.IrqLines);
-        chip.Pm.Locked(pm => pm.PressPowerButton());
+        Assert.True(chip.PressPowerButton()); // QMP's system_powerdown
         Assert.Equal([(9, true)], b.Vm.IrqLines);
         WritePort16(b.Bus, 0x400, AcpiPm.PWRBTN_STS); // write 1 to clear: the SCI falls
         Assert.Equal([(9, true), (9, false)], b.Vm.IrqLines);
