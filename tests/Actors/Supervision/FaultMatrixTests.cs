@@ -119,31 +119,8 @@ public sealed class FaultMatrixTests() : TestKit(ActorVmmConfig.Config)
         return rows;
     }
 
-    private sealed record Run(VmActor.VmFinished Finished, string Serial, string DebugCon, VmActor.Status Status, VmActor.Stats Stats, List<VmActor.VmEvent> Events);
-
-    private Run RunDevicesGuest(MachineConfig config, params (string Target, Fault Fault)[] faults)
-    {
-        var serial = new RecordingSink();
-        var debugcon = new RecordingSink();
-        var vm = Sys.ActorOf(VmActor.Props(config, new SoftAccelerator(), TestGuests.Images("devices"),
-            (name, _) => name == PcMachineBuilder.DebugConName ? debugcon : serial));
-        var events = CreateTestProbe();
-        vm.Tell(new VmActor.Subscribe(events.Ref));
-        foreach (var (target, fault) in faults)
-        {
-            vm.Tell(new VmActor.FaultCommand(target, fault));
-            Assert.Null(ExpectMsg<VmActor.FaultReply>().Error);
-        }
-        vm.Tell(VmActor.Run.Instance);
-        var finished = ExpectMsg<VmActor.VmFinished>(Wait);
-        vm.Tell(VmActor.GetStatus.Instance);
-        var status = ExpectMsg<VmActor.Status>();
-        vm.Tell(VmActor.GetStats.Instance);
-        var stats = ExpectMsg<VmActor.Stats>();
-        var received = events.ReceiveWhile<VmActor.VmEvent>(TimeSpan.FromMilliseconds(200), x => (x as VmActor.VmEvent)!).ToList();
-        Sys.Stop(vm);
-        return new Run(finished, serial.Text, debugcon.Text, status, stats, received);
-    }
+    private GuestRun RunDevicesGuest(MachineConfig config, params (string Target, Fault Fault)[] faults)
+        => GuestRun.Run(this, config, "devices", Wait, faults);
 
     private static string Lines(IEnumerable<string> lines) => string.Concat(lines.Select(l => l + "\n"));
 
