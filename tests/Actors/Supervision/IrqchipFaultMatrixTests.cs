@@ -15,6 +15,10 @@
 //   drop 1       one message of the device's, chosen in the guest's program, is lost (a read answered all-ones,
 //                a write not made): per device, stated and reasoned in DropOf below, the same in split and off
 //                (the guests' messages to these devices are the same in both; lapic0 exists in off only).
+// A device's messages here are the register reads and writes that reach its actor: the guest's port and MMIO
+// accesses, and what the vCPU sends for it (the INTA cycle, a read; in split a kernel LAPIC's level EOI to the IOAPIC;
+// in off the CPU's IA32_APIC_BASE at reset and the TPR). Interrupt lines between the devices are calls, not messages,
+// and in deterministic mode the vCPU runs the timer deadlines itself, so no TimerExpired is sent.
 // Which message: the first one (DropFault Count 1), as in FaultMatrixTests, where its loss has an outcome the
 // datasheet states; otherwise a later one, picked with DropFault's Skip. Not picked: losses after which the guest
 // waits in HLT for an interrupt that can no longer come (the first PIT message, the control word: the counter keeps
