@@ -1,6 +1,7 @@
 // The fault matrix (issue 5): every platform device actor × {throw once, throw on every message, hang,
-// slow, drop} × every kernel-irqchip mode the soft accelerator offers, each with its stated outcome. Not yet
-// here: the PIC, PIT, RTC, HPET, IOAPIC, ACPI PM and LAPIC actors of split/off (this guest does not use them). The
+// slow, drop} × every kernel-irqchip mode the soft accelerator offers, each with its stated outcome. Not
+// here: the PIC, PIT, RTC, HPET, IOAPIC, ACPI PM and LAPIC actors of split/off (this guest does not use them; they
+// are IrqchipFaultMatrixTests'). Each run goes through GuestRun (shared with that class). The
 // guest is tests/Guests/devices.asm, which reaches every platform device and prints what it reads; its
 // output under QEMU 7.2 (qemu-system-x86_64 -accel tcg -kernel devices.bin -serial stdio -debugcon
 // file:... -device isa-debug-exit,iobase=0xf4,iosize=4) is the expected output below. Every device is put

@@ -115,9 +115,9 @@ public sealed class IrqchipFaultMatrixTests() : TestKit(ActorVmmConfig.Config)
         PlatformIrqchip.HpetName => (0, DropOutcome.LineChanged,
             "hpet: capabilities=8086a201 period(fs)=00989680", "hpet: capabilities=ffffffff period(fs)=00989680"),
         // apic.bin, off. The first lapic0 message is not the guest's: it is the CPU's report of IA32_APIC_BASE at reset
-        // (0xfee00900: base FEE00000h, EN, BSP), before the first instruction. SDM vol. 3 §10.4.4: after power-up or reset
-        // the APIC base is FEE00000H with the APIC enabled, and the BSP flag set on the bootstrap processor: lapic0
-        // already holds exactly that, so the lost write changes nothing, output complete.
+        // (0xfee00900: base FEE00000h, EN, BSP), before the first instruction. SDM vol. 3 §11.4.4 and §11.4.7.1: after
+        // power-up or reset the APIC base is FEE00000H with the APIC enabled, and the BSP flag set on the bootstrap
+        // processor: lapic0 already holds exactly that, so the lost write changes nothing, output complete.
         _ when device.StartsWith("lapic", StringComparison.Ordinal) => (0, DropOutcome.Complete, null, null),
         _ => throw new InvalidOperationException($"no stated outcome for dropping a message of '{device}': add it to the irqchip fault matrix"),
     };
