@@ -10,8 +10,12 @@
 //                                data fields (guest, reason) and the time of the event.
 // Actions (VmActions, QEMU's -action): shutdown=pause keeps the VM in state Shutdown after a guest power-off
 // (and after a reset or triple fault with -no-reboot, which QEMU also turns into a shutdown) instead of
-// ending the run; reboot=shutdown is MachineConfig.NoReboot; panic is accepted and kept, but no device of
-// this machine reports a guest panic (there is no pvpanic), so it never fires.
+// ending the run; reboot=shutdown is MachineConfig.NoReboot; panic= says what a panic the guest reports through
+// pvpanic (-device pvpanic) does, as QEMU 7.2 does it: shutdown (the default) ends the run as a guest power-off
+// with reason guest-panic (status 0; with shutdown=pause the Shutdown state), pause stops the vCPUs in state
+// GuestPanicked (QMP "guest-panicked"; cont resumes them), exit-failure ends the run with status 1, none lets
+// the guest run on. Each emits GUEST_PANICKED with QMP's action (poweroff, pause, run); a crash kernel's
+// "loaded" report emits GUEST_CRASHLOADED and changes nothing.
 // Escalation (docs/actors.md, "Supervision"): a child stopped after too many restarts makes the VM restart
 // (RESET, reason host-error); more than FailureRebootLimit such restarts within FailureRebootWindow end the
 // run with status 8.
@@ -23,7 +27,7 @@ using ActorVmm.Core.Machine;
 
 namespace ActorVmm.Actors;
 
-/// <summary>QEMU's -action panic=: what a guest panic does (no device reports one yet).</summary>
+/// <summary>QEMU's -action panic=: what a guest panic reported through pvpanic does.</summary>
 public enum PanicAction
 {
     Shutdown,
@@ -74,6 +78,9 @@ public sealed partial class VmActor
     /// <summary>An event in QMP's terms: its name, when it happened, and its data (null for none).</summary>
     public sealed record VmEvent(string Name, DateTimeOffset Timestamp, IReadOnlyDictionary<string, object?>? Data);
 
+    /// <summary>The guest reported a panic (or, <paramref name="CrashLoaded"/>, a loaded crash kernel) through pvpanic in machine <paramref name="Generation"/>.</summary>
+    public sealed record GuestPanic(int Generation, bool CrashLoaded) : IVmProtocol;
+
     /// <summary>A child stopped by supervision more than this many times in the window ends the run instead of restarting the VM.</summary>
     public const int FailureRebootLimit = 3;
 
@@ -97,6 +104,12 @@ public sealed partial class VmActor
         {
             var infos = _machine?.VcpuInfos ?? [];
             Sender.Tell(new Cpus([.. infos.Select(i => new CpuInfo(i.Id, i.ThreadId, i.State))]));
+        });
+        Receive<GuestPanic>(m =>
+        {
+            if (_machine is null || m.Generation != _machine.Generation || !IsLive) return;
+            if (m.CrashLoaded) Emit("GUEST_CRASHLOADED", new Dictionary<string, object?> { ["action"] = "run" });
+            else OnGuestPanic();
         });
         Receive<Subscribe>(m =>
         {
@@ -184,6 +197,40 @@ public sealed partial class VmActor
             return CommandResult.Ok;
         }
         return new CommandResult("this machine has no ACPI power button");
+    }
+
+    /// <summary>-action panic= for a panic the guest reported (QEMU's qemu_system_guest_panicked, in effect).</summary>
+    private void OnGuestPanic()
+    {
+        const string Detail = "the guest reported a panic (pvpanic)";
+        switch (_actions.Panic)
+        {
+            case PanicAction.None:
+                _log.Warning("{0}; -action panic=none: it runs on", Detail);
+                Emit("GUEST_PANICKED", new Dictionary<string, object?> { ["action"] = "run" });
+                break;
+            case PanicAction.Pause:
+                if (_state == VmRunState.GuestPanicked) return;
+                _log.Warning("{0}; -action panic=pause: its vCPUs are stopped (cont, system_reset or quit)", Detail);
+                Emit("GUEST_PANICKED", new Dictionary<string, object?> { ["action"] = "pause" });
+                if (_state == VmRunState.Running)
+                {
+                    for (int i = 0; i < _machine!.Vcpus.Length; i++)
+                        VcpuActor.SendControl(_machine.VcpuActors[i], _machine.Vcpus[i], VcpuActor.Pause.Instance, Self);
+                    Emit("STOP");
+                }
+                _state = VmRunState.GuestPanicked;
+                break;
+            case PanicAction.ExitFailure:
+                Emit("GUEST_PANICKED", new Dictionary<string, object?> { ["action"] = "poweroff" });
+                Finish(new VmFinished(VmEndReason.GuestPanic, ExitStatus.GuestPanic, $"{Detail}; -action panic=exit-failure"));
+                break;
+            default:
+                Emit("GUEST_PANICKED", new Dictionary<string, object?> { ["action"] = "poweroff" });
+                if (!ShutdownPauses(Detail, "guest-panic"))
+                    Finish(new VmFinished(VmEndReason.GuestPanic, ExitStatus.PowerOff, $"{Detail}; -action panic=shutdown"));
+                break;
+        }
     }
 
     /// <summary>A guest power-off: the end of the run, or with shutdown=pause the Shutdown state.</summary>
@@ -317,6 +364,7 @@ public sealed partial class VmActor
         {
             VmEndReason.PowerOff or VmEndReason.DebugExit or VmEndReason.Halted => (true, "guest-shutdown"),
             VmEndReason.Reset or VmEndReason.TripleFault => (true, "guest-reset"),
+            VmEndReason.GuestPanic => (true, "guest-panic"),
             VmEndReason.HostQuit => (false, "host-qmp-quit"),
             _ => (false, "host-error"),
         };

@@ -16,6 +16,9 @@
 //   vCPU Shutdown (triple fault)        → reboot; with no-reboot finish TripleFault, 4
 //   vCPU Halted (IF = 0)                → finish Halted, 6
 //   vCPU Error/Debug                    → finish InternalError, 8
+//   guest panic (pvpanic)               → -action panic=: shutdown (default) as a power-off with reason
+//                                         guest-panic, 0; pause → state GuestPanicked; exit-failure → finish
+//                                         GuestPanic, 1; none → nothing (VmActor.Control.cs)
 //   Quit from the host                  → finish HostQuit, 0
 //   SystemReset from the host           → as a guest reset
 //   a child stopped by supervision      → VM restart; the 4th within 60 s → finish InternalError, 8
@@ -200,7 +203,7 @@ public sealed partial class VmActor : ReceiveActor, IWithTimers
         });
         Receive<Resume>(_ =>
         {
-            if (_state == VmRunState.Paused && _machine is not null)
+            if (_state is VmRunState.Paused or VmRunState.GuestPanicked && _machine is not null)
             {
                 foreach (var a in _machine.VcpuActors) a.Tell(VcpuActor.Resume.Instance);
                 _state = VmRunState.Running;
@@ -210,7 +213,7 @@ public sealed partial class VmActor : ReceiveActor, IWithTimers
         });
         Receive<SystemReset>(_ =>
         {
-            if (_state is VmRunState.Running or VmRunState.Paused or VmRunState.Shutdown) Reset("host reset", guest: false);
+            if (_state is VmRunState.Running or VmRunState.Paused or VmRunState.Shutdown or VmRunState.GuestPanicked) Reset("host reset", guest: false);
         });
         Receive<Quit>(_ => Finish(new VmFinished(VmEndReason.HostQuit, ExitStatus.PowerOff, "quit requested by the host")));
         ReceiveControl();
@@ -310,7 +313,7 @@ public sealed partial class VmActor : ReceiveActor, IWithTimers
     protected override SupervisorStrategy SupervisorStrategy()
         => new OneForOneStrategy(ChildRestartLimit, ChildRestartWindow, Decider.From(Directive.Restart));
 
-    private bool IsLive => _state is VmRunState.Running or VmRunState.Paused;
+    private bool IsLive => _state is VmRunState.Running or VmRunState.Paused or VmRunState.GuestPanicked;
 
     private static string Suffix(VcpuExit exit) => exit.Detail is null ? "" : $" ({exit.Detail})";
 
@@ -401,7 +404,7 @@ public sealed partial class VmActor : ReceiveActor, IWithTimers
     /// <summary>Writes the kernel into guest memory with the loader its format needs; Linux also gets the MP and ACPI tables.</summary>
     private BootState LoadKernel(GuestMemory memory)
     {
-        var platform = new PlatformDescription(_config.VcpuCount);
+        var platform = new PlatformDescription(_config.VcpuCount) { PvPanicPort = _config.PvPanicPort };
         var initrd = _images.Initrd;
         return _images.Kernel switch
         {
@@ -532,9 +535,16 @@ public sealed partial class VmActor : ReceiveActor, IWithTimers
         base.PostStop();
     }
 
-    /// <summary>IMachineControl for the devices of one machine generation: holds and kicks the vCPUs so the guest runs no further, and tells the VM actor.</summary>
-    private sealed class MachineControl(IActorRef vm, int generation, VcpuGate gate) : IMachineControl
+    /// <summary>
+    /// IMachineControl for the devices of one machine generation: holds and kicks the vCPUs so the guest runs no further,
+    /// and tells the VM actor. Panic reports (pvpanic) only tell the VM actor: -action panic= decides what they stop.
+    /// </summary>
+    private sealed class MachineControl(IActorRef vm, int generation, VcpuGate gate) : IMachineControl, IGuestPanicReport
     {
+        public void GuestPanicked() => vm.Tell(new GuestPanic(generation, CrashLoaded: false), ActorRefs.NoSender);
+
+        public void GuestCrashLoaded() => vm.Tell(new GuestPanic(generation, CrashLoaded: true), ActorRefs.NoSender);
+
         public volatile IVcpu[]? Vcpus;
 
         public void RequestStop(MachineStopRequest request)
@@ -560,5 +570,7 @@ public enum VmRunState
     Rebooting,
     /// <summary>The guest shut down and -action shutdown=pause keeps the VM (vCPUs ended, machine intact) until reset or quit.</summary>
     Shutdown,
+    /// <summary>The guest reported a panic and -action panic=pause stopped its vCPUs (machine intact) until cont, reset or quit.</summary>
+    GuestPanicked,
     Finished,
 }

@@ -9,6 +9,7 @@
 //   -debugcon stdio|file:PATH|null|none
 //   -global isa-debugcon.iobase=N (the debug console's port)  -bios FILE (instead of -kernel)  -boot reboot-timeout=MS
 //   -chardev stdio|file|null,id=ID[,path=P] with -device isa-debugcon[,iobase=N],chardev=ID (the other spelling)
+//   -device pvpanic[,ioport=N][,route=R] (QEMU's ISA pvpanic, port 0x505)
 //   --deterministic  --log-level verbose|debug|info|warning|error  --log-file PATH
 //   --route DEVICE=direct|mailbox  --help  --version
 //   -qmp unix:PATH,server[,wait=off] | tcp:[HOST]:PORT,server[,wait=off]   (the control socket: QmpServer)
@@ -19,6 +20,7 @@ using ActorVmm.Actors;
 using ActorVmm.Core.Accel;
 using ActorVmm.Core.Boot;
 using ActorVmm.Core.Bus;
+using ActorVmm.Core.Devices;
 using ActorVmm.Core.Machine;
 using Serilog.Events;
 
@@ -155,6 +157,10 @@ public static class CommandLine
                 case "chardev":
                     var (id, backend) = ParseChardev(what, value);
                     if (!chardevs.TryAdd(id, backend)) throw new UsageException($"{what}: chardev id '{id}' is already in use");
+                    break;
+                case "device" when DeviceType(value) == "pvpanic":
+                    if (config.PvPanicPort is not null) throw new UsageException($"{what}: pvpanic given twice");
+                    config = config with { PvPanicPort = ParsePvPanic(what, value, routes) };
                     break;
                 case "device" when DeviceType(value) == "isa-debugcon":
                     if (debugconDevice is not null) throw new UsageException($"{what}: isa-debugcon given twice");
@@ -520,7 +526,7 @@ public static class CommandLine
             }
         }
         if (string.IsNullOrEmpty(device)) throw new UsageException($"{what}: no device named");
-        if (route is null) throw new UsageException($"{what}: device '{device}' cannot be added; only its route= can be set (supported devices to add: isa-debug-exit, isa-debugcon)");
+        if (route is null) throw new UsageException($"{what}: device '{device}' cannot be added; only its route= can be set (supported devices to add: isa-debug-exit, isa-debugcon, pvpanic)");
         return (device, route.Value);
     }
 
@@ -553,6 +559,24 @@ public static class CommandLine
         if (ioBase is < 0 or > 0xffff) throw new UsageException($"{what}: iobase 0x{ioBase:x} is outside the port space 0-0xffff");
         if (ioSize < 1 || ioBase + ioSize > 0x10000) throw new UsageException($"{what}: iosize {ioSize} at iobase 0x{ioBase:x} does not fit the port space 0-0xffff");
         return new DebugExitConfig(ioBase, ioSize);
+    }
+
+    /// <summary>-device pvpanic[,ioport=N][,route=R]: QEMU's ISA pvpanic device, at port 0x505 unless ioport= moves it.</summary>
+    private static ushort ParsePvPanic(string what, string value, Dictionary<string, Route> routes)
+    {
+        int port = PvPanic.DefaultPort;
+        foreach (var (k, v) in SplitProps(what, value))
+        {
+            switch (k)
+            {
+                case null or "driver": break;
+                case "ioport": port = ParseInteger(what, "ioport", v); break;
+                case "route": routes[PcMachineBuilder.PvPanicName] = ParseRouteValue(what, v); break;
+                default: throw new UsageException($"{what}: pvpanic has no property '{k}' (it has ioport and route)");
+            }
+        }
+        if (port is < 0 or > 0xffff) throw new UsageException($"{what}: ioport 0x{port:x} is outside the port space 0-0xffff");
+        return (ushort)port;
     }
 
     /// <summary>A non-negative integer in decimal or 0x-hex, as QEMU's property parser takes it.</summary>
@@ -731,11 +755,12 @@ public static class CommandLine
           -no-reboot                    a guest reset or triple fault ends the run (= -action reboot=shutdown)
           -action reboot=reset|shutdown,shutdown=poweroff|pause,panic=pause|shutdown|exit-failure|none
                                         what a guest reset, power-off and panic do (shutdown=pause keeps
-                                        the VM for a QMP system_reset; no device reports a panic yet)
+                                        the VM for a QMP system_reset; a panic is reported by pvpanic)
           -qmp unix:PATH,server[,wait=off] | tcp:[HOST]:PORT,server[,wait=off]
                                         JSON control socket in QMP's style (docs/host.md); with wait=on
                                         (the default) the guest starts once a client has connected
           -device isa-debug-exit[,iobase=0xf4][,iosize=4]   test exit device
+          -device pvpanic[,ioport=0x505]   the guest reports panics to the host (-action panic=)
           -device NAME,route=direct|mailbox   how vCPUs reach a device (COM1, pit, hpet, ioapic, lapic0, ...)
           -debugcon stdio|file:PATH|null|none   debug console at port 0xe9
           -global isa-debugcon.iobase=PORT      move the debug console (SeaBIOS writes to 0x402)

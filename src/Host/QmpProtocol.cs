@@ -293,6 +293,7 @@ public sealed class QmpSession(IQmpBackend backend)
             VmRunState.Created => "prelaunch",
             VmRunState.Running or VmRunState.TearingDown or VmRunState.Rebooting => "running",
             VmRunState.Paused => "paused",
+            VmRunState.GuestPanicked => "guest-panicked",
             _ => "shutdown",
         };
         return new() { ["status"] = status, ["singlestep"] = false, ["running"] = status == "running" };

@@ -46,6 +46,19 @@ public sealed class CommandLineTests
     }
 
     [Fact]
+    public void Pvpanic_is_added_at_QEMUs_port_or_where_ioport_says()
+    {
+        Assert.Null(Parse("-kernel", "k").PvPanicPort);
+        Assert.Equal((ushort)0x505, Parse("-kernel", "k", "-device", "pvpanic").PvPanicPort);
+        var c = Parse("-kernel", "k", "-device", "pvpanic,ioport=0x600,route=mailbox");
+        Assert.Equal((ushort)0x600, c.PvPanicPort);
+        Assert.Equal(Route.Mailbox, c.RouteOverrides["pvpanic"]);
+        Assert.Equal("-device pvpanic,events=3: pvpanic has no property 'events' (it has ioport and route)", Reject("-kernel", "k", "-device", "pvpanic,events=3"));
+        Assert.Equal("-device pvpanic,ioport=0x10000: ioport 0x10000 is outside the port space 0-0xffff", Reject("-kernel", "k", "-device", "pvpanic,ioport=0x10000"));
+        Assert.Equal("-device pvpanic: pvpanic given twice", Reject("-kernel", "k", "-device", "pvpanic", "-device", "pvpanic"));
+    }
+
+    [Fact]
     public void The_chardev_spelling_of_a_debug_console_parses_too()
     {
         var c = Parse("-bios", "b", "-device", "isa-debugcon,iobase=0x402,chardev=dbg", "-chardev", "file,id=dbg,path=/tmp/d.txt");
@@ -305,7 +318,7 @@ public sealed class CommandLineTests
     [InlineData("-serial file:: file: needs a path", "-serial", "file:")]
     [InlineData("-display gtk: no graphical display in this VMM (use -display none)", "-display", "gtk")]
     [InlineData("-monitor stdio: the QEMU monitor is not supported (use -monitor none)", "-monitor", "stdio")]
-    [InlineData("-device e1000: device 'e1000' cannot be added; only its route= can be set (supported devices to add: isa-debug-exit, isa-debugcon)", "-device", "e1000")]
+    [InlineData("-device e1000: device 'e1000' cannot be added; only its route= can be set (supported devices to add: isa-debug-exit, isa-debugcon, pvpanic)", "-device", "e1000")]
     [InlineData("-device hpet,route=fast: route must be direct or mailbox", "-device", "hpet,route=fast")]
     [InlineData("-device hpet,timers=4: device 'hpet' has no property 'timers' (only route= can be set on it)", "-device", "hpet,timers=4")]
     [InlineData("-device isa-debug-exit,iobase=0x10000: iobase 0x10000 is outside the port space 0-0xffff", "-device", "isa-debug-exit,iobase=0x10000")]

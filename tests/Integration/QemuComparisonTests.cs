@@ -62,6 +62,32 @@ public sealed class QemuComparisonTests
         Assert.Equal(qemu.ExitStatus, ours.ExitStatus);
     }
 
+    /// <summary>pvpanic.bin under each -action panic= that ends or continues the run, and without the device.</summary>
+    public static TheoryData<string> PanicActions => new() { "", "none", "exit-failure", "shutdown", "no-device" };
+
+    [QemuTheory]
+    [MemberData(nameof(PanicActions))]
+    public void A_pvpanic_report_does_what_action_panic_says_as_under_qemu(string action)
+    {
+        // Default and shutdown: the run ends with status 0 before the guest says more; none: the guest goes on to
+        // status 51; exit-failure: status 1; without -device pvpanic the port is unclaimed (reads 0xff) and the
+        // guest goes on. The guest spins ~50 million LOOPs after its report, time for either VMM to act on it.
+        string kernel = GuestArtifacts.Path("pvpanic.bin");
+        string[] extra = action switch
+        {
+            "" => ["-device", "pvpanic"],
+            "no-device" => [],
+            _ => ["-device", "pvpanic", "-action", $"panic={action}"],
+        };
+        var qemu = QemuRunner.Run(kernel, "", 64, null, extra);
+        var ours = ActorVmmRunner.Run(kernel, "", 64, null, extra);
+        Assert.False(qemu.TimedOut, "QEMU timed out");
+        Assert.False(ours.TimedOut, $"ActorVmm timed out; stderr:\n{ours.Stderr}");
+        Assert.Equal(qemu.Lines, ours.Lines);
+        Assert.Equal(qemu.ExitStatus, ours.ExitStatus);
+        Assert.Equal(action switch { "none" or "no-device" => 51, "exit-failure" => 1, _ => 0 }, ours.ExitStatus);
+    }
+
     [QemuTheory]
     [InlineData(16)]
     [InlineData(200)]

@@ -46,3 +46,13 @@ public interface IMachineControl
 {
     void RequestStop(MachineStopRequest request);
 }
+
+/// <summary>Receives what a guest reports through pvpanic. Thread-safe, non-blocking.</summary>
+public interface IGuestPanicReport
+{
+    /// <summary>The guest says it has panicked.</summary>
+    void GuestPanicked();
+
+    /// <summary>The guest says a crash kernel is loaded and will take over (it runs on; nothing is to be done).</summary>
+    void GuestCrashLoaded();
+}

@@ -1,7 +1,8 @@
 // The process exit-status contract (bhyve-like, plus QEMU's isa-debug-exit), decided by the VM and
 // reported by the host:
 //   (v << 1) | 1  the guest wrote v to isa-debug-exit (always odd; the host keeps the low 8 bits)
-//   0             the guest powered off, or reset with -no-reboot (as QEMU)
+//   0             the guest powered off, or reset with -no-reboot (as QEMU), or panicked with -action panic=shutdown
+//   1             the guest panicked (pvpanic) with -action panic=exit-failure (as QEMU)
 //   2             bad configuration or boot image (nothing ran)
 //   4             triple fault / shutdown with -no-reboot
 //   6             the guest halted with interrupts disabled: nothing can ever wake it
@@ -11,6 +12,7 @@ namespace ActorVmm.Core.Machine;
 public static class ExitStatus
 {
     public const int PowerOff = 0;
+    public const int GuestPanic = 1;
     public const int ConfigError = 2;
     public const int TripleFault = 4;
     public const int Halted = 6;
@@ -30,6 +32,8 @@ public enum VmEndReason
     TripleFault,
     /// <summary>HLT with interrupts disabled.</summary>
     Halted,
+    /// <summary>The guest reported a panic (pvpanic) and -action panic=exit-failure ends the run.</summary>
+    GuestPanic,
     /// <summary>The host asked the VM to quit.</summary>
     HostQuit,
     /// <summary>The machine could not be built from its configuration or images (nothing ran).</summary>

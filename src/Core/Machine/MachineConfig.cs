@@ -97,6 +97,9 @@ public sealed record MachineConfig
     /// <summary>The debug console's port: 0xe9 (QEMU's default) or e.g. 0x402, where SeaBIOS writes (-global isa-debugcon.iobase=).</summary>
     public ushort DebugConPort { get; init; } = 0xe9;
 
+    /// <summary>The pvpanic device's port (QEMU's -device pvpanic[,ioport=N], 0x505 by default), or null for none.</summary>
+    public ushort? PvPanicPort { get; init; }
+
     /// <summary>A guest reset or triple fault ends the run instead of rebooting (QEMU's -no-reboot).</summary>
     public bool NoReboot { get; init; }
 

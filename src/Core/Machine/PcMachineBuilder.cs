@@ -104,6 +104,7 @@ public static class PcMachineBuilder
     public const string PciHostName = "pci-host";
     public const string FwCfgName = "fw_cfg";
     public const string BootTimerName = "boot-timer";
+    public const string PvPanicName = "pvpanic";
 
     /// <summary>The boot timer's port: free on a PC and under QEMU's pc machine.</summary>
     public const ushort BootTimerPort = 0x440;
@@ -127,6 +128,7 @@ public static class PcMachineBuilder
         names.Add(BootTimerName);
         if (config.DebugExit is not null) names.Add(DebugExitName);
         if (config.DebugCon is not null) names.Add(DebugConName);
+        if (config.PvPanicPort is not null) names.Add(PvPanicName);
         if (config.Irqchip != IrqchipMode.On)
         {
             names.AddRange([PlatformIrqchip.PicName, PlatformIrqchip.PitName, PlatformIrqchip.RtcName, PlatformIrqchip.PmName,
@@ -213,6 +215,13 @@ public static class PcMachineBuilder
         if (config.DebugCon is { } dc)
         {
             var dev = new DebugCon(sinks(DebugConName, dc), config.DebugConPort, name: DebugConName);
+            models.Add((dev, dev.Ports));
+        }
+        if (config.PvPanicPort is { } panicPort)
+        {
+            // The machine's control hears the guest's panic reports (the VM actor applies -action panic=); a control
+            // without that ear (a bare test machine) leaves the reports to the device's own counters.
+            var dev = new PvPanic(control as IGuestPanicReport ?? IgnoredPanicReport.Instance, panicPort, PvPanicName);
             models.Add((dev, dev.Ports));
         }
 
@@ -319,5 +328,19 @@ public static class PcMachineBuilder
         {
             throw new MachineConfigException(e.Message);
         }
+    }
+}
+
+/// <summary>Panic reports nobody acts on: the pvpanic device of a machine whose control does not take them counts them itself.</summary>
+internal sealed class IgnoredPanicReport : IGuestPanicReport
+{
+    public static readonly IgnoredPanicReport Instance = new();
+
+    public void GuestPanicked()
+    {
+    }
+
+    public void GuestCrashLoaded()
+    {
     }
 }
