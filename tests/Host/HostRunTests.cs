@@ -17,7 +17,7 @@ public sealed class HostRunTests : IDisposable
     {
         public int VmsCreated;
         public string Name => "scripted";
-        public AcceleratorCapabilities Capabilities { get; } = new(new HashSet<IrqchipMode> { IrqchipMode.On }, 1, true);
+        public AcceleratorCapabilities Capabilities { get; } = new(new HashSet<IrqchipMode> { IrqchipMode.On }, 1, KernelPlatform.Soft);
 
         public IVm CreateVm(VmSpec spec)
         {

@@ -28,7 +28,17 @@ public sealed class SoftAccelerator : IAccelerator
     /// <summary>vCPUs one soft VM can have (one bit each in SmpCoherence's page masks).</summary>
     public const int MaxVcpus = SmpCoherence.MaxMembers;
 
-    public AcceleratorCapabilities Capabilities { get; } = new(new HashSet<IrqchipMode> { IrqchipMode.On, IrqchipMode.Split, IrqchipMode.Off }, MaxVcpus, KernelKeepsTime: true);
+    /// <param name="kernel">
+    /// What the soft kernel side provides in kernel-irqchip=on: everything by default (KernelPlatform.Soft); a subset
+    /// makes it behave as a real kernel does (KernelPlatform.Vmm, KernelPlatform.Kvm, for the backends' stand-ins), the
+    /// devices it lacks being ordinary exits to the platform.
+    /// </param>
+    public SoftAccelerator(KernelPlatform? kernel = null)
+    {
+        Capabilities = new(new HashSet<IrqchipMode> { IrqchipMode.On, IrqchipMode.Split, IrqchipMode.Off }, MaxVcpus, kernel ?? KernelPlatform.Soft);
+    }
+
+    public AcceleratorCapabilities Capabilities { get; }
 
     public IVm CreateVm(VmSpec spec)
     {
@@ -38,7 +48,7 @@ public sealed class SoftAccelerator : IAccelerator
             throw new ArgumentOutOfRangeException(nameof(spec), $"soft accelerator: {spec.VcpuCount} vCPUs: it supports 1 to {MaxVcpus}");
         if (!Capabilities.IrqchipModes.Contains(spec.Irqchip))
             throw new ArgumentOutOfRangeException(nameof(spec), $"soft accelerator: kernel-irqchip={spec.Irqchip.ToString().ToLowerInvariant()} is not supported yet");
-        return new SoftVm(spec);
+        return new SoftVm(spec, Capabilities.KernelPlatform);
     }
 }
 
@@ -48,7 +58,7 @@ public sealed unsafe class SoftVm : IVm, IPowerButton
     private readonly List<SoftVcpu> _vcpus = [];
     private readonly Lock _lock = new();
 
-    internal SoftVm(VmSpec spec)
+    internal SoftVm(VmSpec spec, KernelPlatform? kernel = null)
     {
         Spec = spec;
         _ram = new NativeRam(spec.RamBytes);
@@ -57,7 +67,7 @@ public sealed unsafe class SoftVm : IVm, IPowerButton
         Smp = spec.VcpuCount > 1 ? new SmpCoherence(Memory, spec.VcpuCount) : null;
         // Deterministic runs get a fixed wall-clock start so the RTC reads the same every run.
         var rtcStart = spec.Deterministic ? new DateTime(2026, 1, 1, 0, 0, 0, DateTimeKind.Utc) : DateTime.UtcNow;
-        Kernel = new SoftKernelDevices(spec.Irqchip, Clock, spec.RamBytes, spec.VcpuCount, rtcStart, WakeAll);
+        Kernel = new SoftKernelDevices(spec.Irqchip, Clock, spec.RamBytes, spec.VcpuCount, rtcStart, WakeAll, kernel ?? KernelPlatform.Soft);
     }
 
     IClock? IVm.Clock => Clock;
@@ -298,7 +308,7 @@ public sealed partial class SoftVcpu : IVcpu
             filter.Cpu = _cpu;
             _filter = filter;
             _handler = handler;
-            _userIrqchip = _vm.Spec.Irqchip == IrqchipMode.On ? null : handler as IUserspaceIrqchip;
+            _userIrqchip = handler as IUserspaceIrqchip;
             _cpu.SetSystemRegisters(sregs);
             _cpu.SetRegisters(regs);
             _cpu.TaskPriority = Apic is not null ? new ApicTaskPriority(_vm.Kernel, Apic) : UserspaceTaskPriority();
