@@ -14,7 +14,9 @@
 #                                    on the console;
 #        initramfs-poweroff.cpio.gz  prints the marker, runs a small workload (sha256sum of a generated
 #                                    sequence, a shell arithmetic loop), prints "ACTORVMM-GUEST-POWEROFF" and
-#                                    runs poweroff -f.
+#                                    runs poweroff -f;
+#        initramfs-panic.cpio.gz     prints the marker, loads the pvpanic driver, says how many pvpanic devices it
+#                                    bound, and panics the kernel (sysrq c).
 # Safe to run again: packages already downloaded are kept. Needs apt-get (Debian/Ubuntu) and gzip.
 set -eu
 
@@ -123,5 +125,25 @@ poweroff -f
 EOF
 chmod 755 "$tmp/poweroff/init"
 pack poweroff "$out/initramfs-poweroff.cpio.gz"
+
+# The panic image: loads Debian's pvpanic driver (pvpanic.ko, then pvpanic-mmio.ko, which binds to the ACPI device
+# QEMU0001 that -device pvpanic describes) and crashes the kernel with sysrq 'c'; the panic notifier reports it on
+# the pvpanic port, and the VMM's -action panic= decides what follows.
+stage panic
+moddir=$(ls -d "$out/pkgs/$image_pkg"/lib/modules/*/kernel/drivers/misc/pvpanic)
+mkdir -p "$tmp/panic/lib/modules"
+cp "$moddir/pvpanic.ko" "$moddir/pvpanic-mmio.ko" "$tmp/panic/lib/modules/"
+cat > "$tmp/panic/init" <<'EOF'
+#!/bin/sh
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+echo "ACTORVMM-GUEST-OK kernel=$(uname -r) cpus=$(grep -c ^processor /proc/cpuinfo) uptime=$(cut -d' ' -f1 /proc/uptime)s"
+insmod /lib/modules/pvpanic.ko && insmod /lib/modules/pvpanic-mmio.ko
+echo "ACTORVMM-GUEST-PVPANIC $(ls /sys/bus/platform/drivers/pvpanic-mmio 2>/dev/null | grep -c QEMU0001) device(s)"
+echo c > /proc/sysrq-trigger
+echo "ACTORVMM-GUEST-SURVIVED-PANIC"
+EOF
+chmod 755 "$tmp/panic/init"
+pack panic "$out/initramfs-panic.cpio.gz"
 
 echo "kernel: $out/vmlinuz ($image_pkg)"

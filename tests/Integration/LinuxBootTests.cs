@@ -6,7 +6,9 @@
 // clocksource it ends on is tsc, tsc-early or hpet), the local APIC timer (calibrated and in use), the HPET (registered as
 // hpet0 and as a clocksource) and the PIT's IRQ0 through the IOAPIC (the check_timer line, without the "8254 timer
 // not connected" complaint), the CMOS RTC (rtc0, which set the system clock) and the 8250 UART (ttyS0 a 16550A).
-// In deterministic mode two boots must print the same and retire the same number of instructions.
+// In deterministic mode two boots must print the same and retire the same number of instructions. A kernel panic
+// reaches the host through pvpanic, whose ACPI device the kernel's driver finds, and -action panic= ends the run as
+// QEMU's does.
 namespace ActorVmm.Integration.Tests;
 
 [Trait("Category", "Slow")]
@@ -53,6 +55,32 @@ public sealed class LinuxBootTests
         Assert.Contains(qemuLog, l => l.StartsWith("rtc_cmos ", StringComparison.Ordinal) && l.EndsWith(": registered as rtc0", StringComparison.Ordinal));
         Assert.Contains("Using local APIC timer interrupts.", qemuLog);
         Assert.Contains("hpet0: at MMIO 0xfed00000, IRQs 2, 8, 0", qemuLog);
+    }
+
+    [LinuxGuestTheory]
+    [InlineData("shutdown", 0)]
+    [InlineData("exit-failure", 1)]
+    public void A_kernel_panic_reaches_the_host_through_pvpanic_as_under_qemu(string action, int status)
+    {
+        // initramfs-panic loads Debian's pvpanic driver, which must find the device through the DSDT (ACPI QEMU0001),
+        // then panics the kernel with sysrq c; the panic notifier writes the pvpanic port and -action panic= ends
+        // the run (a kernel with panic timeout 0 would otherwise spin for ever after the panic).
+        string kernel = Artifact("vmlinuz")!, initrd = Artifact("initramfs-panic.cpio.gz")!;
+        string[] args = ["-m", "256", "-kernel", kernel, "-initrd", initrd, "-append", "console=ttyS0", "-nographic", "-no-reboot",
+            "-device", "pvpanic", "-action", $"panic={action}"];
+        var ours = ActorVmmRunner.RunRaw(["-accel", "soft", .. args], TimeSpan.FromMinutes(15));
+        Assert.False(ours.TimedOut, "ActorVmm timed out; last lines:\n" + string.Join("\n", ours.Lines.TakeLast(20)));
+        Assert.Contains("ACTORVMM-GUEST-PVPANIC 1 device(s)", ours.Lines);
+        Assert.Contains(ours.Lines, l => LogText(l) == "Kernel panic - not syncing: sysrq triggered crash");
+        Assert.DoesNotContain("ACTORVMM-GUEST-SURVIVED-PANIC", ours.Lines);
+        Assert.Equal(status, ours.ExitStatus);
+
+        if (QemuRunner.QemuPath is not string qemu) return;
+        var reference = GuestProcess.Run(qemu, ["-accel", "tcg", "-cpu", "qemu64,vendor=GenuineIntel", .. args], TimeSpan.FromMinutes(5));
+        Assert.False(reference.TimedOut, "QEMU timed out");
+        Assert.Contains("ACTORVMM-GUEST-PVPANIC 1 device(s)", reference.Lines);
+        Assert.Contains(reference.Lines, l => LogText(l) == "Kernel panic - not syncing: sysrq triggered crash");
+        Assert.Equal(status, reference.ExitStatus);
     }
 
     private const string Append = "console=ttyS0 apic=verbose";

@@ -9,7 +9,8 @@
 //   KVM, split and off), 0x400 on bhyve's layout (vmm: PM timer 0x408 in the kernel), SCI IRQ 9, no SMI command port (always in ACPI mode), reset register 0xcf9
 //   value 6, the i8042 and legacy devices present, no VGA;
 //   the HPET at 0xfed00000 (3 timers, 64-bit counter, legacy replacement capable, vendor 0x8086), when present;
-//   a DSDT whose only object is \_S5 = Package {S5, S5, 0, 0} with the SLP_TYP value AcpiPm treats as S5.
+//   a DSDT with \_S5 = Package {S5, S5, 0, 0} (the SLP_TYP value AcpiPm treats as S5) and, with -device pvpanic,
+//   the pvpanic device as QEMU describes it: \_SB.PEVT, _HID "QEMU0001", _CRS one I/O port (its port).
 // Placement (PlatformTables.Write): the RSDP and the MP floating pointer and configuration table in the
 // BIOS area at 0xf0000 (where both specifications tell the OS to search; the memory map reserves
 // 0xf0000-0xfffff), everything else in the reserved firmware block at the top of RAM below 4 GiB
@@ -42,6 +43,8 @@ public sealed record PlatformDescription(int VcpuCount)
     public bool HpetPresent { get; init; } = true;
     public ulong HpetAddress { get; init; } = 0xfed00000;
     public int HpetTimers { get; init; } = 3;
+    /// <summary>The pvpanic device's port (MachineConfig.PvPanicPort), or null when there is none.</summary>
+    public ushort? PvPanicPort { get; init; }
 }
 
 /// <summary>Where <see cref="PlatformTables.Write"/> put the tables.</summary>
@@ -61,20 +64,41 @@ public static class PlatformTables
     public const int FacsSize = 64;
     public const int HpetTableSize = 56;
 
-    /// <summary>The DSDT's AML: Name (_S5, Package (4) { S5, S5, 0, 0 }).</summary>
-    public static byte[] DsdtAml(byte s5) =>
-    [
-        0x08, (byte)'_', (byte)'S', (byte)'5', (byte)'_', // NameOp "_S5_"
-        0x12, 0x08, 0x04,                                 // PackageOp, PkgLength 8, NumElements 4
-        0x0a, s5, 0x0a, s5,                               // BytePrefix S5, BytePrefix S5
-        0x00, 0x00,                                       // ZeroOp, ZeroOp
-    ];
+    /// <summary>
+    /// The DSDT's AML: Name (_S5, Package (4) { S5, S5, 0, 0 }); with a pvpanic port also
+    /// Scope (\_SB) { Device (PEVT) { Name (_HID, "QEMU0001") Name (_CRS, ResourceTemplate () { IO (Decode16, port, port, 1, 1) }) } },
+    /// the ACPI device through which Linux's pvpanic driver finds the port (ACPI 6.x §19/§20: every PkgLength here fits one byte).
+    /// </summary>
+    public static byte[] DsdtAml(byte s5, ushort? pvpanicPort = null)
+    {
+        byte[] s5Package =
+        [
+            0x08, (byte)'_', (byte)'S', (byte)'5', (byte)'_', // NameOp "_S5_"
+            0x12, 0x08, 0x04,                                 // PackageOp, PkgLength 8, NumElements 4
+            0x0a, s5, 0x0a, s5,                               // BytePrefix S5, BytePrefix S5
+            0x00, 0x00,                                       // ZeroOp, ZeroOp
+        ];
+        if (pvpanicPort is not { } port) return s5Package;
+        byte lo = (byte)port, hi = (byte)(port >> 8);
+        byte[] device =
+        [
+            0x10, 0x2f, (byte)'\\', (byte)'_', (byte)'S', (byte)'B', (byte)'_',          // ScopeOp, PkgLength 47, "\_SB_"
+            0x5b, 0x82, 0x27, (byte)'P', (byte)'E', (byte)'V', (byte)'T',                // DeviceOp, PkgLength 39, "PEVT"
+            0x08, (byte)'_', (byte)'H', (byte)'I', (byte)'D',                            // NameOp "_HID"
+            0x0d, .. Encoding.ASCII.GetBytes("QEMU0001"), 0x00,                          // String "QEMU0001"
+            0x08, (byte)'_', (byte)'C', (byte)'R', (byte)'S',                            // NameOp "_CRS"
+            0x11, 0x0d, 0x0a, 0x0a,                                                      // BufferOp, PkgLength 13, BufferSize 10
+            0x47, 0x01, lo, hi, lo, hi, 0x01, 0x01,                                      // I/O port descriptor: 16-bit decode, min = max = port, align 1, length 1
+            0x79, 0x00,                                                                  // End tag (checksum 0: none)
+        ];
+        return [.. s5Package, .. device];
+    }
 
     /// <summary>The ACPI tables laid out from <paramref name="baseAddress"/>, and the RSDP that points at them.</summary>
     public static (byte[] Tables, byte[] Rsdp) BuildAcpi(PlatformDescription p, ulong baseAddress)
     {
         ArgumentNullException.ThrowIfNull(p);
-        var dsdt = Sdt("DSDT", 2, DsdtAml(p.S5SleepType));
+        var dsdt = Sdt("DSDT", 2, DsdtAml(p.S5SleepType, p.PvPanicPort));
         var facs = Facs();
         var fadt = new byte[FadtSize];
         var madt = Madt(p);

@@ -171,6 +171,7 @@ public static class PcMachineBuilder
         {
             PmBasePort = config.Irqchip == IrqchipMode.On ? config.KernelPlatform.PmBasePort : PlatformIrqchip.DefaultPmBasePort,
             HpetPresent = true,
+            PvPanicPort = config.PvPanicPort,
         };
     }
 

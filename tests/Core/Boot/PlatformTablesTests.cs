@@ -48,9 +48,9 @@ public sealed unsafe class PlatformTablesTests : IDisposable
         return t;
     }
 
-    private (PlatformTableAddresses At, Dictionary<string, ulong> Tables) WriteAndWalk(int vcpus = 2)
+    private (PlatformTableAddresses At, Dictionary<string, ulong> Tables) WriteAndWalk(int vcpus = 2, ushort? pvpanicPort = null)
     {
-        var at = PlatformTables.Write(_memory, new PlatformDescription(vcpus));
+        var at = PlatformTables.Write(_memory, new PlatformDescription(vcpus) { PvPanicPort = pvpanicPort });
         var rsdp = Read(at.Rsdp, 36);
         Assert.Equal("RSD PTR ", Encoding.ASCII.GetString(rsdp, 0, 8));
         Assert.Equal(0, Sum(rsdp[..20]));
@@ -223,11 +223,14 @@ public sealed unsafe class PlatformTablesTests : IDisposable
         Assert.Contains(entries, e => e[0] == 4 && e[1] == 1 && e[7] == 1); // NMI on LINT1
     }
 
-    [IaslFact]
-    public void Iasl_disassembles_the_dsdt_without_errors()
+    [IaslTheory]
+    [InlineData(null)]
+    [InlineData((ushort)0x505)]
+    [InlineData((ushort)0x1234)]
+    public void Iasl_disassembles_the_dsdt_without_errors(ushort? pvpanicPort)
     {
         string iasl = FindOnPath("iasl")!;
-        var (_, tables) = WriteAndWalk();
+        var (_, tables) = WriteAndWalk(pvpanicPort: pvpanicPort);
         var f = Table(tables["FACP"], "FACP");
         var dsdt = Table(U32(f, 40), "DSDT");
         var dir = Directory.CreateTempSubdirectory("actorvmm-iasl");
@@ -243,6 +246,26 @@ public sealed unsafe class PlatformTablesTests : IDisposable
             string dsl = File.ReadAllText(Path.Combine(dir.FullName, "dsdt.dsl"));
             Assert.Contains("Name (_S5, Package (0x04)", dsl, StringComparison.Ordinal);
             Assert.DoesNotContain("Error", output, StringComparison.Ordinal);
+            if (pvpanicPort is { } port)
+            {
+                // QEMU's description of its ISA pvpanic, which Linux's pvpanic-mmio driver binds to: _HID QEMU0001
+                // and the port as a one-byte 16-bit-decode I/O range in _CRS.
+                string hex = $"0x{port:X4}";
+                var lines = dsl.Split('\n').Select(l => l.Trim()).ToList();
+                Assert.Contains("Scope (\\_SB)", lines);
+                Assert.Contains("Device (PEVT)", lines);
+                Assert.Contains("Name (_HID, \"QEMU0001\")  // _HID: Hardware ID", lines);
+                int io = lines.IndexOf("IO (Decode16,");
+                Assert.True(io > 0, dsl);
+                Assert.StartsWith(hex + ",", lines[io + 1], StringComparison.Ordinal);   // Range Minimum
+                Assert.StartsWith(hex + ",", lines[io + 2], StringComparison.Ordinal);   // Range Maximum
+                Assert.StartsWith("0x01,", lines[io + 3], StringComparison.Ordinal);     // Alignment
+                Assert.StartsWith("0x01,", lines[io + 4], StringComparison.Ordinal);     // Length
+            }
+            else
+            {
+                Assert.DoesNotContain("QEMU0001", dsl, StringComparison.Ordinal);
+            }
         }
         finally
         {
@@ -269,6 +292,15 @@ public sealed unsafe class PlatformTablesTests : IDisposable
 public sealed class IaslFactAttribute : FactAttribute
 {
     public IaslFactAttribute()
+    {
+        if (PlatformTablesTests.FindOnPath("iasl") is null)
+            Skip = "iasl not found: install acpica-tools (scripts/setup.sh does) to check the DSDT with the ACPICA disassembler";
+    }
+}
+
+public sealed class IaslTheoryAttribute : TheoryAttribute
+{
+    public IaslTheoryAttribute()
     {
         if (PlatformTablesTests.FindOnPath("iasl") is null)
             Skip = "iasl not found: install acpica-tools (scripts/setup.sh does) to check the DSDT with the ACPICA disassembler";
