@@ -128,6 +128,15 @@ public sealed class HostRunTests : IDisposable
     }
 
     [Fact]
+    public void A_route_override_for_a_device_the_chosen_accelerators_kernel_owns_is_status_2_before_the_vm_starts()
+    {
+        // -accel auto accepts "rtc" at parse time (KVM would leave it to userspace); auto picks the soft accelerator,
+        // whose kernel has the RTC in kernel-irqchip=on, so the override names no device: refused before a VM exists.
+        var soft = new CountingAccelerator(new ActorVmm.Native.Soft.SoftAccelerator(), () => Assert.Fail("a VM was created"));
+        Assert.Equal(2, HostMain.Run(["-accel", "auto", "-kernel", Kernel(), "-serial", "none", "-device", "rtc,route=mailbox"], _ => soft));
+    }
+
+    [Fact]
     public void A_kernel_too_big_for_RAM_is_status_2()
     {
         var accel = new ScriptedAccelerator((h, call) => new VcpuExit(VcpuExitKind.PowerOff));
