@@ -142,13 +142,42 @@ public sealed unsafe class KvmVcpu : IVcpu
                 case KvmExitReason.FailEntry:
                     return new VcpuExit(VcpuExitKind.Error, $"KVM_EXIT_FAIL_ENTRY: hardware entry failure reason 0x{run->FailEntryHardwareEntryFailureReason:x} on CPU {*(uint*)((byte*)run + KvmRun.FailEntryCpuOffset)}");
                 case KvmExitReason.InternalError:
-                    return new VcpuExit(VcpuExitKind.Error, $"KVM_EXIT_INTERNAL_ERROR: suberror {run->InternalSuberror}");
+                    return new VcpuExit(VcpuExitKind.Error, InternalErrorDetail(run));
                 case KvmExitReason.Debug:
                     return new VcpuExit(VcpuExitKind.Debug, "KVM_EXIT_DEBUG");
                 default:
                     return new VcpuExit(VcpuExitKind.Error, $"unhandled KVM exit {run->ExitReason} ({(uint)run->ExitReason})");
             }
         }
+    }
+
+    /// <summary>KVM_EXIT_INTERNAL_ERROR with its suberror named, KVM's data words and where the guest was.</summary>
+    private string InternalErrorDetail(KvmRun* run)
+    {
+        uint sub = run->InternalSuberror;
+        string name = sub switch
+        {
+            1 => "emulation failure",
+            2 => "exception while delivering an exception",
+            3 => "failed event delivery",
+            4 => "unexpected exit reason",
+            _ => "unknown",
+        };
+        int n = (int)Math.Min(run->InternalNdata, 16u);
+        var words = new string[n];
+        ulong* data = (ulong*)((byte*)run + KvmRun.InternalDataOffset);
+        for (int i = 0; i < n; i++) words[i] = $"0x{data[i]:x}";
+        string where;
+        try
+        {
+            var regs = GetRegisters();
+            where = $"rip 0x{regs.Rip:x}";
+        }
+        catch (KernelCallException e)
+        {
+            where = $"registers unreadable ({e.Message})";
+        }
+        return $"KVM_EXIT_INTERNAL_ERROR: suberror {sub} ({name}), {where}, data [{string.Join(", ", words)}]";
     }
 
     private void PortIo(KvmRun* run, IExitHandler handler)
