@@ -8,9 +8,13 @@
 //                               the failure escalates (docs/actors.md, "Supervision")
 //   Hang(Duration)              the actor processes nothing for Duration; what arrives waits and runs after
 //   Slow(PerMessage)            each work message takes PerMessage longer (the actor's thread is held)
-//   Drop(Count, Fraction)       the next Count work messages (or each with probability Fraction, from a
-//                               seeded generator so runs repeat) are lost; a lost register read is answered
-//                               all-ones at once, as the bus floats and as the read timeout would answer it
+//   Drop(Count, Fraction, Seed, Skip)
+//                               after the next Skip work messages (0: none) have passed untouched, the next
+//                               Count work messages (or each with probability Fraction, from a seeded
+//                               generator so runs repeat) are lost; a lost register read is answered all-ones
+//                               at once, as the bus floats and as the read timeout would answer it. Skip picks
+//                               one message of a known guest program (the fault matrix drops the 5th PIT
+//                               message, the first latched-count read, with Skip 4)
 // A fault belongs to one actor of one machine generation: a VM restart builds actors without faults.
 // Faults are values; FaultState is the per-actor bookkeeping, kept outside the actor instance so it
 // survives a supervised restart.
@@ -47,12 +51,22 @@ public sealed record SlowFault(TimeSpan PerMessage) : Fault
     public override string ToString() => $"slow each message by {PerMessage.TotalMilliseconds:0.###} ms";
 }
 
-/// <summary>Lose the next <paramref name="Count"/> work messages, or each with probability <paramref name="Fraction"/> (Count 0).</summary>
-public sealed record DropFault(int Count = 0, double Fraction = 0, int Seed = 1) : Fault
+/// <summary>
+/// Lose the next <paramref name="Count"/> work messages, or each with probability <paramref name="Fraction"/> (Count 0),
+/// after letting the next <paramref name="Skip"/> work messages pass.
+/// </summary>
+public sealed record DropFault(int Count = 0, double Fraction = 0, int Seed = 1, int Skip = 0) : Fault
 {
+    /// <summary>Work messages that pass before the drop applies (at least 0).</summary>
+    public int Skip { get; init; } = Skip >= 0 ? Skip : throw new ArgumentOutOfRangeException(nameof(Skip), Skip, "drop: skip must be at least 0");
+
     public override string Kind => "drop";
 
-    public override string ToString() => Count > 0 ? $"drop the next {Count} messages" : $"drop {Fraction:P0} of messages";
+    public override string ToString()
+    {
+        string what = Count > 0 ? $"drop the next {Count} messages" : $"drop {Fraction:P0} of messages";
+        return Skip > 0 ? $"{what} after {Skip} passed" : what;
+    }
 }
 
 /// <summary>Raised by an actor told to throw; the supervisor treats it like any other failure.</summary>
@@ -87,6 +101,7 @@ public sealed class FaultState(string actor)
     private SlowFault? _slow;
     private DropFault? _drop;
     private int _dropLeft;
+    private int _dropSkipLeft;
     private Random? _dropRandom;
 
     public string Actor { get; } = actor;
@@ -111,6 +126,7 @@ public sealed class FaultState(string actor)
             case DropFault d:
                 _drop = d;
                 _dropLeft = d.Count;
+                _dropSkipLeft = d.Skip;
                 _dropRandom = d.Count > 0 ? null : new Random(d.Seed);
                 break;
             default: throw new ArgumentException($"unknown fault {fault}", nameof(fault));
@@ -158,6 +174,11 @@ public sealed class FaultState(string actor)
     private bool TakeDrop()
     {
         if (_drop is not { } d) return false;
+        if (_dropSkipLeft > 0)
+        {
+            _dropSkipLeft--;
+            return false;
+        }
         bool drop;
         if (d.Count > 0)
         {

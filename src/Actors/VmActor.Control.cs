@@ -191,6 +191,12 @@ public sealed partial class VmActor
                 return CommandResult.Ok;
             }
         }
+        // The platform's hosted PM block (split, off; on over a kernel without PM1 registers: vmm, KVM).
+        if (_machine.Platform.Irqchip?.PressPowerButton() == true)
+        {
+            Emit("POWERDOWN");
+            return CommandResult.Ok;
+        }
         if (_machine.Vm is IPowerButton button && button.PressPowerButton())
         {
             Emit("POWERDOWN");

@@ -175,7 +175,8 @@ public sealed partial class VmActor : ReceiveActor, IWithTimers
     public VmActor(MachineConfig config, IAccelerator accelerator, BootImages images, ByteSinkFactory sinks, VmActions? actions = null)
     {
         _actions = actions ?? VmActions.Default;
-        _config = config;
+        // kernel-irqchip=on: the machine adds userspace models for what this accelerator's kernel lacks.
+        _config = config with { KernelPlatform = accelerator.Capabilities.KernelPlatform };
         _accelerator = accelerator;
         _images = images;
         _sinks = sinks;
@@ -404,7 +405,7 @@ public sealed partial class VmActor : ReceiveActor, IWithTimers
     /// <summary>Writes the kernel into guest memory with the loader its format needs; Linux also gets the MP and ACPI tables.</summary>
     private BootState LoadKernel(GuestMemory memory)
     {
-        var platform = new PlatformDescription(_config.VcpuCount) { PvPanicPort = _config.PvPanicPort };
+        var platform = PcMachineBuilder.Describe(_config);
         var initrd = _images.Initrd;
         return _images.Kernel switch
         {

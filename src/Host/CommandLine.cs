@@ -223,6 +223,18 @@ public static class CommandLine
         if (routes.Count > 0) config = config with { RouteOverrides = routes };
         if (string.IsNullOrEmpty(config.KernelPath) && string.IsNullOrEmpty(config.BiosPath))
             throw new UsageException("no kernel given (use -kernel PATH, or -bios FILE to boot firmware)");
+        // Which devices exist in kernel-irqchip=on depends on the accelerator's kernel (route overrides name them):
+        // its own set when -accel names it; for auto, KVM's, which leaves the most devices to userspace (HostMain
+        // checks again with the accelerator it picked).
+        config = config with
+        {
+            KernelPlatform = config.Accelerator switch
+            {
+                "kvm" or "auto" => KernelPlatform.Kvm,
+                "vmm" => KernelPlatform.Vmm,
+                _ => KernelPlatform.Soft,
+            },
+        };
         var errors = config.Validate();
         if (errors.Count > 0) throw new UsageException(errors[0]);
         return new ParsedCommand(CommandKind.Run, config, host);

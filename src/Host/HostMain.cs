@@ -72,6 +72,10 @@ internal static class HostMain
                 ?? throw new UsageException($"-accel {config.Accelerator}: this accelerator is not part of this build");
             if (config.VcpuCount > accelerator.Capabilities.MaxVcpus)
                 throw new UsageException($"-smp {config.VcpuCount}: the {accelerator.Name} accelerator supports at most {accelerator.Capabilities.MaxVcpus} vCPUs");
+            // The devices of kernel-irqchip=on are those the chosen accelerator's kernel lacks: check the route
+            // overrides against them (-accel auto was checked against the widest set).
+            config = config with { KernelPlatform = accelerator.Capabilities.KernelPlatform };
+            if (config.Validate() is [var invalid, ..]) throw new UsageException($"-accel {accelerator.Name}: {invalid}");
             backends = new CharBackends(config);
         }
         catch (UsageException e)

@@ -249,7 +249,7 @@ public sealed class QmpSession(IQmpBackend backend)
 
     private static readonly Dictionary<string, object?> Empty = [];
 
-    /// <summary>inject-fault's arguments: fault = throw [every] | hang duration-ms | slow duration-ms | drop count|fraction [seed] | clear.</summary>
+    /// <summary>inject-fault's arguments: fault = throw [every] | hang duration-ms | slow duration-ms | drop count|fraction [seed] [skip] | clear.</summary>
     private static Fault? ParseFault(Args args)
     {
         string kind = args.RequiredString("fault");
@@ -271,11 +271,13 @@ public sealed class QmpSession(IQmpBackend backend)
                 double? count = args.OptionalNumber("count");
                 double? fraction = args.OptionalNumber("fraction");
                 double? seed = args.OptionalNumber("seed");
+                double? skip = args.OptionalNumber("skip");
                 if (count is null == fraction is null) throw new QmpException(GenericError, "drop takes exactly one of 'count' and 'fraction'");
                 if (count is { } c && (c < 1 || c > int.MaxValue || c != Math.Floor(c))) throw new QmpException(GenericError, "Parameter 'count' must be a whole number of at least 1");
                 if (fraction is { } f && (f <= 0 || f > 1 || double.IsNaN(f))) throw new QmpException(GenericError, "Parameter 'fraction' must be more than 0 and at most 1");
                 if (seed is { } s && (s < int.MinValue || s > int.MaxValue || s != Math.Floor(s))) throw new QmpException(GenericError, "Parameter 'seed' must be a 32-bit whole number");
-                return new DropFault((int)(count ?? 0), fraction ?? 0, (int)(seed ?? 1));
+                if (skip is { } k && (k < 0 || k > int.MaxValue || k != Math.Floor(k))) throw new QmpException(GenericError, "Parameter 'skip' must be a whole number of at least 0");
+                return new DropFault((int)(count ?? 0), fraction ?? 0, (int)(seed ?? 1), (int)(skip ?? 0));
             }
             case "clear":
                 return null;

@@ -96,7 +96,7 @@ public sealed class FakeAccelerator(Func<int, VcpuScript> scriptForVm) : IAccele
     }
 
     public string Name => "fake";
-    public AcceleratorCapabilities Capabilities { get; } = new(new HashSet<IrqchipMode> { IrqchipMode.On }, 1, true);
+    public AcceleratorCapabilities Capabilities { get; } = new(new HashSet<IrqchipMode> { IrqchipMode.On }, 1, KernelPlatform.Soft);
     public ConcurrentQueue<FakeVm> Vms { get; } = new();
 
     public IVm CreateVm(VmSpec spec)

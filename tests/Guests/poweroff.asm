@@ -1,8 +1,9 @@
 ; SPDX-License-Identifier: BSD-2-Clause
 ; Copyright (c) 2026 The ActorVmm authors
 ;
-; poweroff: enters ACPI S5 the way an OS does after reading the FADT and the DSDT's _S5 package on a PC
-; (PIIX4 PM1a_CNT at 0x604: SLP_TYP = 0 for S5, then SLP_EN). The VMM ends the run with status 0 (QEMU too).
+; poweroff: enters ACPI S5 the way an OS does: PM1a_CNT from the FADT (include/acpi.inc: 0x604 on QEMU's PIIX4,
+; 0x404 on bhyve's layout, which -accel vmm has; 0x604 if there is no FADT), SLP_TYP = 0 for S5 (the DSDT's _S5 on
+; both), then SLP_EN. The VMM ends the run with status 0 (QEMU too).
 ; It then waits in HLT with interrupts off, so a machine that fails to power off ends as a dead halt.
 
 %include "include/multiboot.inc"
@@ -14,7 +15,12 @@ entry:
     call uart_init
     mov esi, msg_banner
     call puts
-    mov dx, 0x604
+    call acpi_pm_ports
+    test ax, ax
+    jnz .have_port
+    mov ax, 0x604                   ; no FADT: the PIIX4's PM1a_CNT
+.have_port:
+    mov dx, ax
     mov ax, (0 << 10) | (1 << 13)   ; SLP_TYP = S5 (0 on this chipset), SLP_EN
     out dx, ax
     ; The VMM acts on the request asynchronously (QEMU's main loop takes it some time later), so wait in HLT
@@ -27,6 +33,7 @@ entry:
 msg_banner: db "ActorVmm poweroff guest: entering ACPI S5", 10, 0
 
 %include "include/runtime.inc"
+%include "include/acpi.inc"
 
 section .bss
 alignb 16

@@ -46,6 +46,20 @@ public sealed class CommandLineTests
     }
 
     [Fact]
+    public void Route_overrides_name_the_devices_the_named_accelerators_kernel_leaves_to_userspace()
+    {
+        // In kernel-irqchip=on, KVM's kernel has no RTC, HPET or ACPI PM (they are platform devices), vmm's no PM1
+        // block; the soft accelerator's kernel has them all (docs/kvm.md, docs/freebsd.md).
+        Assert.Equal(Route.Mailbox, Parse("-accel", "kvm", "-kernel", "k", "-device", "rtc,route=mailbox").RouteOverrides["rtc"]);
+        Assert.Equal(Route.Mailbox, Parse("-accel", "kvm", "-kernel", "k", "-device", "hpet,route=mailbox").RouteOverrides["hpet"]);
+        Assert.Equal(Route.Direct, Parse("-accel", "vmm", "-kernel", "k", "-device", "acpi-pm,route=direct").RouteOverrides["acpi-pm"]);
+        Assert.StartsWith("route override for \"rtc\": no such device", Reject("-accel", "vmm", "-kernel", "k", "-device", "rtc,route=mailbox"), StringComparison.Ordinal);
+        Assert.StartsWith("route override for \"rtc\": no such device", Reject("-accel", "soft", "-kernel", "k", "-device", "rtc,route=mailbox"), StringComparison.Ordinal);
+        // auto is checked against the widest set here, and again once the accelerator is chosen (HostMain).
+        Assert.Equal(Route.Mailbox, Parse("-accel", "auto", "-kernel", "k", "-device", "rtc,route=mailbox").RouteOverrides["rtc"]);
+    }
+
+    [Fact]
     public void Pvpanic_is_added_at_QEMUs_port_or_where_ioport_says()
     {
         Assert.Null(Parse("-kernel", "k").PvPanicPort);

@@ -17,7 +17,7 @@ public sealed class HostRunTests : IDisposable
     {
         public int VmsCreated;
         public string Name => "scripted";
-        public AcceleratorCapabilities Capabilities { get; } = new(new HashSet<IrqchipMode> { IrqchipMode.On }, 1, true);
+        public AcceleratorCapabilities Capabilities { get; } = new(new HashSet<IrqchipMode> { IrqchipMode.On }, 1, KernelPlatform.Soft);
 
         public IVm CreateVm(VmSpec spec)
         {
@@ -125,6 +125,15 @@ public sealed class HostRunTests : IDisposable
         Assert.Equal(2, HostMain.Run(["-smp", (soft.Capabilities.MaxVcpus + 1).ToString(System.Globalization.CultureInfo.InvariantCulture), "-kernel", Kernel(), "-serial", "none"],
             _ => { created = true; return soft; }));
         Assert.True(created);
+    }
+
+    [Fact]
+    public void A_route_override_for_a_device_the_chosen_accelerators_kernel_owns_is_status_2_before_the_vm_starts()
+    {
+        // -accel auto accepts "rtc" at parse time (KVM would leave it to userspace); auto picks the soft accelerator,
+        // whose kernel has the RTC in kernel-irqchip=on, so the override names no device: refused before a VM exists.
+        var soft = new CountingAccelerator(new ActorVmm.Native.Soft.SoftAccelerator(), () => Assert.Fail("a VM was created"));
+        Assert.Equal(2, HostMain.Run(["-accel", "auto", "-kernel", Kernel(), "-serial", "none", "-device", "rtc,route=mailbox"], _ => soft));
     }
 
     [Fact]

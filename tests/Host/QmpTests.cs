@@ -217,6 +217,11 @@ public sealed class QmpTests : IDisposable
             Assert.Equal("COM1", report.GetProperty("target").GetString());
             Assert.Contains("drop the next 2 messages", report.GetProperty("active")[0].GetString(), StringComparison.Ordinal);
             Assert.Equal(0, c.Execute("""{"execute":"inject-fault","arguments":{"target":"COM1","fault":"clear"}}""").GetProperty("return").GetProperty("active").GetArrayLength());
+            report = c.Execute("""{"execute":"inject-fault","arguments":{"target":"COM1","fault":"drop","count":1,"skip":3}}""").GetProperty("return");
+            Assert.Contains("drop the next 1 messages after 3 passed", report.GetProperty("active")[0].GetString(), StringComparison.Ordinal);
+            Assert.Equal(0, c.Execute("""{"execute":"inject-fault","arguments":{"target":"COM1","fault":"clear"}}""").GetProperty("return").GetProperty("active").GetArrayLength());
+            AssertError(c.Execute("""{"execute":"inject-fault","arguments":{"target":"COM1","fault":"drop","count":1,"skip":-1}}"""), "GenericError", "Parameter 'skip'");
+            AssertError(c.Execute("""{"execute":"inject-fault","arguments":{"target":"COM1","fault":"drop","count":1,"skip":1.5}}"""), "GenericError", "Parameter 'skip'");
             AssertError(c.Execute("""{"execute":"inject-fault","arguments":{"target":"COM7","fault":"throw"}}"""), "GenericError", "no device or vCPU named 'COM7'");
             AssertError(c.Execute("""{"execute":"inject-fault","arguments":{"target":"COM1","fault":"melt"}}"""), "GenericError", "Parameter 'fault'");
             AssertError(c.Execute("""{"execute":"inject-fault","arguments":{"target":"COM1","fault":"hang"}}"""), "GenericError", "Parameter 'duration-ms' is missing");
@@ -237,10 +242,13 @@ public sealed class QmpTests : IDisposable
         Assert.Equal(0, run.Result);
     }
 
-    [Fact]
-    public void System_powerdown_presses_the_ACPI_power_button_and_the_guest_powers_off()
+    [Theory]
+    [InlineData("on")]
+    [InlineData("split")]
+    [InlineData("off")]
+    public void System_powerdown_presses_the_ACPI_power_button_and_the_guest_powers_off(string irqchip)
     {
-        var (run, socket, serial) = Start();
+        var (run, socket, serial) = Start("-machine", $"kernel-irqchip={irqchip}");
         using (var c = Negotiated(socket))
         {
             Until(() => SerialText(serial).Contains("waiting for the power button", StringComparison.Ordinal));

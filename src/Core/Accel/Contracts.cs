@@ -14,10 +14,91 @@ public enum IrqchipMode
     Off,
 }
 
+/// <summary>The interrupt controllers, timers and ACPI registers a kernel can provide in kernel-irqchip=on.</summary>
+[Flags]
+public enum KernelDevices
+{
+    None = 0,
+    /// <summary>One local APIC per vCPU (xAPIC page, x2APIC and TSC-deadline MSRs).</summary>
+    Lapic = 1 << 0,
+    /// <summary>The IOAPIC at MMIO 0xfec00000.</summary>
+    IoApic = 1 << 1,
+    /// <summary>The 8259A pair (0x20, 0xa0) and ELCR (0x4d0).</summary>
+    Pic = 1 << 2,
+    /// <summary>The 8254 PIT (0x40-0x43) and port 0x61.</summary>
+    Pit = 1 << 3,
+    /// <summary>The HPET at MMIO 0xfed00000.</summary>
+    Hpet = 1 << 4,
+    /// <summary>The MC146818 RTC/CMOS (0x70-0x73).</summary>
+    Rtc = 1 << 5,
+    /// <summary>The ACPI PM timer (PM_TMR_BLK, PM block base + 8).</summary>
+    PmTimer = 1 << 6,
+    /// <summary>The ACPI PM1a event and control registers (PM block base + 0 and + 4: SCI, power button, S5).</summary>
+    Pm1 = 1 << 7,
+    All = Lapic | IoApic | Pic | Pit | Hpet | Rtc | PmTimer | Pm1,
+}
+
+/// <summary>
+/// What an accelerator's kernel provides in kernel-irqchip=on (the machine builder adds userspace models for the rest),
+/// and where the ACPI PM block is: PM1a_EVT at <see cref="PmBasePort"/> (4 bytes), PM1a_CNT at + 4 (2), PM_TMR at + 8
+/// (4), whichever side provides each. The interrupt controllers (local APICs, IOAPIC, 8259) are always the kernel's
+/// in on: that is what the mode means.
+/// </summary>
+public sealed record KernelPlatform
+{
+    /// <summary>The soft accelerator's kernel side (SoftKernelDevices): everything, PM block at 0x600 (QEMU's PIIX4).</summary>
+    public static readonly KernelPlatform Soft = new(KernelDevices.All, 0x600);
+
+    /// <summary>
+    /// FreeBSD vmm(4): LAPIC, IOAPIC, 8259, PIT, HPET, RTC and the PM timer alone at 0x408 (bhyve's layout: PM1a_EVT
+    /// 0x400, PM1a_CNT 0x404, PM_TMR 0x408; bhyve emulates the PM1 registers in userspace).
+    /// </summary>
+    public static readonly KernelPlatform Vmm = new(KernelDevices.All & ~KernelDevices.Pm1, 0x400);
+
+    /// <summary>Linux KVM (KVM_CREATE_IRQCHIP + KVM_CREATE_PIT2): LAPIC, IOAPIC, 8259 and PIT; PM block at 0x600 in userspace.</summary>
+    public static readonly KernelPlatform Kvm = new(KernelDevices.Lapic | KernelDevices.IoApic | KernelDevices.Pic | KernelDevices.Pit, 0x600);
+
+    /// <summary>The interrupt controllers kernel-irqchip=on cannot do without.</summary>
+    public const KernelDevices Required = KernelDevices.Lapic | KernelDevices.IoApic | KernelDevices.Pic;
+
+    /// <exception cref="ArgumentException">A required interrupt controller is missing, or the PM block does not fit the port space.</exception>
+    public KernelPlatform(KernelDevices devices, ushort pmBasePort)
+    {
+        if ((devices & ~KernelDevices.All) != 0)
+            throw new ArgumentException($"kernel devices: unknown flags 0x{(int)(devices & ~KernelDevices.All):x}", nameof(devices));
+        if ((devices & Required) != Required)
+            throw new ArgumentException($"kernel devices {devices}: kernel-irqchip=on needs the kernel's {Required} (missing {Required & ~devices})", nameof(devices));
+        if (pmBasePort > 0x10000 - 12)
+            throw new ArgumentException($"ACPI PM block at 0x{pmBasePort:x}: its 12 bytes do not fit the port space", nameof(pmBasePort));
+        Devices = devices;
+        PmBasePort = pmBasePort;
+    }
+
+    public KernelDevices Devices { get; }
+
+    /// <summary>PM1a_EVT_BLK; PM1a_CNT_BLK and PM_TMR_BLK are at + 4 and + 8.</summary>
+    public ushort PmBasePort { get; }
+
+    public ushort Pm1EventPort => PmBasePort;
+
+    public ushort Pm1ControlPort => (ushort)(PmBasePort + 4);
+
+    public ushort PmTimerPort => (ushort)(PmBasePort + 8);
+
+    /// <summary>True when the kernel provides every device in <paramref name="devices"/>.</summary>
+    public bool Has(KernelDevices devices) => (Devices & devices) == devices;
+
+    /// <summary>The devices userspace must add in kernel-irqchip=on.</summary>
+    public KernelDevices Missing => KernelDevices.All & ~Devices;
+
+    public override string ToString() => $"{Devices} (PM block 0x{PmBasePort:x})";
+}
+
+/// <param name="KernelPlatform">What the kernel provides in kernel-irqchip=on.</param>
 public sealed record AcceleratorCapabilities(
     IReadOnlySet<IrqchipMode> IrqchipModes,
     int MaxVcpus,
-    bool KernelKeepsTime);
+    KernelPlatform KernelPlatform);
 
 /// <summary>What a VM is made of, as the accelerator needs to know it.</summary>
 public sealed record VmSpec(ulong RamBytes, int VcpuCount, IrqchipMode Irqchip)
@@ -114,6 +195,13 @@ public interface IVcpu : IDisposable
 
     /// <summary>Guest instructions retired so far, where the backend counts them (soft); otherwise 0.</summary>
     ulong InstructionsRetired { get; }
+
+    /// <summary>
+    /// Whether <see cref="Run"/> itself runs the due timers of a userspace irqchip on its exit handler
+    /// (IUserspaceIrqchip.RunDueTimers at its instruction-batch boundaries, as the soft vCPU does). False (KVM, vmm: the
+    /// kernel runs the guest, not us): a kick alone advances no platform timer, so the timer service runs them itself.
+    /// </summary>
+    bool RunsPlatformTimers => false;
 }
 
 /// <summary>

@@ -4,10 +4,11 @@
 //   local APICs 0..N-1 at 0xfee00000 (APIC ID = processor UID = vCPU index), version 0x14;
 //   the IOAPIC (ID 0, version 0x20) at 0xfec00000 with GSI base 0 and 24 pins; ISA IRQ n on pin n except
 //   IRQ0 on pin 2 (source override), IRQ9 (the SCI) level-triggered, active high;
-//   the ACPI PM block (PIIX4 layout) at AcpiPm's ports: PM1a_EVT 0x600 (4 bytes), PM1a_CNT 0x604 (2),
-//   PM_TMR 0x608 (4, 24-bit), SCI IRQ 9, no SMI command port (always in ACPI mode), reset register 0xcf9
+//   the ACPI PM block at PmBasePort (PcMachineBuilder.Describe: where the kernel or the platform has it):
+//   PM1a_EVT base (4 bytes), PM1a_CNT base + 4 (2), PM_TMR base + 8 (4, 24-bit); 0x600 on QEMU's PIIX4 (soft,
+//   KVM, split and off), 0x400 on bhyve's layout (vmm: PM timer 0x408 in the kernel), SCI IRQ 9, no SMI command port (always in ACPI mode), reset register 0xcf9
 //   value 6, the i8042 and legacy devices present, no VGA;
-//   the HPET at 0xfed00000 (3 timers, 64-bit counter, legacy replacement capable, vendor 0x8086);
+//   the HPET at 0xfed00000 (3 timers, 64-bit counter, legacy replacement capable, vendor 0x8086), when present;
 //   a DSDT with \_S5 = Package {S5, S5, 0, 0} (the SLP_TYP value AcpiPm treats as S5) and, with -device pvpanic,
 //   the pvpanic device as QEMU describes it: \_SB.PEVT, _HID "QEMU0001", _CRS one I/O port (its port).
 // Placement (PlatformTables.Write): the RSDP and the MP floating pointer and configuration table in the
@@ -38,6 +39,8 @@ public sealed record PlatformDescription(int VcpuCount)
     public byte S5SleepType { get; init; } = 0;
     public ushort ResetPort { get; init; } = 0xcf9;
     public byte ResetValue { get; init; } = 6;
+    /// <summary>Whether the machine has an HPET (the kernel's or a platform device): the ACPI HPET table is there only then.</summary>
+    public bool HpetPresent { get; init; } = true;
     public ulong HpetAddress { get; init; } = 0xfed00000;
     public int HpetTimers { get; init; } = 3;
     /// <summary>The pvpanic device's port (MachineConfig.PvPanicPort), or null when there is none.</summary>
@@ -99,7 +102,7 @@ public static class PlatformTables
         var facs = Facs();
         var fadt = new byte[FadtSize];
         var madt = Madt(p);
-        var hpet = HpetTable(p);
+        var hpet = p.HpetPresent ? HpetTable(p) : [];
 
         // Layout: FACS (64-byte aligned) first, then DSDT, FADT, MADT, HPET, RSDT, XSDT, each 8-byte aligned.
         ulong at = baseAddress;
@@ -108,7 +111,7 @@ public static class PlatformTables
         ulong fadtAt = Align(at, 8); at = fadtAt + FadtSize;
         ulong madtAt = Align(at, 8); at = madtAt + (ulong)madt.Length;
         ulong hpetAt = Align(at, 8); at = hpetAt + (ulong)hpet.Length;
-        ulong[] entries = [fadtAt, madtAt, hpetAt];
+        ulong[] entries = p.HpetPresent ? [fadtAt, madtAt, hpetAt] : [fadtAt, madtAt];
         var rsdtBody = new byte[entries.Length * 4];
         var xsdtBody = new byte[entries.Length * 8];
         for (int i = 0; i < entries.Length; i++)
@@ -128,7 +131,7 @@ public static class PlatformTables
         Put(dsdtAt, dsdt);
         Put(fadtAt, fadt);
         Put(madtAt, madt);
-        Put(hpetAt, hpet);
+        if (p.HpetPresent) Put(hpetAt, hpet);
         Put(rsdtAt, rsdt);
         Put(xsdtAt, xsdt);
         return (blob, Rsdp(rsdtAt, xsdtAt));

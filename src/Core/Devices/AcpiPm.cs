@@ -16,6 +16,9 @@
 // The S5 value defaults to 0, what QEMU's PIIX4 DSDT (_S5 = 0) and its PM1a_CNT handler use (SLP_TYP 0 = soft
 // off); machines whose DSDT says otherwise pass theirs. SCI_EN is set at reset by default (a machine with no
 // SMI_CMD port is always in ACPI mode) and stays writable, as in QEMU.
+// Without its timer (hasTimer: false; a machine whose kernel has the PM timer, as vmm(4) has it at 0x408 while
+// bhyve's userspace has PM1 event/control at 0x400-0x405) the block is PM1 event/control alone: TMR_STS never sets,
+// there is no deadline, and the PM_TMR bytes read all-ones (nothing answers there); the machine maps only bytes 0-5.
 // Not emulated: S1-S4 sleep (SLP_EN with another SLP_TYP is counted in IgnoredSleepRequests), GPE blocks, the
 // global lock (GBL_RLS is accepted and ignored), bus-master status.
 using ActorVmm.Core.Bus;
@@ -71,9 +74,11 @@ public sealed class AcpiPm : IBusDevice
 
     /// <param name="basePort">Where the machine maps the block (for the FADT; offsets are relative).</param>
     /// <param name="s5SleepType">The SLP_TYP value the DSDT's _S5 package gives.</param>
+    /// <param name="hasTimer">False: PM1 event/control only (another party, the kernel, has the PM timer).</param>
     public AcpiPm(IClock clock, IIrqLine sci, IMachineControl machine, ushort basePort = 0x600, int s5SleepType = 0,
-        bool sciEnabledAtReset = true)
+        bool sciEnabledAtReset = true, bool hasTimer = true)
     {
+        HasTimer = hasTimer;
         ArgumentOutOfRangeException.ThrowIfGreaterThan(basePort, 0x10000 - BlockLength);
         ArgumentOutOfRangeException.ThrowIfLessThan(s5SleepType, 0);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(s5SleepType, 7);
@@ -90,6 +95,12 @@ public sealed class AcpiPm : IBusDevice
     public string Name => "acpi-pm";
 
     public ushort BasePort { get; }
+
+    /// <summary>Whether the block has its PM timer (bytes 8-11); false: PM1 event/control only.</summary>
+    public bool HasTimer { get; }
+
+    /// <summary>The bytes of the block a machine maps: all 12, or the 6 of PM1 event/control without the timer.</summary>
+    public int MappedLength => HasTimer ? BlockLength : Pm1ControlOffset + Pm1ControlLength;
 
     public int S5SleepType { get; }
 
@@ -117,7 +128,7 @@ public sealed class AcpiPm : IBusDevice
 
     /// <summary>When TMR_STS next sets while it would raise SCI, or null.</summary>
     public long? NextDeadlineNs =>
-        !_sciLevel && (_en & TMR_EN) != 0 && (_cnt & SCI_EN) != 0 && (_sts & TMR_STS) == 0
+        HasTimer && !_sciLevel && (_en & TMR_EN) != 0 && (_cnt & SCI_EN) != 0 && (_sts & TMR_STS) == 0
             ? TimeOfTick((_toggles + 1) << 23)
             : null;
 
@@ -139,7 +150,7 @@ public sealed class AcpiPm : IBusDevice
         if (toggles > _toggles)
         {
             _toggles = toggles;
-            _sts |= TMR_STS;
+            if (HasTimer) _sts |= TMR_STS;
         }
         DriveSci();
         return now;
@@ -175,9 +186,16 @@ public sealed class AcpiPm : IBusDevice
         image[3] = (byte)(_en >> 8);
         image[4] = (byte)_cnt;
         image[5] = (byte)(_cnt >> 8);
-        image[8] = (byte)tmr;
-        image[9] = (byte)(tmr >> 8);
-        image[10] = (byte)(tmr >> 16);
+        if (HasTimer)
+        {
+            image[8] = (byte)tmr;
+            image[9] = (byte)(tmr >> 8);
+            image[10] = (byte)(tmr >> 16);
+        }
+        else
+        {
+            image[PmTimerOffset..].Fill(0xff); // no timer here: nothing drives these bytes
+        }
         image.Slice((int)offset, data.Length).CopyTo(data);
     }
 

@@ -54,6 +54,12 @@ public sealed record MachineConfig
 
     public IrqchipMode Irqchip { get; init; } = IrqchipMode.On;
 
+    /// <summary>
+    /// What the accelerator's kernel provides in kernel-irqchip=on (AcceleratorCapabilities.KernelPlatform; the VM
+    /// actor sets it from the accelerator it runs on): the machine builder adds userspace models for the rest.
+    /// </summary>
+    public KernelPlatform KernelPlatform { get; init; } = KernelPlatform.Soft;
+
     public ulong RamBytes { get; init; } = DefaultRamBytes;
 
     /// <summary>vCPUs: vCPU 0 is the bootstrap processor (APIC ID = vCPU index); the accelerator may support fewer.</summary>

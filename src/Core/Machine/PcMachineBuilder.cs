@@ -14,8 +14,20 @@
 //   with BIOS firmware, the host bridge's PAM registers drive the shadow-RAM map (I440fxPam)
 //   boot timer 0x440 (byte writes report value and elapsed time to the host)
 // Where the interrupt controllers and timers are depends on kernel-irqchip (DESIGN.md §3):
-//   on     the PIC, PIT, RTC, ACPI PM, IOAPIC, HPET and local APICs belong to the accelerator's kernel side
-//          (SoftKernelDevices for the soft accelerator); device lines go to IVm.SetIrqLine.
+//   on     the local APICs, IOAPIC and PIC belong to the accelerator's kernel, and so does whatever else its
+//          KernelPlatform (AcceleratorCapabilities, MachineConfig.KernelPlatform) lists; device lines go to
+//          IVm.SetIrqLine. What the kernel lacks is added here as userspace platform devices, hosted as in split
+//          (PlatformIrqchip in on mode: the same models, clock, timer service deadlines, routes and deterministic
+//          lock-step), their lines to IVm.SetIrqLine on the kernel's GSIs (RTC 8, SCI 9, HPET its timers' routes):
+//            soft  everything in the kernel (SoftKernelDevices), nothing added; ACPI PM block at 0x600.
+//            vmm   vmm(4) has LAPIC, IOAPIC, PIC, PIT, HPET, RTC and the PM timer alone at 0x408 (bhyve's layout);
+//                  added: the PM1 event/control block at 0x400-0x405 (PM1a_EVT 0x400, PM1a_CNT 0x404: SCI, S5).
+//            kvm   KVM_CREATE_IRQCHIP + KVM_CREATE_PIT2 give LAPIC, IOAPIC, PIC and PIT; added, as QEMU adds them
+//                  beside kvm's irqchip: the RTC/CMOS (0x70-0x73), the ACPI PM block at 0x600 (PM1 + PM timer) and
+//                  the HPET (MMIO 0xfed00000).
+//          The firmware tables (Describe → PlatformTables) put the FADT's PM ports where the block is.
+//          Not done: the HPET's legacy replacement cannot cut off a kernel PIT's IRQ0 (KVM has a PIT flag for that,
+//          not in the contract); a guest that enables it gets both, as Linux does not (it stops the PIT itself).
 //   split  the PIC pair (0x20, 0xa0, ELCR 0x4d0), PIT (0x40-0x43, port 0x61), RTC (0x70-0x73), ACPI PM (0x600),
 //          IOAPIC (MMIO 0xfec00000) and HPET (MMIO 0xfed00000) are platform devices here (PlatformIrqchip), each
 //          with its route; device lines go to the PIC and IOAPIC.
@@ -23,6 +35,7 @@
 // Default routes come from measured exit counts (docs/actors.md, DefaultRoute): the cold ACPI PM block takes the
 // Mailbox route, every other device the Direct route.
 using ActorVmm.Core.Accel;
+using ActorVmm.Core.Boot;
 using ActorVmm.Core.Bus;
 using ActorVmm.Core.Devices;
 using ActorVmm.Core.Memory;
@@ -48,7 +61,10 @@ public sealed record PlatformDevice(IBusDevice Model, PortRange Ports, Route Rou
 /// <summary>The frozen bus and the devices on it.</summary>
 public sealed record Platform(Bus.Bus Bus, IReadOnlyList<PlatformDevice> Devices)
 {
-    /// <summary>The interrupt controllers and timers outside the accelerator (kernel-irqchip=split or off), else null.</summary>
+    /// <summary>
+    /// The interrupt controllers and timers outside the accelerator (kernel-irqchip=split or off; in on the timers and
+    /// ACPI registers the kernel lacks), else null.
+    /// </summary>
     public PlatformIrqchip? Irqchip { get; init; }
 
     public PlatformDevice? Find(string name) => Devices.FirstOrDefault(d => d.Model.Name == name);
@@ -129,16 +145,34 @@ public static class PcMachineBuilder
         if (config.DebugExit is not null) names.Add(DebugExitName);
         if (config.DebugCon is not null) names.Add(DebugConName);
         if (config.PvPanicPort is not null) names.Add(PvPanicName);
-        if (config.Irqchip != IrqchipMode.On)
-        {
-            names.AddRange([PlatformIrqchip.PicName, PlatformIrqchip.PitName, PlatformIrqchip.RtcName, PlatformIrqchip.PmName,
-                PlatformIrqchip.IoApicName, PlatformIrqchip.HpetName]);
-        }
-        if (config.Irqchip == IrqchipMode.Off)
-        {
-            for (int i = 0; i < config.VcpuCount; i++) names.Add($"lapic{i}");
-        }
+        names.AddRange(PlatformIrqchip.HostedNames(config.Irqchip, UserspaceIrqchipDevices(config), config.VcpuCount));
         return names;
+    }
+
+    /// <summary>
+    /// The interrupt controllers, timers and ACPI registers the platform hosts: everything in split and off; in on what
+    /// the accelerator's kernel lacks (None for the soft accelerator).
+    /// </summary>
+    public static KernelDevices UserspaceIrqchipDevices(MachineConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        return config.Irqchip == IrqchipMode.On ? config.KernelPlatform.Missing : KernelDevices.All;
+    }
+
+    /// <summary>
+    /// What the firmware tables (MP, ACPI) must describe for <paramref name="config"/>: the vCPUs, and the ACPI PM
+    /// block where this machine has it (the kernel's PM base in on, 0x600 in split and off). An HPET always exists
+    /// (the kernel's or a platform device), so the ACPI HPET table is always there.
+    /// </summary>
+    public static PlatformDescription Describe(MachineConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        return new PlatformDescription(config.VcpuCount)
+        {
+            PmBasePort = config.Irqchip == IrqchipMode.On ? config.KernelPlatform.PmBasePort : PlatformIrqchip.DefaultPmBasePort,
+            HpetPresent = true,
+            PvPanicPort = config.PvPanicPort,
+        };
     }
 
     /// <summary>
@@ -179,12 +213,15 @@ public static class PcMachineBuilder
         options ??= new PlatformOptions();
 
         PlatformIrqchip? chip = null;
-        if (config.Irqchip != IrqchipMode.On)
+        if (UserspaceIrqchipDevices(config) != KernelDevices.None)
         {
             // The platform's timers must run on the accelerator's clock (the guest's TSC and kernel LAPIC timer use it).
             var clock = vm.Clock ?? options.Clock ?? new HostClock();
             var rtcStart = config.Deterministic ? new DateTime(2026, 1, 1, 0, 0, 0, DateTimeKind.Utc) : DateTime.UtcNow;
-            chip = new PlatformIrqchip(config.Irqchip, vm, clock, control, config.RamBytes, config.VcpuCount, rtcStart) { LockStep = config.Deterministic };
+            chip = new PlatformIrqchip(config.Irqchip, vm, clock, control, config.RamBytes, config.VcpuCount, rtcStart, config.KernelPlatform)
+            {
+                LockStep = config.Deterministic,
+            };
         }
         IIrqLine Irq(int gsi) => chip is not null ? chip.Line(gsi) : new VmIrqLine(vm, gsi);
 

@@ -26,6 +26,12 @@
 // INIT and start-up IPIs (and INIT-mode LVTs) a userspace LAPIC accepts go to its vCPU through IVcpu.SignalInit and
 // SignalStartup (the MP start-up protocol of the SDM vol. 3 §9.4: the LAPIC drops an INIT level de-assert; the vCPU
 // takes a start-up only in wait-for-SIPI); NMIs through IVm.InjectNmi.
+// kernel-irqchip=on: the accelerator's kernel has the local APICs, IOAPIC and 8259; this irqchip then hosts only the
+// timers and ACPI registers its KernelPlatform lacks (KVM: RTC, ACPI PM block, HPET; vmm: the PM1 event/control
+// block at 0x400 without the timer the kernel has at 0x408), and their lines, the HPET's included, are IVm.SetIrqLine
+// on the kernel's GSIs. The vCPU side is only the timers (RunDueTimers); nothing is acknowledged here.
+// Timers: the vCPU runs due deadlines at its batch boundaries when it can (the soft vCPU: IVcpu.RunsPlatformTimers);
+// for a hardware kernel's vCPUs the timer service's delivery (KickVcpus) runs them on its own thread.
 // Not here: SMI (no SMM; counted), x2APIC-format MSIs (the IOAPIC's messages are 8-bit destinations, as on the i440FX).
 using System.Buffers.Binary;
 using ActorVmm.Core.Accel;
@@ -53,33 +59,60 @@ public sealed class PlatformIrqchip
     private IVcpu[] _vcpus = [];
     private HostedLapic[] _lapics = [];
 
-    public PlatformIrqchip(IrqchipMode mode, IVm vm, IClock clock, IMachineControl control, ulong ramBytes, int vcpuCount, DateTime rtcStart)
+    /// <param name="kernel">
+    /// kernel-irqchip=on only: what the accelerator's kernel provides; this irqchip then hosts exactly the timers and
+    /// ACPI registers it lacks (PIT, RTC, ACPI PM block or part of it, HPET), their lines going to IVm.SetIrqLine.
+    /// </param>
+    public PlatformIrqchip(IrqchipMode mode, IVm vm, IClock clock, IMachineControl control, ulong ramBytes, int vcpuCount, DateTime rtcStart,
+        KernelPlatform? kernel = null)
     {
-        if (mode == IrqchipMode.On) throw new ArgumentException("kernel-irqchip=on keeps the irqchip in the accelerator", nameof(mode));
+        if (mode == IrqchipMode.On && kernel is null)
+            throw new ArgumentException("kernel-irqchip=on: the kernel's device set is needed to know what userspace must add", nameof(kernel));
         Mode = mode;
         _vm = vm;
         Clock = clock;
-        Pic = new HostedPic(new PicIntr(this));
-        IoApic = new HostedModel<IoApic>(new IoApic(mode == IrqchipMode.Split ? new KernelMsi(vm) : new ApicBus(this)));
-        Pit = new HostedPit(clock, new LegacyTimerLine(this, 0));
-        var rtc = new Rtc146818(clock, new LegacyTimerLine(this, 8), rtcStart);
-        rtc.SetMemorySize(Math.Min(ramBytes, 0xC000_0000UL), ramBytes > 0xC000_0000UL ? ramBytes - 0xC000_0000UL : 0);
-        rtc.SetCpuCount(vcpuCount);
-        rtc.SetBootOrder("cad"); // as in the kernel-irqchip=on machine: QEMU's default PC order, which SeaBIOS reads
-        Rtc = new HostedModel<Rtc146818>(rtc, (m, now) => m.Advance(now), m => m.NextDeadlineNs);
-        Pm = new HostedModel<AcpiPm>(new AcpiPm(clock, Line(9), control), (m, now) => m.Advance(now), m => m.NextDeadlineNs);
-        var hpet = new Hpet(clock, SetIoApicPin, (irq, level) => Pic.SetIrq(irq, level), routeCapability: HpetRouteCapability,
-            periodicTimers: Devices.Hpet.TimerCount);
-        Hpet = new HostedModel<Hpet>(hpet, (m, now) => m.Advance(now), m => m.NextDeadlineNs, m => _hpetLegacy = m.LegacyReplacement);
-        var devices = new List<IrqchipDevice>
+        // Split and off: everything here. On: only what the kernel lacks (the interrupt controllers never).
+        var missing = mode == IrqchipMode.On ? kernel!.Missing : KernelDevices.All;
+        Missing = missing;
+        var devices = new List<IrqchipDevice>();
+        if (mode != IrqchipMode.On)
         {
-            new(Pic, new PortRange(0x20, 2), null, [(new PortRange(0xa0, 2), HostedPic.SlaveOffset), (new PortRange(0x4d0, 2), HostedPic.ElcrOffset)]),
-            new(Pit, new PortRange(0x40, 4), null, [(new PortRange(0x61, 1), HostedPit.Port61Offset)]),
-            new(Rtc, new PortRange(0x70, 4), null, []),
-            new(Pm, new PortRange(Pm.Model.BasePort, AcpiPm.BlockLength), null, []),
-            new(IoApic, null, new MmioRange(Devices.IoApic.DefaultBase, Devices.IoApic.MmioSize), []),
-            new(Hpet, null, new MmioRange(Devices.Hpet.DefaultBase, Devices.Hpet.MmioSize), []),
-        };
+            _pic = new HostedPic(new PicIntr(this));
+            _ioApic = new HostedModel<IoApic>(new IoApic(mode == IrqchipMode.Split ? new KernelMsi(vm) : new ApicBus(this)));
+            devices.Add(new(_pic, new PortRange(0x20, 2), null, [(new PortRange(0xa0, 2), HostedPic.SlaveOffset), (new PortRange(0x4d0, 2), HostedPic.ElcrOffset)]));
+        }
+        if ((missing & KernelDevices.Pit) != 0)
+        {
+            _pit = new HostedPit(clock, new LegacyTimerLine(this, 0));
+            devices.Add(new(_pit, new PortRange(0x40, 4), null, [(new PortRange(0x61, 1), HostedPit.Port61Offset)]));
+        }
+        if ((missing & KernelDevices.Rtc) != 0)
+        {
+            var rtc = new Rtc146818(clock, new LegacyTimerLine(this, 8), rtcStart);
+            rtc.SetMemorySize(Math.Min(ramBytes, 0xC000_0000UL), ramBytes > 0xC000_0000UL ? ramBytes - 0xC000_0000UL : 0);
+            rtc.SetCpuCount(vcpuCount);
+            rtc.SetBootOrder("cad"); // as in the kernel-irqchip=on machine: QEMU's default PC order, which SeaBIOS reads
+            _rtc = new HostedModel<Rtc146818>(rtc, (m, now) => m.Advance(now), m => m.NextDeadlineNs);
+            devices.Add(new(_rtc, new PortRange(0x70, 4), null, []));
+        }
+        if ((missing & (KernelDevices.Pm1 | KernelDevices.PmTimer)) != 0)
+        {
+            ushort pmBase = mode == IrqchipMode.On ? kernel!.PmBasePort : DefaultPmBasePort;
+            bool pm1 = (missing & KernelDevices.Pm1) != 0, timer = (missing & KernelDevices.PmTimer) != 0;
+            // PM1 event/control with or without the timer (vmm: the kernel has the timer at base + 8), or the timer alone.
+            var pm = new AcpiPm(clock, Line(9), control, pmBase, hasTimer: timer);
+            _pm = new HostedModel<AcpiPm>(pm, (m, now) => m.Advance(now), m => m.NextDeadlineNs);
+            devices.Add(pm1
+                ? new(_pm, new PortRange(pmBase, (ushort)pm.MappedLength), null, [])
+                : new(_pm, null, null, [(new PortRange(pm.PmTimerBlock, AcpiPm.PmTimerLength), (ulong)AcpiPm.PmTimerOffset)]));
+        }
+        if (_ioApic is not null) devices.Add(new(_ioApic, null, new MmioRange(Devices.IoApic.DefaultBase, Devices.IoApic.MmioSize), []));
+        if ((missing & KernelDevices.Hpet) != 0)
+        {
+            var hpet = new Hpet(clock, SetIoApicPin, SetPicInput, routeCapability: HpetRouteCapability, periodicTimers: Devices.Hpet.TimerCount);
+            _hpet = new HostedModel<Hpet>(hpet, (m, now) => m.Advance(now), m => m.NextDeadlineNs, m => _hpetLegacy = m.LegacyReplacement);
+            devices.Add(new(_hpet, null, new MmioRange(Devices.Hpet.DefaultBase, Devices.Hpet.MmioSize), []));
+        }
         if (mode == IrqchipMode.Off)
         {
             _lapics = new HostedLapic[vcpuCount];
@@ -94,21 +127,68 @@ public sealed class PlatformIrqchip
         foreach (var d in devices) Endpoints[d.Device.Name] = new DirectEndpoint(d.Device);
     }
 
+    /// <summary>The ACPI PM block's base in split and off (QEMU's PIIX4 at 0x600).</summary>
+    public const ushort DefaultPmBasePort = 0x600;
+
+    /// <summary>The names of the devices an irqchip hosts for <paramref name="missing"/> (what userspace adds), in mapping order.</summary>
+    public static IReadOnlyList<string> HostedNames(IrqchipMode mode, KernelDevices missing, int vcpuCount)
+    {
+        var names = new List<string>();
+        if (mode != IrqchipMode.On) names.Add(PicName);
+        if ((missing & KernelDevices.Pit) != 0) names.Add(PitName);
+        if ((missing & KernelDevices.Rtc) != 0) names.Add(RtcName);
+        if ((missing & (KernelDevices.Pm1 | KernelDevices.PmTimer)) != 0) names.Add(PmName);
+        if (mode != IrqchipMode.On) names.Add(IoApicName);
+        if ((missing & KernelDevices.Hpet) != 0) names.Add(HpetName);
+        if (mode == IrqchipMode.Off)
+        {
+            for (int i = 0; i < vcpuCount; i++) names.Add($"lapic{i}");
+        }
+        return names;
+    }
+
     public IrqchipMode Mode { get; }
 
     public IClock Clock { get; }
 
-    public HostedPic Pic { get; }
+    /// <summary>The devices this irqchip hosts because the accelerator's kernel does not: everything in split and off.</summary>
+    public KernelDevices Missing { get; }
 
-    public HostedPit Pit { get; }
+    private readonly HostedPic? _pic;
+    private readonly HostedPit? _pit;
+    private readonly HostedModel<Rtc146818>? _rtc;
+    private readonly HostedModel<AcpiPm>? _pm;
+    private readonly HostedModel<IoApic>? _ioApic;
+    private readonly HostedModel<Hpet>? _hpet;
 
-    public HostedModel<Rtc146818> Rtc { get; }
+    public HostedPic Pic => _pic ?? throw NotHere(PicName);
 
-    public HostedModel<AcpiPm> Pm { get; }
+    public HostedPit Pit => _pit ?? throw NotHere(PitName);
 
-    public HostedModel<IoApic> IoApic { get; }
+    public HostedModel<Rtc146818> Rtc => _rtc ?? throw NotHere(RtcName);
 
-    public HostedModel<Hpet> Hpet { get; }
+    public HostedModel<AcpiPm> Pm => _pm ?? throw NotHere(PmName);
+
+    public HostedModel<IoApic> IoApic => _ioApic ?? throw NotHere(IoApicName);
+
+    public HostedModel<Hpet> Hpet => _hpet ?? throw NotHere(HpetName);
+
+    /// <summary>
+    /// The host pressed the ACPI power button (QMP's system_powerdown): PWRBTN_STS in the PM block hosted here, and
+    /// the SCI if the guest enabled it. False when the PM1 registers are not here (the kernel's, or soft on).
+    /// </summary>
+    public bool PressPowerButton()
+    {
+        if (_pm is not { } pm || (Missing & KernelDevices.Pm1) == 0) return false;
+        pm.Locked(m => m.PressPowerButton());
+        return true;
+    }
+
+    /// <summary>Whether the device named <paramref name="name"/> is hosted here.</summary>
+    public bool Hosts(string name) => HostedDevices.Any(d => d.Device.Name == name);
+
+    private InvalidOperationException NotHere(string name)
+        => new($"kernel-irqchip={Mode.ToString().ToLowerInvariant()}: the {name} is the accelerator kernel's, not a platform device");
 
     /// <summary>The userspace local APICs (off), by vCPU; empty in split.</summary>
     public IReadOnlyList<HostedLapic> LocalApics => _lapics;
@@ -134,11 +214,31 @@ public sealed class PlatformIrqchip
     public void SetIrq(int gsi, bool level)
     {
         if ((uint)gsi >= Devices.IoApic.PinCount) return;
+        if (Mode == IrqchipMode.On)
+        {
+            _vm.SetIrqLine(gsi, level); // the kernel's PIC and IOAPIC
+            return;
+        }
         if (gsi < 16 && gsi != 2) Pic.SetIrq(gsi, level);
         SetIoApicPin(gsi == 0 ? Irq0IoApicPin : gsi, level);
     }
 
-    private void SetIoApicPin(int pin, bool level) => IoApic.Locked(m => m.SetIrq(pin, level));
+    /// <summary>
+    /// An HPET output on an IOAPIC input. In on the kernel's IOAPIC is reached through its GSI, as QEMU's HPET drives
+    /// its GSI lines (input 2 is GSI 2, which reaches no 8259 input: the cascade).
+    /// </summary>
+    private void SetIoApicPin(int pin, bool level)
+    {
+        if (Mode == IrqchipMode.On) _vm.SetIrqLine(pin, level);
+        else IoApic.Locked(m => m.SetIrq(pin, level));
+    }
+
+    /// <summary>An HPET legacy-replacement output on an 8259 input (IRQ0, IRQ8): in on the kernel's ISA line.</summary>
+    private void SetPicInput(int irq, bool level)
+    {
+        if (Mode == IrqchipMode.On) _vm.SetIrqLine(irq, level);
+        else Pic.SetIrq(irq, level);
+    }
 
     /// <summary>The vCPUs, once created: their interrupt requests are driven from here.</summary>
     public void AttachVcpus(IReadOnlyList<IVcpu> vcpus)
@@ -158,11 +258,18 @@ public sealed class PlatformIrqchip
 
     /// <summary>
     /// Makes every vCPU leave its run promptly (IVcpu.Kick): the timer service's delivery of a Direct-route device's
-    /// deadline, which the vCPU then runs at its next batch boundary (RunDueTimers).
+    /// deadline, which the vCPU then runs at its next batch boundary (RunDueTimers); when some vCPU does not run
+    /// platform timers (IVcpu.RunsPlatformTimers: KVM, vmm) the due deadlines are run here first.
     /// </summary>
     public void KickVcpus()
     {
-        foreach (var v in _vcpus) v.Kick();
+        // A hardware kernel's vCPUs (KVM, vmm) never run platform timers at batch boundaries, so a kick alone would
+        // advance nothing: the deadline is run here, on the timer service's thread, under the Direct route's lock, as
+        // QEMU's timers run on its main loop beside a kernel irqchip. The soft vCPU runs them itself (its next batch
+        // boundary), so a running guest never sees them change between two of its instructions.
+        var vcpus = _vcpus;
+        if (vcpus.Length == 0 || vcpus.Any(v => !v.RunsPlatformTimers)) RunDueTimers(Clock.NowNanoseconds);
+        foreach (var v in vcpus) v.Kick();
     }
 
     private readonly Lock _intrLock = new();

@@ -23,6 +23,7 @@ public static class KvmIoctls
     public static readonly IoctlRequest KVM_CREATE_IRQCHIP = Ioc.LinuxIo(nameof(KVM_CREATE_IRQCHIP), T, 0x60);
     public static readonly IoctlRequest KVM_IRQ_LINE = Ioc.LinuxIow(nameof(KVM_IRQ_LINE), T, 0x61, KvmIrqLevel.Size);
     public static readonly IoctlRequest KVM_CREATE_PIT2 = Ioc.LinuxIow(nameof(KVM_CREATE_PIT2), T, 0x77, KvmPitConfig.Size);
+    public static readonly IoctlRequest KVM_SET_GSI_ROUTING = Ioc.LinuxIow(nameof(KVM_SET_GSI_ROUTING), T, 0x6a, KvmIrqRouting.HeaderSize);
     public static readonly IoctlRequest KVM_RUN = Ioc.LinuxIo(nameof(KVM_RUN), T, 0x80);
     public static readonly IoctlRequest KVM_GET_REGS = Ioc.LinuxIor(nameof(KVM_GET_REGS), T, 0x81, KvmRegs.Size);
     public static readonly IoctlRequest KVM_SET_REGS = Ioc.LinuxIow(nameof(KVM_SET_REGS), T, 0x82, KvmRegs.Size);
@@ -141,6 +142,24 @@ public struct KvmIrqLevel
 {
     public const int Size = 8;
     public uint Irq, Level;
+}
+
+/// <summary>struct kvm_irq_routing: its header; nr entries of <see cref="KvmIrqRoutingEntry"/> follow.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct KvmIrqRouting
+{
+    public const int HeaderSize = 8;
+    public uint Nr, Flags;
+}
+
+/// <summary>struct kvm_irq_routing_entry; for type KVM_IRQ_ROUTING_IRQCHIP the union starts with irqchip (u32) and pin (u32).</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct KvmIrqRoutingEntry
+{
+    public const int Size = 48;
+    public const uint TypeIrqchip = 1, IrqchipPicMaster = 0, IrqchipPicSlave = 1, IrqchipIoapic = 2;
+    public uint Gsi, Type, Flags, Pad;
+    public fixed uint U[8];
 }
 
 [StructLayout(LayoutKind.Sequential)]

@@ -30,7 +30,7 @@ public sealed class KvmAccelerator : IAccelerator
     public string Name => "kvm";
 
     public AcceleratorCapabilities Capabilities { get; } =
-        new(new HashSet<IrqchipMode> { IrqchipMode.On, IrqchipMode.Split, IrqchipMode.Off }, MaxVcpus: 255, KernelKeepsTime: false);
+        new(new HashSet<IrqchipMode> { IrqchipMode.On, IrqchipMode.Split, IrqchipMode.Off }, MaxVcpus: 255, KernelPlatform.Kvm);
 
     public IReadOnlyList<int>? HostCpus { get; }
 

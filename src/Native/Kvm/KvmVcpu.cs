@@ -92,9 +92,6 @@ public sealed unsafe class KvmVcpu : IVcpu
                 return VcpuExit.Kicked;
             }
             var chip = _vm.Spec.Irqchip == IrqchipMode.On ? null : handler as IUserspaceIrqchip;
-            // The platform's Direct-route timers (PIT, RTC... in split and off) run on the vCPU thread: the timer
-            // service only kicks the vCPU when one is due.
-            chip?.RunDueTimers(_vm.HostTime.NowNanoseconds);
             if (InjectPending(run, chip) is { } failure) return failure;
             if (chip is not null && _vm.Spec.Irqchip == IrqchipMode.Off)
             {
@@ -124,7 +121,7 @@ public sealed unsafe class KvmVcpu : IVcpu
                     }
                 case KvmExitReason.Hlt:
                     if (run->IfFlag == 0 && !HasQueued()) return new VcpuExit(VcpuExitKind.Halted, "HLT with interrupts disabled");
-                    if (!WaitForEvent(chip)) return VcpuExit.Kicked;
+                    if (!WaitForEvent()) return VcpuExit.Kicked;
                     break;
                 case KvmExitReason.IrqWindowOpen:
                 case KvmExitReason.Intr:
@@ -145,13 +142,42 @@ public sealed unsafe class KvmVcpu : IVcpu
                 case KvmExitReason.FailEntry:
                     return new VcpuExit(VcpuExitKind.Error, $"KVM_EXIT_FAIL_ENTRY: hardware entry failure reason 0x{run->FailEntryHardwareEntryFailureReason:x} on CPU {*(uint*)((byte*)run + KvmRun.FailEntryCpuOffset)}");
                 case KvmExitReason.InternalError:
-                    return new VcpuExit(VcpuExitKind.Error, $"KVM_EXIT_INTERNAL_ERROR: suberror {run->InternalSuberror}");
+                    return new VcpuExit(VcpuExitKind.Error, InternalErrorDetail(run));
                 case KvmExitReason.Debug:
                     return new VcpuExit(VcpuExitKind.Debug, "KVM_EXIT_DEBUG");
                 default:
                     return new VcpuExit(VcpuExitKind.Error, $"unhandled KVM exit {run->ExitReason} ({(uint)run->ExitReason})");
             }
         }
+    }
+
+    /// <summary>KVM_EXIT_INTERNAL_ERROR with its suberror named, KVM's data words and where the guest was.</summary>
+    private string InternalErrorDetail(KvmRun* run)
+    {
+        uint sub = run->InternalSuberror;
+        string name = sub switch
+        {
+            1 => "emulation failure",
+            2 => "exception while delivering an exception",
+            3 => "failed event delivery",
+            4 => "unexpected exit reason",
+            _ => "unknown",
+        };
+        int n = (int)Math.Min(run->InternalNdata, 16u);
+        var words = new string[n];
+        ulong* data = (ulong*)((byte*)run + KvmRun.InternalDataOffset);
+        for (int i = 0; i < n; i++) words[i] = $"0x{data[i]:x}";
+        string where;
+        try
+        {
+            var regs = GetRegisters();
+            where = $"rip 0x{regs.Rip:x}";
+        }
+        catch (KernelCallException e)
+        {
+            where = $"registers unreadable ({e.Message})";
+        }
+        return $"KVM_EXIT_INTERNAL_ERROR: suberror {sub} ({name}), {where}, data [{string.Join(", ", words)}]";
     }
 
     private void PortIo(KvmRun* run, IExitHandler handler)
@@ -239,17 +265,13 @@ public sealed unsafe class KvmVcpu : IVcpu
         if (level) Nudge();
     }
 
-    /// <summary>HLT (no kernel LAPIC): waits for an interrupt, NMI or kick, running the platform's due timers meanwhile.</summary>
-    private bool WaitForEvent(IUserspaceIrqchip? chip)
+    private bool WaitForEvent()
     {
         while (true)
         {
             if (Volatile.Read(ref _kick) != 0) return false;
-            long now = _vm.HostTime.NowNanoseconds;
-            chip?.RunDueTimers(now);
             if (HasQueued()) return true;
-            long waitNs = Math.Min((chip?.NextDeadlineNs ?? long.MaxValue) - now, 50_000_000);
-            if (waitNs > 0) _wake.Wait(TimeSpan.FromTicks(Math.Max(1, waitNs / 100)));
+            _wake.Wait(TimeSpan.FromMilliseconds(50));
         }
     }
 

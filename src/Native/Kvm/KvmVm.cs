@@ -3,7 +3,6 @@
 // at GPA 0). Irq entry points: SetIrqLine = KVM_IRQ_LINE (on: GSI 0-23 reach the kernel PIC and IOAPIC); SendMsi =
 // KVM_SIGNAL_MSI (on and split); InjectNmi queues an NMI the vCPU thread injects with KVM_NMI.
 using ActorVmm.Core.Accel;
-using ActorVmm.Core.Machine;
 using ActorVmm.Core.Memory;
 using ActorVmm.Native.Sys;
 
@@ -48,6 +47,7 @@ public sealed unsafe class KvmVm : IVm
                     _kernel.Ioctl(_fd, KvmIoctls.KVM_CREATE_IRQCHIP, null);
                     var pit = new KvmPitConfig();
                     _kernel.Ioctl(_fd, KvmIoctls.KVM_CREATE_PIT2, ref pit);
+                    SetPcGsiRouting();
                     break;
                 case IrqchipMode.Split:
                     var cap = new KvmEnableCap { Cap = KvmCaps.KVM_CAP_SPLIT_IRQCHIP };
@@ -76,14 +76,6 @@ public sealed unsafe class KvmVm : IVm
     }
 
     public VmSpec Spec { get; }
-
-    /// <summary>
-    /// Host time for this VM, shared by the platform's timers and the vCPUs: in split and off the vCPU runs the due
-    /// deadlines of Direct-route devices (IUserspaceIrqchip.RunDueTimers) on this clock, the one the timer service uses.
-    /// </summary>
-    internal HostClock HostTime { get; } = new();
-
-    Core.Devices.IClock? IVm.Clock => HostTime;
 
     public GuestMemory Memory { get; }
 
@@ -126,6 +118,45 @@ public sealed unsafe class KvmVm : IVm
             var v = new KvmVcpu(this, id);
             _vcpus.Add(v);
             return v;
+        }
+    }
+
+    /// <summary>
+    /// The GSI routes of the PC the MADT describes (PlatformTables: ISA IRQ0 on IOAPIC pin 2, IRQ n on pin n), as QEMU
+    /// sets them beside KVM's irqchip: GSI 0-7 (not 2, the cascade) to the master 8259, 8-15 to the slave, and GSI 0 to
+    /// IOAPIC pin 2 and GSI 1-23 (not 2) to pin n. KVM's default table sends GSI 0 to pin 0, where neither the MADT's
+    /// override nor a guest looks, so the kernel PIT's IRQ0 (raised on GSI 0) never reached pin 2 without this.
+    /// </summary>
+    public static KvmIrqRoutingEntry[] PcGsiRoutes()
+    {
+        var routes = new List<KvmIrqRoutingEntry>();
+        static KvmIrqRoutingEntry Route(uint gsi, uint chip, uint pin)
+        {
+            var e = new KvmIrqRoutingEntry { Gsi = gsi, Type = KvmIrqRoutingEntry.TypeIrqchip };
+            e.U[0] = chip;
+            e.U[1] = pin;
+            return e;
+        }
+        for (uint i = 0; i < 16; i++)
+        {
+            if (i != 2) routes.Add(Route(i, i < 8 ? KvmIrqRoutingEntry.IrqchipPicMaster : KvmIrqRoutingEntry.IrqchipPicSlave, i & 7));
+        }
+        for (uint i = 0; i < 24; i++)
+        {
+            if (i != 2) routes.Add(Route(i, KvmIrqRoutingEntry.IrqchipIoapic, i == 0 ? 2u : i));
+        }
+        return [.. routes];
+    }
+
+    private void SetPcGsiRouting()
+    {
+        var routes = PcGsiRoutes();
+        var buffer = new byte[KvmIrqRouting.HeaderSize + routes.Length * KvmIrqRoutingEntry.Size];
+        fixed (byte* p = buffer)
+        {
+            *(KvmIrqRouting*)p = new KvmIrqRouting { Nr = (uint)routes.Length };
+            for (int i = 0; i < routes.Length; i++) ((KvmIrqRoutingEntry*)(p + KvmIrqRouting.HeaderSize))[i] = routes[i];
+            _kernel.Ioctl(_fd, KvmIoctls.KVM_SET_GSI_ROUTING, p);
         }
     }
 

@@ -6,6 +6,9 @@
 // refuses KVM_IRQ_LINE with a split irqchip); in off nothing is, and the vCPU takes its interrupts from the
 // platform (SoftVcpu.Irqchip.cs). IPowerButton presses the in-kernel ACPI PM block's power button (QMP's
 // system_powerdown; in split and off the PM block is a device actor instead). Time: host time, or instruction-driven in deterministic mode.
+// SoftAccelerator(KernelPlatform) cuts the kernel side down to a real kernel's device set (KernelPlatform.Vmm, .Kvm)
+// for the backends' stand-ins: the devices it lacks are the platform's, reached by ordinary exits, whose timers the
+// vCPU runs at its batch boundaries as in split (the exit handler is then an IUserspaceIrqchip in on too).
 // SMP (up to SmpCoherence.MaxMembers vCPUs, each run by its own host thread): vCPU 0 is the bootstrap processor;
 // the others start in the wait-for-SIPI state and run only once an INIT and a start-up IPI reach them (Intel SDM
 // vol. 3 §9.4: INIT resets the CPU, SIPI starts it in real mode at vector << 12; an INIT to the BSP restarts it at
@@ -28,7 +31,17 @@ public sealed class SoftAccelerator : IAccelerator
     /// <summary>vCPUs one soft VM can have (one bit each in SmpCoherence's page masks).</summary>
     public const int MaxVcpus = SmpCoherence.MaxMembers;
 
-    public AcceleratorCapabilities Capabilities { get; } = new(new HashSet<IrqchipMode> { IrqchipMode.On, IrqchipMode.Split, IrqchipMode.Off }, MaxVcpus, KernelKeepsTime: true);
+    /// <param name="kernel">
+    /// What the soft kernel side provides in kernel-irqchip=on: everything by default (KernelPlatform.Soft); a subset
+    /// makes it behave as a real kernel does (KernelPlatform.Vmm, KernelPlatform.Kvm, for the backends' stand-ins), the
+    /// devices it lacks being ordinary exits to the platform.
+    /// </param>
+    public SoftAccelerator(KernelPlatform? kernel = null)
+    {
+        Capabilities = new(new HashSet<IrqchipMode> { IrqchipMode.On, IrqchipMode.Split, IrqchipMode.Off }, MaxVcpus, kernel ?? KernelPlatform.Soft);
+    }
+
+    public AcceleratorCapabilities Capabilities { get; }
 
     public IVm CreateVm(VmSpec spec)
     {
@@ -38,7 +51,7 @@ public sealed class SoftAccelerator : IAccelerator
             throw new ArgumentOutOfRangeException(nameof(spec), $"soft accelerator: {spec.VcpuCount} vCPUs: it supports 1 to {MaxVcpus}");
         if (!Capabilities.IrqchipModes.Contains(spec.Irqchip))
             throw new ArgumentOutOfRangeException(nameof(spec), $"soft accelerator: kernel-irqchip={spec.Irqchip.ToString().ToLowerInvariant()} is not supported yet");
-        return new SoftVm(spec);
+        return new SoftVm(spec, Capabilities.KernelPlatform);
     }
 }
 
@@ -48,7 +61,7 @@ public sealed unsafe class SoftVm : IVm, IPowerButton
     private readonly List<SoftVcpu> _vcpus = [];
     private readonly Lock _lock = new();
 
-    internal SoftVm(VmSpec spec) : this(spec, null)
+    internal SoftVm(VmSpec spec, KernelPlatform? kernel = null) : this(spec, kernel, null)
     {
     }
 
@@ -56,7 +69,7 @@ public sealed unsafe class SoftVm : IVm, IPowerButton
     /// A VM whose RAM is <paramref name="externalRam"/> (RamBytes long, owned and freed by the caller), or its own when
     /// null. For test stand-ins of hypervisors whose userspace supplies guest memory (KVM_SET_USER_MEMORY_REGION).
     /// </summary>
-    internal SoftVm(VmSpec spec, byte* externalRam)
+    internal SoftVm(VmSpec spec, KernelPlatform? kernel, byte* externalRam)
     {
         Spec = spec;
         if (externalRam == null) _ram = new NativeRam(spec.RamBytes);
@@ -65,7 +78,7 @@ public sealed unsafe class SoftVm : IVm, IPowerButton
         Smp = spec.VcpuCount > 1 ? new SmpCoherence(Memory, spec.VcpuCount) : null;
         // Deterministic runs get a fixed wall-clock start so the RTC reads the same every run.
         var rtcStart = spec.Deterministic ? new DateTime(2026, 1, 1, 0, 0, 0, DateTimeKind.Utc) : DateTime.UtcNow;
-        Kernel = new SoftKernelDevices(spec.Irqchip, Clock, spec.RamBytes, spec.VcpuCount, rtcStart, WakeAll);
+        Kernel = new SoftKernelDevices(spec.Irqchip, Clock, spec.RamBytes, spec.VcpuCount, rtcStart, WakeAll, kernel ?? KernelPlatform.Soft);
     }
 
     IClock? IVm.Clock => Clock;
@@ -213,6 +226,9 @@ public sealed partial class SoftVcpu : IVcpu
 
     public ulong InstructionsRetired => _cpu?.InstructionsRetired ?? 0;
 
+    /// <summary>The soft vCPU runs a userspace irqchip's due timers at its batch boundaries (SoftVcpu.Irqchip.cs).</summary>
+    public bool RunsPlatformTimers => true;
+
     /// <summary>The soft CPU (created on the first Run), for tests and statistics.</summary>
     internal SoftCpu? Cpu => _cpu;
 
@@ -306,7 +322,7 @@ public sealed partial class SoftVcpu : IVcpu
             filter.Cpu = _cpu;
             _filter = filter;
             _handler = handler;
-            _userIrqchip = _vm.Spec.Irqchip == IrqchipMode.On ? null : handler as IUserspaceIrqchip;
+            _userIrqchip = handler as IUserspaceIrqchip;
             _cpu.SetSystemRegisters(sregs);
             _cpu.SetRegisters(regs);
             _cpu.TaskPriority = Apic is not null ? new ApicTaskPriority(_vm.Kernel, Apic) : UserspaceTaskPriority();

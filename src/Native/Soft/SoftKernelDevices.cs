@@ -8,8 +8,12 @@
 //          level-triggered EOI is queued per APIC for the vCPU to hand to the platform's IOAPIC once it has left this
 //          lock (TakeLevelEoi), as KVM's split irqchip exits to userspace with KVM_EXIT_IOAPIC_EOI.
 //   off    nothing: the vCPU talks to the platform's userspace local APIC (SoftVcpu.Irqchip.cs).
-// Present in on: the 8259A PIC pair (0x20, 0xa0, ELCR 0x4d0), the 8254 PIT (0x40-0x43, port 0x61), the MC146818
-// RTC/CMOS (0x70-0x73), the ACPI PM block (0x600: PM1 event/control, PM timer), the IOAPIC (MMIO 0xfec00000,
+// Present in on: what the KernelPlatform given at construction lists (KernelPlatform.Soft, everything, by default;
+// KernelPlatform.Vmm or .Kvm make it behave as those kernels do, for their stand-ins: a device it lacks is no
+// different from any other port or MMIO access, an ordinary exit to the platform, which then has the userspace
+// model). The full set: the 8259A PIC pair (0x20, 0xa0, ELCR 0x4d0), the 8254 PIT (0x40-0x43, port 0x61), the MC146818
+// RTC/CMOS (0x70-0x73), the ACPI PM block (at the platform's PM base, 0x600 by default: PM1 event/control at + 0 and
+// + 4, the PM timer at + 8; with the PM timer alone, as vmm has it, only the 4 timer ports), the IOAPIC (MMIO 0xfec00000,
 // 24 pins), the HPET (MMIO 0xfed00000, 3 timers, all periodic-capable and routable to IOAPIC input 2, as in
 // QEMU's pc machine) and one local APIC per vCPU (its xAPIC page where the vCPU's IA32_APIC_BASE puts it,
 // default 0xfee00000; the x2APIC MSRs 0x800-0x8ff and IA32_TSC_DEADLINE 0x6e0).
@@ -60,9 +64,11 @@ public sealed class SoftKernelDevices : IMachineControl
     private readonly Dictionary<LocalApic, Queue<byte>> _levelEois = [];
     private int _pendingStop; // 0 none, 1 power-off, 2 reset
 
-    internal SoftKernelDevices(IrqchipMode mode, IClock clock, ulong ramBytes, int cpuCount, DateTime rtcStart, Action wake)
+    internal SoftKernelDevices(IrqchipMode mode, IClock clock, ulong ramBytes, int cpuCount, DateTime rtcStart, Action wake,
+        KernelPlatform? platform = null)
     {
         Mode = mode;
+        Platform = platform ?? KernelPlatform.Soft;
         Clock = clock;
         _wake = wake;
         _router = new ApicRouter(this);
@@ -75,30 +81,53 @@ public sealed class SoftKernelDevices : IMachineControl
         var ioapic = new IoApic(_router);
         Pic = pic;
         IoApic = ioapic;
-        Hpet = new Hpet(clock, (pin, level) => ioapic.SetIrq(pin, level), (irq, level) => pic.SetIrq(irq, level),
-            routeCapability: HpetRouteCapability, periodicTimers: Core.Devices.Hpet.TimerCount);
-        Pit = new Pit8254(clock, new LegacyTimerLine(this, 0));
-        Rtc = new Rtc146818(clock, new LegacyTimerLine(this, 8), rtcStart);
-        Rtc.SetMemorySize(Math.Min(ramBytes, 0xC000_0000UL), ramBytes > 0xC000_0000UL ? ramBytes - 0xC000_0000UL : 0);
-        Rtc.SetCpuCount(cpuCount);
-        Rtc.SetBootOrder("cad"); // QEMU's default order for a PC (hard disk, floppy, CD-ROM); SeaBIOS reads it
-        Pm = new AcpiPm(clock, new IsaLine(this, 9), this);
+        var p = Platform;
         var b = new BusBuilder();
         b.AddPorts(new PortRange(0x20, 2), new DirectEndpoint(Pic.Master, _lock));
         b.AddPorts(new PortRange(0xa0, 2), new DirectEndpoint(Pic.Slave, _lock));
         b.AddPorts(new PortRange(0x4d0, 2), new DirectEndpoint(Pic.Elcr, _lock));
-        b.AddPorts(new PortRange(0x40, 4), new DirectEndpoint(Pit, _lock));
-        b.AddPorts(new PortRange(0x61, 1), new DirectEndpoint(Pit.Port61, _lock));
-        b.AddPorts(new PortRange(0x70, 4), new DirectEndpoint(Rtc, _lock));
-        b.AddPorts(new PortRange(Pm.BasePort, 12), new DirectEndpoint(Pm, _lock));
         b.AddMmio(new MmioRange(Core.Devices.IoApic.DefaultBase, Core.Devices.IoApic.MmioSize), new DirectEndpoint(IoApic, _lock));
-        b.AddMmio(new MmioRange(Core.Devices.Hpet.DefaultBase, Core.Devices.Hpet.MmioSize), new DirectEndpoint(Hpet, _lock));
+        if (p.Has(KernelDevices.Hpet))
+        {
+            Hpet = new Hpet(clock, (pin, level) => ioapic.SetIrq(pin, level), (irq, level) => pic.SetIrq(irq, level),
+                routeCapability: HpetRouteCapability, periodicTimers: Core.Devices.Hpet.TimerCount);
+            b.AddMmio(new MmioRange(Core.Devices.Hpet.DefaultBase, Core.Devices.Hpet.MmioSize), new DirectEndpoint(Hpet, _lock));
+        }
+        if (p.Has(KernelDevices.Pit))
+        {
+            Pit = new Pit8254(clock, new LegacyTimerLine(this, 0));
+            b.AddPorts(new PortRange(0x40, 4), new DirectEndpoint(Pit, _lock));
+            b.AddPorts(new PortRange(0x61, 1), new DirectEndpoint(Pit.Port61, _lock));
+        }
+        if (p.Has(KernelDevices.Rtc))
+        {
+            Rtc = new Rtc146818(clock, new LegacyTimerLine(this, 8), rtcStart);
+            Rtc.SetMemorySize(Math.Min(ramBytes, 0xC000_0000UL), ramBytes > 0xC000_0000UL ? ramBytes - 0xC000_0000UL : 0);
+            Rtc.SetCpuCount(cpuCount);
+            Rtc.SetBootOrder("cad"); // QEMU's default order for a PC (hard disk, floppy, CD-ROM); SeaBIOS reads it
+            b.AddPorts(new PortRange(0x70, 4), new DirectEndpoint(Rtc, _lock));
+        }
+        if (p.Has(KernelDevices.Pm1))
+        {
+            // PM1 event/control, with the timer behind them when the kernel has it too.
+            Pm = new AcpiPm(clock, new IsaLine(this, 9), this, p.PmBasePort, hasTimer: p.Has(KernelDevices.PmTimer));
+            b.AddPorts(new PortRange(Pm.BasePort, (ushort)Pm.MappedLength), new DirectEndpoint(Pm, _lock));
+        }
+        else if (p.Has(KernelDevices.PmTimer))
+        {
+            // The PM timer alone (vmm: port 0x408); its PM1 registers are unreachable, so it never raises the SCI.
+            Pm = new AcpiPm(clock, new IsaLine(this, 9), this, p.PmBasePort);
+            b.AddPorts(new PortRange(p.PmTimerPort, AcpiPm.PmTimerLength), new OffsetEndpoint(new DirectEndpoint(Pm, _lock), AcpiPm.PmTimerOffset));
+        }
         Bus = b.Build();
     }
 
     public IrqchipMode Mode { get; }
 
     public IClock Clock { get; }
+
+    /// <summary>What this kernel side provides in on (the devices below that are null in on are the platform's).</summary>
+    public KernelPlatform Platform { get; }
 
     /// <summary>The 8259 pair (on only; null in split and off, where the platform has it).</summary>
     public Pic8259Pair? Pic { get; }
@@ -180,7 +209,7 @@ public sealed class SoftKernelDevices : IMachineControl
     /// <summary>The host pressed the ACPI power button: PWRBTN_STS, and the SCI if the guest enabled it. False when the PM block is not here (split, off).</summary>
     public bool PressPowerButton()
     {
-        if (Pm is not { } pm) return false;
+        if (Pm is not { } pm || !Platform.Has(KernelDevices.Pm1)) return false;
         lock (_lock) pm.PressPowerButton();
         return true;
     }
@@ -207,13 +236,10 @@ public sealed class SoftKernelDevices : IMachineControl
         lock (_lock)
         {
             long now = Clock.NowNanoseconds;
-            if (Mode == IrqchipMode.On)
-            {
-                Pit!.Advance(now);
-                Rtc!.Advance(now);
-                Pm!.Advance(now);
-                Hpet!.Advance(now);
-            }
+            Pit?.Advance(now);
+            Rtc?.Advance(now);
+            Pm?.Advance(now);
+            Hpet?.Advance(now);
             foreach (var apic in _apics) apic.Advance(now);
         }
     }
@@ -225,9 +251,7 @@ public sealed class SoftKernelDevices : IMachineControl
         {
             lock (_lock)
             {
-                long? next = Mode == IrqchipMode.On
-                    ? Min(Min(Min(Pit!.NextDeadlineNs, Rtc!.NextDeadlineNs), Pm!.NextDeadlineNs), Hpet!.NextDeadlineNs)
-                    : null;
+                long? next = Min(Min(Min(Pit?.NextDeadlineNs, Rtc?.NextDeadlineNs), Pm?.NextDeadlineNs), Hpet?.NextDeadlineNs);
                 foreach (var apic in _apics) next = Min(next, apic.NextDeadlineNs);
                 return next;
             }
@@ -337,7 +361,7 @@ public sealed class SoftKernelDevices : IMachineControl
     {
         public void Set(bool level)
         {
-            if (!owner.Hpet!.LegacyReplacement) owner.DriveIsaOrGsi(irq, level);
+            if (owner.Hpet?.LegacyReplacement != true) owner.DriveIsaOrGsi(irq, level);
         }
     }
 
@@ -392,7 +416,8 @@ public sealed class SoftKernelDevices : IMachineControl
     internal sealed class ExitFilter(SoftKernelDevices kernel, IExitHandler platform, LocalApic? apic, SoftClock clock, int vcpuId = 0) : IExitHandler
     {
         private int _mmioHit = -1;
-        private readonly IUserspaceIrqchip? _irqchip = kernel.Mode == IrqchipMode.On ? null : platform as IUserspaceIrqchip;
+        // In on the platform is an IUserspaceIrqchip only when it hosts devices this kernel side lacks (their timers).
+        private readonly IUserspaceIrqchip? _irqchip = platform as IUserspaceIrqchip;
         private ulong _userApicBase;
 
         public IExitHandler Platform { get; } = platform;

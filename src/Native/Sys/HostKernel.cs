@@ -71,10 +71,27 @@ public sealed unsafe class HostKernel : IKernelInterface
 
     private static int s_kickHandlerInstalled;
 
-    [System.Runtime.InteropServices.UnmanagedCallersOnly]
-    private static void OnKickSignal(int signal)
+    /// <summary>
+    /// The kick signal's handler: native code that returns at once (one x86-64 RET on its own read+execute page). The
+    /// signal's only purpose is to make a blocked KVM_RUN return EINTR, and it may just as well arrive while the vCPU
+    /// thread runs managed code (handling an exit): a managed handler (UnmanagedCallersOnly) would then be entered
+    /// from a thread in cooperative mode, which the runtime ends as a fatal error ("attempted to call a
+    /// UnmanagedCallersOnly method from managed code", seen on a real /dev/kvm), and managed code is not
+    /// async-signal-safe anyway.
+    /// </summary>
+    private static nint NativeReturnStub()
     {
-        // Nothing to do: the signal's only purpose is to make the blocked system call return EINTR.
+        if (RuntimeInformation.ProcessArchitecture != Architecture.X64)
+            throw new PlatformNotSupportedException("the kick signal's handler stub is x86-64 code");
+        const int ProtRead = 1, ProtWrite = 2, ProtExec = 4, MapPrivate = 2, MapAnonymous = 0x20;
+        // SAFETY: a new private anonymous page chosen by the kernel; filled, then made read+execute (never writable
+        // and executable at once); kept for the life of the process (the handler may run at any time).
+        byte* page = (byte*)Interop.Libc.Mmap(null, 4096, ProtRead | ProtWrite, MapPrivate | MapAnonymous, -1, 0);
+        if (page == (byte*)-1) throw new KernelCallException("mmap of the kick handler's page", Marshal.GetLastPInvokeError(), HostPlatform.Current);
+        page[0] = 0xc3; // RET
+        if (Interop.Libc.Mprotect(page, 4096, ProtRead | ProtExec) != 0)
+            throw new KernelCallException("mprotect of the kick handler's page", Marshal.GetLastPInvokeError(), HostPlatform.Current);
+        return (nint)page;
     }
 
     public nint PrepareKickableThread()
@@ -85,7 +102,7 @@ public sealed unsafe class HostKernel : IKernelInterface
             // glibc struct sigaction on x86-64: handler (8), sa_mask (128), sa_flags (4, padded to 8), sa_restorer (8).
             byte* act = stackalloc byte[152];
             new Span<byte>(act, 152).Clear();
-            *(nint*)act = (nint)(delegate* unmanaged<int, void>)&OnKickSignal;
+            *(nint*)act = NativeReturnStub();
             // sa_flags 0: no SA_RESTART, so KVM_RUN returns EINTR.
             if (Interop.Libc.Sigaction(KickSignal, act, null) != 0)
                 throw new KernelCallException($"sigaction({KickSignal})", Marshal.GetLastPInvokeError(), Os);

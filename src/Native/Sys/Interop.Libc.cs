@@ -41,6 +41,9 @@ internal static unsafe partial class Interop
         [LibraryImport(Name, EntryPoint = "munmap", SetLastError = true)]
         internal static partial int Munmap(void* addr, nuint length);
 
+        [LibraryImport(Name, EntryPoint = "mprotect", SetLastError = true)]
+        internal static partial int Mprotect(void* addr, nuint length, int prot);
+
         [LibraryImport(Name, EntryPoint = "access", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
         internal static partial int Access(string path, int mode);
 

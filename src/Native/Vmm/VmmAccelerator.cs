@@ -32,7 +32,7 @@ public sealed class VmmAccelerator : IAccelerator
     public string Name => "vmm";
 
     /// <summary>VM_MAXCPU in 14.x/15.x GENERIC kernels is bounded by hw.vmm.maxcpu; 16 is the bhyve default.</summary>
-    public AcceleratorCapabilities Capabilities { get; } = new(new HashSet<IrqchipMode> { IrqchipMode.On, IrqchipMode.Split }, MaxVcpus: 16, KernelKeepsTime: true);
+    public AcceleratorCapabilities Capabilities { get; } = new(new HashSet<IrqchipMode> { IrqchipMode.On, IrqchipMode.Split }, MaxVcpus: 16, KernelPlatform.Vmm);
 
     public IReadOnlyList<int>? HostCpus { get; }
 

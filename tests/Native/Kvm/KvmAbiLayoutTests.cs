@@ -34,6 +34,7 @@ public sealed class KvmAbiLayoutTests
         ("kvm_cpuid_entry2", typeof(KvmCpuidEntry2)), ("kvm_cpuid2", typeof(KvmCpuid2)), ("kvm_msr_entry", typeof(KvmMsrEntry)),
         ("kvm_msrs", typeof(KvmMsrs)), ("kvm_irq_level", typeof(KvmIrqLevel)), ("kvm_msi", typeof(KvmMsi)),
         ("kvm_enable_cap", typeof(KvmEnableCap)), ("kvm_interrupt", typeof(KvmInterrupt)), ("kvm_pit_config", typeof(KvmPitConfig)),
+        ("kvm_irq_routing", typeof(KvmIrqRouting)), ("kvm_irq_routing_entry", typeof(KvmIrqRoutingEntry)),
     ];
 
     /// <summary>kvm_run fields by their C path (union members named through their exit's member).</summary>
@@ -85,6 +86,12 @@ public sealed class KvmAbiLayoutTests
         })
             yield return ($"const {name}", (long)value);
         yield return ("const KVM_API_VERSION", KvmCaps.ApiVersion);
+        yield return ("offsetof kvm_irq_routing_entry u.irqchip.irqchip", (long)Marshal.OffsetOf<KvmIrqRoutingEntry>("U"));
+        yield return ("offsetof kvm_irq_routing_entry u.irqchip.pin", (long)Marshal.OffsetOf<KvmIrqRoutingEntry>("U") + 4);
+        yield return ("const KVM_IRQ_ROUTING_IRQCHIP", KvmIrqRoutingEntry.TypeIrqchip);
+        yield return ("const KVM_IRQCHIP_PIC_MASTER", KvmIrqRoutingEntry.IrqchipPicMaster);
+        yield return ("const KVM_IRQCHIP_PIC_SLAVE", KvmIrqRoutingEntry.IrqchipPicSlave);
+        yield return ("const KVM_IRQCHIP_IOAPIC", KvmIrqRoutingEntry.IrqchipIoapic);
     }
 
     private static string Program(IEnumerable<string> keys)

@@ -103,6 +103,12 @@ public sealed unsafe class SiliconTests(ITestOutputHelper output)
                 + "(artifacts/silicon64-report.txt)";
         if (WhyNotVerifiableInUserMode(code) is string reason) return reason;
         var m = code.Mnemonic();
+        // As in the 64-bit harness: F3 0F BC is BSF on the soft CPU (no BMI1 offered) and TZCNT on a host with BMI1;
+        // LZCNT needs a host that offers ABM.
+        if (m == Mnemonic.Tzcnt && SiliconLong64Tests.HostHas(7, 0, ebx: 1u << 3))
+            return "TZCNT's encoding: the soft CPU (no BMI1 offered) runs it as BSF, this host (BMI1) as TZCNT; checked in SseExtensionTests";
+        if (m == Mnemonic.Lzcnt && !SiliconLong64Tests.HostHas(0x8000_0001, 0, ecx: 1u << 5))
+            return "the host does not offer ABM/LZCNT (CPUID)";
         if (code is Code.Jmp_rm16 or Code.Call_rm16 or Code.Retnw or Code.Retnw_imm16
             || (m is Mnemonic.Loop or Mnemonic.Loope or Mnemonic.Loopne or Mnemonic.Jcxz or Mnemonic.Jecxz && code.ToString().Contains("_16_", StringComparison.Ordinal)))
             return "16-bit operand-size branches truncate EIP to 64 KiB, which Linux does not map (vm.mmap_min_addr)";
@@ -513,8 +519,10 @@ public sealed unsafe class SiliconTests(ITestOutputHelper output)
                         regs[idx] = bits == 16 ? (regs[idx] & 0xffff_0000) | (ushort)(short)off : (uint)off;
                     }
                     return OF | SF | AF | PF;
-                case Mnemonic.Bsf or Mnemonic.Bsr:
+                case Mnemonic.Bsf or Mnemonic.Bsr or Mnemonic.Tzcnt:
                     return CF | OF | SF | AF | PF;
+                case Mnemonic.Lzcnt:
+                    return OF | SF | AF | PF; // SDM: CF and ZF defined, the others undefined
                 case Mnemonic.Aaa or Mnemonic.Aas:
                     return OF | SF | ZF | PF;
                 case Mnemonic.Daa or Mnemonic.Das:

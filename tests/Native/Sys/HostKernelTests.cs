@@ -39,6 +39,40 @@ public sealed partial class HostKernelTests
     }
 
     [Fact]
+    public void A_kick_that_lands_while_the_thread_runs_managed_code_does_no_harm()
+    {
+        // A vCPU thread spends part of its time handling exits in managed code, and a kick (a pause, a stop) can land
+        // then. With a managed signal handler the runtime ended the whole process ("attempted to call a
+        // UnmanagedCallersOnly method from managed code", seen on /dev/kvm when the VM stopped); the handler is native.
+        if (!OperatingSystem.IsLinux()) return;
+        var kernel = HostKernel.Instance;
+        nint token = 0;
+        long spins = 0;
+        using var ready = new ManualResetEventSlim();
+        using var stop = new ManualResetEventSlim();
+        var thread = new Thread(() =>
+        {
+            token = kernel.PrepareKickableThread();
+            ready.Set();
+            while (!stop.IsSet)
+            {
+                spins++;
+                if ((spins & 0xff) == 0) GC.KeepAlive(new object()); // allocation: the thread is plainly in managed code
+            }
+        }) { IsBackground = true };
+        thread.Start();
+        ready.Wait();
+        for (int i = 0; i < 2000; i++)
+        {
+            Assert.Equal(0, kernel.KickThread(token));
+            if ((i & 0x3f) == 0) Thread.Sleep(1);
+        }
+        stop.Set();
+        Assert.True(thread.Join(TimeSpan.FromSeconds(30)), "the kicked thread did not finish");
+        Assert.True(spins > 0);
+    }
+
+    [Fact]
     public void A_failed_open_returns_errno_and_the_throwing_form_names_the_path()
     {
         var kernel = HostKernel.Instance;

@@ -167,7 +167,7 @@ public sealed unsafe class KvmStandInVm
             if (Soft is null)
             {
                 if (_memorySize == 0) return -Errno.EINVAL; // this stand-in builds its CPU over the memory slot
-                Soft = new SoftVm(new VmSpec(_memorySize, _host.MaxVcpus, Mode), (byte*)_memoryAddress);
+                Soft = new SoftVm(new VmSpec(_memorySize, _host.MaxVcpus, Mode), KernelPlatform.Kvm, (byte*)_memoryAddress);
             }
             v = new KvmStandInVcpu(this, id, Soft);
             _vcpus[id] = v;

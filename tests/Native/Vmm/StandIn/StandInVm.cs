@@ -273,7 +273,7 @@ public sealed unsafe class StandInVm
             if (IsSysmem(segid) && (gpa != segoff || segid != 0)) return -Errno.EINVAL;
             _maps.Add((gpa, segid, segoff, len, prot));
             if (IsSysmem(segid) && Soft is null)
-                Soft = (SoftVm)new SoftAccelerator().CreateVm(new VmSpec(seglen, 1, IrqchipMode.On));
+                Soft = (SoftVm)new SoftAccelerator(KernelPlatform.Vmm).CreateVm(new VmSpec(seglen, 1, IrqchipMode.On));
         }
         return 0;
     }

@@ -8,8 +8,10 @@
 // instruction before it changes anything (the trap handler throws) and becomes the exit userspace sees.
 // 14.x (sysctl hw.vmm.create, 32-byte vm_memseg only) or 15.x (/dev/vmmctl, 56-byte vm_memseg, 32-byte accepted
 // as COMPAT_FREEBSD14) is chosen per instance; so is whether the seed project's VM_SET/GET_FLAGS extension exists.
-// Where it differs from vmm: the in-kernel devices are SoftKernelDevices' (PM block at 0x600 with PM1 control in
-// the kernel, RTC 0x70-0x73, 24 IOAPIC pins) rather than vmm's (PM timer alone at 0x408, 32 pins); one vCPU;
+// The in-kernel devices are vmm's set (KernelPlatform.Vmm: LAPIC, IOAPIC, 8259, PIT, HPET, RTC and the PM timer
+// alone at 0x408; PM1 event/control at 0x400-0x405 are userspace's, so their accesses are INOUT exits).
+// Where it differs from vmm: SoftKernelDevices' RTC answers 0x70-0x73 (vmm 0x70-0x71) and its IOAPIC has 24 pins
+// (vmm 32); one vCPU;
 // VM_INJECT_EXCEPTION is honoured only as #GP on a restarted RDMSR/WRMSR (the only injection the backend makes
 // for a guest that behaves); no CPUID or MSR filtering of vmm's own.
 using System.Collections.Concurrent;
