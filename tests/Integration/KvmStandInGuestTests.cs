@@ -1,4 +1,4 @@
-// The multiboot test guests under -accel kvm, kernel-irqchip=split and off, with the KVM backend (src/Native/Kvm)
+// The multiboot test guests under -accel kvm, kernel-irqchip=on, split and off, with the KVM backend (src/Native/Kvm)
 // running over the KVM stand-in (tests/Native/Kvm/StandIn: test code, not Linux's KVM) — the whole VMM in-process
 // through HostMain with the accelerator factory pointed at the stand-in. The truth is QEMU's serial output and exit
 // status for the same guest (QemuGuestExpectations, recorded from QEMU; and a live QEMU run for the rest, as
@@ -40,6 +40,7 @@ public sealed class KvmStandInGuestTests : IDisposable
         Assert.Contains("KVM_CREATE_VCPU", log);
         Assert.Contains("KVM_RUN", log);
         Assert.Equal(mode == "split", log.Contains("KVM_ENABLE_CAP"));
+        Assert.Equal(mode == "on", log.Contains("KVM_CREATE_IRQCHIP") && log.Contains("KVM_CREATE_PIT2") && log.Contains("KVM_SET_GSI_ROUTING"));
         Assert.True(kernel.AllVms.Single().Vcpus.Sum(v => v.Exits[KvmStandInVcpu.ExitIo]) > 0); // the serial port's exits came back through kvm_run
         Assert.Empty(kernel.Vms);                  // the VM was destroyed at the end of the run
         Assert.Equal(0, kernel.OpenFiles);         // every fd closed
@@ -47,6 +48,7 @@ public sealed class KvmStandInGuestTests : IDisposable
     }
 
     [Theory]
+    [InlineData("on")]
     [InlineData("split")]
     [InlineData("off")]
     public void Hello_prints_what_it_prints_under_qemu_and_exits_33(string mode)
@@ -60,6 +62,7 @@ public sealed class KvmStandInGuestTests : IDisposable
     }
 
     [Theory]
+    [InlineData("on")]
     [InlineData("split")]
     [InlineData("off")]
     public void Faults_delivers_each_exception_as_under_qemu(string mode)
@@ -71,6 +74,7 @@ public sealed class KvmStandInGuestTests : IDisposable
     }
 
     [Theory]
+    [InlineData("on")]
     [InlineData("split")]
     [InlineData("off")]
     public void Triple_fault_ends_the_run_with_the_documented_status(string mode)
@@ -82,31 +86,30 @@ public sealed class KvmStandInGuestTests : IDisposable
         AssertRanThroughKvm(kernel, mode);
     }
 
-    [Fact]
-    public void Kernel_irqchip_on_is_refused_with_a_configuration_error_because_the_stand_in_lacks_irqchip_and_pit2()
-    {
-        var (_, status, kernel) = RunUnderKvm("hello.bin", "on");
-        Assert.Equal(2, status);
-        Assert.DoesNotContain("KVM_CREATE_VM", kernel.Log);
-        Assert.Contains("KVM_CHECK_EXTENSION", kernel.Log);
-    }
-
     [Trait("Category", "Slow")]
     [QemuTheory]
+    [InlineData("timer.bin", "on")]
     [InlineData("timer.bin", "split")]
     [InlineData("timer.bin", "off")]
+    [InlineData("reset.bin", "on")]
     [InlineData("reset.bin", "split")]
     [InlineData("reset.bin", "off")]
+    [InlineData("poweroff.bin", "on")]
     [InlineData("poweroff.bin", "split")]
     [InlineData("poweroff.bin", "off")]
+    [InlineData("paging.bin", "on")]
     [InlineData("paging.bin", "split")]
     [InlineData("paging.bin", "off")]
+    [InlineData("longmode.bin", "on")]
     [InlineData("longmode.bin", "split")]
     [InlineData("longmode.bin", "off")]
+    [InlineData("apic.bin", "on")]
     [InlineData("apic.bin", "split")]
     [InlineData("apic.bin", "off")]
+    [InlineData("hpet.bin", "on")]
     [InlineData("hpet.bin", "split")]
     [InlineData("hpet.bin", "off")]
+    [InlineData("msr.bin", "on")]
     [InlineData("msr.bin", "split")]
     [InlineData("msr.bin", "off")]
     public void Guest_prints_the_same_serial_output_and_status_as_qemu(string guest, string mode)

@@ -109,18 +109,35 @@ public sealed class KvmStandInBackendTests
     }
 
     [Fact]
-    public void The_probe_finds_api_12_and_offers_split_and_off_but_not_on()
+    public void The_probe_finds_api_12_and_offers_every_irqchip_mode()
     {
         var kernel = new KvmStandIn();
         var a = KvmAccelerator.Probe(kernel);
         Assert.True(a.Usable, a.Detail);
-        Assert.Equal(new HashSet<IrqchipMode> { IrqchipMode.Split, IrqchipMode.Off }, a.Modes.ToHashSet());
-        var e = Assert.Throws<MachineConfigException>(() => NewVm(kernel, IrqchipMode.On));
-        Assert.Contains("KVM_CAP_IRQCHIP", e.Message);
+        Assert.Equal(new HashSet<IrqchipMode> { IrqchipMode.On, IrqchipMode.Split, IrqchipMode.Off }, a.Modes.ToHashSet());
         Assert.Equal(0, kernel.OpenFiles);
     }
 
+    [Fact]
+    public void On_creates_the_kernel_irqchip_and_pit_sets_the_pc_gsi_routes_and_drives_gsis_with_kvm_irq_line()
+    {
+        var kernel = new KvmStandIn();
+        using var vm = NewVm(kernel, IrqchipMode.On);
+        vm.CreateVcpu(0);
+        var sk = kernel.Vms.Single();
+        Assert.Equal(IrqchipMode.On, sk.Mode);
+        Assert.True(sk.Pit);
+        Assert.Contains((0u, 2u, 2u), sk.GsiRoutes); // ISA IRQ0 on IOAPIC pin 2, as the MADT says
+        vm.SetIrqLine(4, true);
+        vm.SetIrqLine(4, false);
+        Assert.Equal(["irq 4 1", "irq 4 0"], sk.IrqLog);
+        Assert.NotNull(sk.Soft!.Kernel.Pit);     // KVM's kernel set: PIT, PIC, IOAPIC, LAPIC ...
+        Assert.Null(sk.Soft.Kernel.Hpet);        // ... and not the HPET, RTC or ACPI PM (userspace's)
+        Assert.Null(sk.Soft.Kernel.Rtc);
+    }
+
     [Theory]
+    [InlineData(IrqchipMode.On)]
     [InlineData(IrqchipMode.Off)]
     [InlineData(IrqchipMode.Split)]
     public void Creating_a_vm_makes_the_calls_kvm_wants_and_closing_it_releases_everything(IrqchipMode mode)

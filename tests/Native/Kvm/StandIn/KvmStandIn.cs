@@ -8,8 +8,9 @@
 // Where it differs from KVM (docs/kvm.md, "Stand-in"): CPUID and MSRs are the soft CPU's own (KVM_SET_CPUID2 is
 // recorded, not applied; KVM_GET_SUPPORTED_CPUID reports what the soft CPU answers); one memory slot, slot 0 at
 // GPA 0, backed by memory this stand-in handed out with MmapAnonymous; the number of vCPUs a VM may have is fixed
-// per stand-in (MaxVcpus); KVM_CREATE_IRQCHIP/KVM_CREATE_PIT2 (kernel-irqchip=on) are not offered (the capabilities
-// read 0); no dirty logging, no routing tables, no coalesced MMIO.
+// per stand-in (MaxVcpus); kernel-irqchip=on (KVM_CREATE_IRQCHIP + KVM_CREATE_PIT2) is SoftKernelDevices with KVM's
+// device set (LAPIC, IOAPIC, 8259 pair, PIT; KernelPlatform.Kvm) whose GSI wiring is fixed (ISA IRQ n on PIC input n
+// and IOAPIC pin n, IRQ0 on pin 2): KVM_SET_GSI_ROUTING is accepted only as that table; no dirty logging, no coalesced MMIO.
 using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
 using ActorVmm.Native.Sys;
@@ -33,7 +34,7 @@ public sealed unsafe class KvmStandIn : IKernelInterface
         SET_IDENTITY_MAP_ADDR = 0x4008AE48, CREATE_IRQCHIP = 0xAE60, IRQ_LINE = 0x4008AE61, CREATE_PIT2 = 0x4040AE77,
         RUN = 0xAE80, GET_REGS = 0x8090AE81, SET_REGS = 0x4090AE82, GET_SREGS = 0x8138AE83, SET_SREGS = 0x4138AE84,
         INTERRUPT = 0x4004AE86, GET_MSRS = 0xC008AE88, SET_MSRS = 0x4008AE89, SET_CPUID2 = 0x4008AE90, NMI = 0xAE9A,
-        ENABLE_CAP = 0x4068AEA3, SIGNAL_MSI = 0x4020AEA5;
+        ENABLE_CAP = 0x4068AEA3, SIGNAL_MSI = 0x4020AEA5, SET_GSI_ROUTING = 0x4008AE6A;
 
     // KVM_CAP_* numbers (linux/kvm.h).
     internal const int CapIrqchip = 0, CapHlt = 1, CapUserMemory = 3, CapSetTssAddr = 4, CapExtCpuid = 7, CapNrVcpus = 9,
@@ -228,7 +229,7 @@ public sealed unsafe class KvmStandIn : IKernelInterface
         CREATE_IRQCHIP => "KVM_CREATE_IRQCHIP", IRQ_LINE => "KVM_IRQ_LINE", CREATE_PIT2 => "KVM_CREATE_PIT2", RUN => "KVM_RUN",
         GET_REGS => "KVM_GET_REGS", SET_REGS => "KVM_SET_REGS", GET_SREGS => "KVM_GET_SREGS", SET_SREGS => "KVM_SET_SREGS",
         INTERRUPT => "KVM_INTERRUPT", GET_MSRS => "KVM_GET_MSRS", SET_MSRS => "KVM_SET_MSRS", SET_CPUID2 => "KVM_SET_CPUID2",
-        NMI => "KVM_NMI", ENABLE_CAP => "KVM_ENABLE_CAP", SIGNAL_MSI => "KVM_SIGNAL_MSI",
+        NMI => "KVM_NMI", ENABLE_CAP => "KVM_ENABLE_CAP", SIGNAL_MSI => "KVM_SIGNAL_MSI", SET_GSI_ROUTING => "KVM_SET_GSI_ROUTING",
         _ => $"0x{request:x8}",
     };
 
@@ -254,9 +255,10 @@ public sealed unsafe class KvmStandIn : IKernelInterface
 
     internal int CheckExtension(int cap) => cap switch
     {
-        CapHlt or CapUserMemory or CapSetTssAddr or CapExtCpuid or CapSignalMsi or CapSplitIrqchip or CapImmediateExit => 1,
+        CapHlt or CapUserMemory or CapSetTssAddr or CapExtCpuid or CapSignalMsi or CapSplitIrqchip or CapImmediateExit
+            or CapIrqchip or CapPit2 or CapIrqRouting => 1,
         CapNrVcpus or CapMaxVcpus => MaxVcpus,
-        _ => 0, // KVM_CAP_IRQCHIP and KVM_CAP_PIT2 among them: kernel-irqchip=on is not offered by this stand-in
+        _ => 0,
     };
 
     private int DeviceIoctl(ulong request, void* arg)

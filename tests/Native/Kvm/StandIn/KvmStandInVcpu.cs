@@ -214,6 +214,7 @@ public sealed unsafe class KvmStandInVcpu
                 {
                     uint irq = R<uint>(a, 0);
                     if (irq >= 256) return -Errno.EINVAL;
+                    if (Mode == IrqchipMode.On) return -Errno.ENXIO; // the 8259 is in the kernel
                     lock (InjectedVectors)
                     {
                         if (Mode == IrqchipMode.Split && _injected >= 0) return -Errno.EEXIST; // pending_external_vector
@@ -460,7 +461,7 @@ public sealed unsafe class KvmStandInVcpu
         W(p, ApicBaseAt, _cpu.GetSystemRegisters().ApicBase);
         bool injectable;
         lock (InjectedVectors) injectable = _injected < 0;
-        if (Mode == IrqchipMode.Split) injectable &= AcceptsPicInterrupts();
+        if (Mode != IrqchipMode.Off) injectable &= AcceptsPicInterrupts();
         p[ReadyForInjection] = (byte)(windowOpen && injectable ? 1 : 0);
     }
 
@@ -479,6 +480,7 @@ public sealed unsafe class KvmStandInVcpu
     private void SyncRequestLine()
     {
         bool want;
+        if (Mode == IrqchipMode.On) return; // the kernel's 8259 drives LINT0
         if (Mode == IrqchipMode.Off) want = true;
         else
         {

@@ -2,8 +2,9 @@
 // identity-map addresses (recorded; the soft CPU needs neither), KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP) before any
 // vCPU, KVM_SET_USER_MEMORY_REGION (slot 0 at GPA 0 only: its userspace memory becomes the soft VM's RAM),
 // KVM_CREATE_VCPU (the soft VM is built at the first one, with the stand-in's MaxVcpus and the irqchip mode chosen
-// by then), KVM_SIGNAL_MSI (to the soft kernel LAPICs). KVM_CREATE_IRQCHIP, KVM_CREATE_PIT2 and KVM_IRQ_LINE are
-// refused (kernel-irqchip=on is not offered). The VM lives while its fd or a vCPU fd is open, as in KVM.
+// by then), KVM_SIGNAL_MSI (to the soft kernel LAPICs), KVM_CREATE_IRQCHIP + KVM_CREATE_PIT2 (kernel-irqchip=on:
+// the soft kernel with KVM's device set), KVM_SET_GSI_ROUTING (the PC table only) and KVM_IRQ_LINE (GSIs into the soft
+// kernel's PIC and IOAPIC). The VM lives while its fd or a vCPU fd is open, as in KVM.
 using System.Runtime.CompilerServices;
 using ActorVmm.Core.Accel;
 using ActorVmm.Native.Soft;
@@ -21,10 +22,16 @@ public sealed unsafe class KvmStandInVm
 
     internal KvmStandInVm(KvmStandIn host) => _host = host;
 
-    /// <summary>Off until KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP) makes it Split.</summary>
+    /// <summary>Off until KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP) makes it Split or KVM_CREATE_IRQCHIP makes it On.</summary>
     public IrqchipMode Mode { get; private set; } = IrqchipMode.Off;
 
     public ulong TssAddress { get; private set; }
+
+    /// <summary>KVM_CREATE_PIT2 was called (kernel-irqchip=on).</summary>
+    public bool Pit { get; private set; }
+
+    /// <summary>The table KVM_SET_GSI_ROUTING gave: (gsi, irqchip, pin).</summary>
+    public List<(uint Gsi, uint Chip, uint Pin)> GsiRoutes { get; private set; } = [];
 
     public ulong IdentityMapAddress { get; private set; }
 
@@ -105,17 +112,66 @@ public sealed unsafe class KvmStandInVm
                     {
                         if (routes > 4096) return -Errno.EINVAL; // KVM_MAX_IRQ_ROUTES
                         if (_vcpus.Count > 0 || Soft is not null) return -Errno.EINVAL; // only before vCPUs exist
-                        if (Mode != IrqchipMode.Off) return -Errno.EEXIST;
+                        if (Mode != IrqchipMode.Off) return -Errno.EINVAL; // an irqchip exists already
                         Mode = IrqchipMode.Split;
                         SplitIrqchipRoutes = (int)routes;
                     }
                     return 0;
                 }
             case KvmStandIn.CREATE_IRQCHIP:
+                lock (_lock)
+                {
+                    if (_vcpus.Count > 0 || Soft is not null) return -Errno.EINVAL; // only before vCPUs exist
+                    if (Mode != IrqchipMode.Off) return -Errno.EEXIST;
+                    Mode = IrqchipMode.On;
+                }
+                return 0;
             case KvmStandIn.CREATE_PIT2:
-                return -Errno.EINVAL; // kernel-irqchip=on is not offered (KVM_CAP_IRQCHIP and KVM_CAP_PIT2 read 0)
+                {
+                    if (Mode != IrqchipMode.On) return -Errno.ENOENT; // the PIT needs the in-kernel irqchip
+                    if (Pit) return -Errno.EEXIST;
+                    if ((R<uint>(a, 0) & ~1u) != 0) return -Errno.EINVAL; // KVM_PIT_SPEAKER_DUMMY only
+                    Pit = true;
+                    return 0;
+                }
+            case KvmStandIn.SET_GSI_ROUTING:
+                {
+                    if (Mode != IrqchipMode.On) return -Errno.EINVAL;
+                    uint nr = R<uint>(a, 0);
+                    if (nr > 4096 || R<uint>(a, 4) != 0) return -Errno.EINVAL;
+                    var routes = new List<(uint Gsi, uint Chip, uint Pin)>();
+                    for (int i = 0; i < nr; i++)
+                    {
+                        byte* e = (byte*)a + 8 + i * 48;
+                        if (R<uint>(e, 4) != 1 || R<uint>(e, 8) != 0) return -Errno.EINVAL; // KVM_IRQ_ROUTING_IRQCHIP, no flags
+                        routes.Add((R<uint>(e, 0), R<uint>(e, 16), R<uint>(e, 20)));
+                    }
+                    // The soft kernel's wiring is fixed: the PC table (ISA IRQ n on 8259 input n%8 of master/slave,
+                    // IOAPIC pin n, IRQ0 on pin 2). Any other table is beyond this stand-in.
+                    foreach (var (gsi, chip, pin) in routes)
+                    {
+                        bool pc = chip switch
+                        {
+                            0 => gsi < 8 && pin == gsi,
+                            1 => gsi is >= 8 and < 16 && pin == gsi - 8,
+                            2 => gsi < 24 && pin == (gsi == 0 ? 2 : gsi),
+                            _ => false,
+                        };
+                        if (!pc) return -Errno.EINVAL;
+                    }
+                    GsiRoutes = routes;
+                    return 0;
+                }
             case KvmStandIn.IRQ_LINE:
-                return -Errno.ENXIO; // no in-kernel PIC or IOAPIC
+                {
+                    if (Mode != IrqchipMode.On) return -Errno.ENXIO; // no in-kernel PIC or IOAPIC
+                    uint irq = R<uint>(a, 0), level = R<uint>(a, 4);
+                    if (irq >= 24) return -Errno.EINVAL;
+                    if (Soft is null) return 0;
+                    lock (IrqLog) IrqLog.Add($"irq {irq} {level}");
+                    Soft.SetIrqLine((int)irq, level != 0);
+                    return 0;
+                }
             case KvmStandIn.SET_USER_MEMORY_REGION:
                 return SetMemoryRegion(R<uint>(a, 0), R<uint>(a, 4), R<ulong>(a, 8), R<ulong>(a, 16), R<ulong>(a, 24));
             case KvmStandIn.CREATE_VCPU:
