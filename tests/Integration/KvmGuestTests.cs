@@ -44,6 +44,39 @@ public sealed class KvmGuestTests
         Assert.Equal(qemu.Lines, ours.Lines);
         Assert.Equal(qemu.ExitStatus, ours.ExitStatus);
     }
+
+    [KvmAndQemuTheory]
+    [InlineData("on")]
+    [InlineData("split")]
+    [InlineData("off")]
+    public void Smp_guest_starts_its_application_processors_under_kvm(string mode)
+    {
+        // INIT-SIPI-SIPI from the BSP: KVM's local APICs start the APs in on and split, KvmVcpu.SignalInit/
+        // SignalStartup (from the platform's LAPIC actors) in off. An AP that is done parks in HLT with interrupts
+        // off; that must not end the run while the BSP goes on. On a KVM that runs the whole guest the output is
+        // QEMU's; on one whose emulator stops the BSP at its first IRET (PVM), the output is QEMU's up to there and
+        // the run ends with the emulation failure, not with a parked AP.
+        string kernel = GuestArtifacts.Path("smp.bin");
+        var qemu = QemuRunner.Run(kernel, "", 64, null, "-smp", "4");
+        var ours = ActorVmmRunner.RunRaw(
+        [
+            "-accel", "kvm", "-machine", $"kernel-irqchip={mode}", "-smp", "4", "-kernel", kernel, "-append", "",
+            "-serial", "stdio", "-display", "none", "-monitor", "none", "-no-reboot",
+            "-device", "isa-debug-exit,iobase=0xf4,iosize=4", "-m", "64",
+        ]);
+        Assert.False(ours.TimedOut, $"ActorVmm timed out; stderr:\n{ours.Stderr}");
+        Assert.Contains("ap 03: started in real mode at 0800:0000, apic id 03", ours.Lines);
+        if (ours.ExitStatus == qemu.ExitStatus)
+        {
+            Assert.Equal(qemu.Lines, ours.Lines);
+            return;
+        }
+        Assert.Equal(8, ours.ExitStatus);
+        Assert.Contains("KVM_EXIT_INTERNAL_ERROR: suberror 1 (emulation failure)", ours.Stderr);
+        Assert.DoesNotContain("halted with interrupts disabled", ours.Stderr);
+        var printed = ours.Lines.Where(l => l.Length > 0).ToList();
+        Assert.Equal(qemu.Lines.Take(printed.Count), printed);
+    }
 }
 
 /// <summary>A theory that needs a usable /dev/kvm and QEMU; skipped with the reason otherwise.</summary>

@@ -61,6 +61,26 @@ public sealed class KvmStandInGuestTests : IDisposable
         Assert.Equal(mode == "split" ? 24 : 0, kernel.AllVms.Single().SplitIrqchipRoutes);
     }
 
+    [QemuTheory]
+    [Trait("Category", "Slow")]
+    [InlineData("on")]
+    [InlineData("split")]
+    [InlineData("off")]
+    public void Smp_guest_starts_four_processors_and_counts_exactly_as_under_qemu(string mode)
+    {
+        // INIT-SIPI-SIPI to all other processors, real-mode entry at vector << 12, LOCKed counters across vCPU threads.
+        // In on and split KVM's local APICs start the APs; in off the platform's LAPIC actors hand INIT and STARTUP to
+        // KvmVcpu.SignalInit/SignalStartup, which reset and start the AP on its own thread.
+        string kernel = GuestArtifacts.Path("smp.bin");
+        var qemu = QemuRunner.Run(kernel, "", 64, null, "-smp", "4");
+        var (lines, status, stand) = RunUnderKvm("smp.bin", mode, "", 4, "-smp", "4");
+        Assert.False(qemu.TimedOut, "QEMU timed out");
+        Assert.Equal(qemu.Lines, lines);
+        Assert.Equal(qemu.ExitStatus, status);
+        Assert.Contains("application processors done: 03 of 03 started", lines);
+        AssertRanThroughKvm(stand, mode);
+    }
+
     [Theory]
     [InlineData("on")]
     [InlineData("split")]

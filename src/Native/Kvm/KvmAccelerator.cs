@@ -63,9 +63,6 @@ public sealed class KvmAccelerator : IAccelerator
     {
         if (spec.Deterministic)
             throw new MachineConfigException("kvm accelerator: deterministic time needs the software CPU (-accel soft)");
-        if (spec.Irqchip == IrqchipMode.Off && spec.VcpuCount > 1)
-            throw new MachineConfigException("kvm accelerator: kernel-irqchip=off with more than one vCPU is not supported yet " +
-                "(INIT and start-up IPIs from the userspace local APIC are not delivered to KVM vCPUs, so the APs would never start)");
         var a = Probe(_kernel);
         if (!a.Usable) throw new MachineConfigException($"kvm accelerator: {a.Detail}");
         if (!a.Modes.Contains(spec.Irqchip))

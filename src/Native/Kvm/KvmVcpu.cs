@@ -14,6 +14,11 @@
 // when the guest changed it (KVM exits SET_TPR when CR8 drops); a changed kvm_run.apic_base goes to ApicBaseChanged.
 // QueueInterrupt'ed vectors (off, no platform irqchip) take the same KVM_INTERRUPT path. Kick: immediate_exit = 1
 // (covers a kick just before KVM_RUN) and a signal to the vCPU thread (interrupts a running KVM_RUN with EINTR).
+// off with several vCPUs: KVM has no local APIC, so the userspace LAPIC's INIT and start-up IPIs (SignalInit,
+// SignalStartup) are carried out here, on the vCPU's own thread before its next KVM_RUN, as the SDM (vol. 3 §9.4)
+// has a processor take them: INIT gives the power-on register state, after which the BSP runs from F000:FFF0 and an
+// AP waits for a STARTUP (it does not enter KVM_RUN meanwhile); a STARTUP to a waiting vCPU starts it in real mode
+// at vector << 12 (CS = vector << 8, IP = 0); a STARTUP to a vCPU that is not waiting is ignored. APs start waiting.
 using ActorVmm.Core.Accel;
 using ActorVmm.Native.Sys;
 
@@ -35,6 +40,9 @@ public sealed unsafe class KvmVcpu : IVcpu
     private nint _thread;
     private bool _threadReady;
     private int _disposed;
+    private bool _waitForStartup, _pendingInit;
+    private int _pendingStartup = -1;
+    private long _ignoredStartups;
 
     internal KvmVcpu(KvmVm vm, int id)
     {
@@ -45,6 +53,77 @@ public sealed unsafe class KvmVcpu : IVcpu
         _fd = new KernelFd(_kernel, fd, $"kvm-vcpu{id}");
         _runPage = _kernel.Map(_fd, (ulong)vm.VcpuMmapSize, MapProtection.Read | MapProtection.Write, 0, $"kvm_run of vCPU {id}");
         SetCpuid(vm.SupportedCpuid);
+        // off: the APs wait for their start-up IPI (on and split: KVM's own LAPIC holds them in its MP state).
+        _waitForStartup = vm.Spec.Irqchip == IrqchipMode.Off && id != 0;
+    }
+
+    /// <summary>STARTUP IPIs that reached this vCPU while it was not waiting for one (ignored, as the SDM says).</summary>
+    public long IgnoredStartups => Interlocked.Read(ref _ignoredStartups);
+
+    /// <summary>kernel-irqchip=off: INIT from the platform's local APIC (IVcpu contract), taken before the next KVM_RUN.</summary>
+    public void SignalInit()
+    {
+        lock (_eventLock)
+        {
+            _pendingInit = true;
+            _pendingStartup = -1;
+        }
+        Kick();
+    }
+
+    /// <summary>kernel-irqchip=off: a start-up IPI from the platform's local APIC; kept for a vCPU that waits for one (or will, after a pending INIT).</summary>
+    public void SignalStartup(byte vector)
+    {
+        lock (_eventLock)
+        {
+            if (_pendingStartup < 0 && (_waitForStartup || _pendingInit)) _pendingStartup = vector;
+            else Interlocked.Increment(ref _ignoredStartups);
+        }
+        Wake();
+    }
+
+    /// <summary>Carries out a pending INIT and STARTUP on the vCPU thread. True while the vCPU must still wait for a STARTUP.</summary>
+    private bool TakeStartupSignals()
+    {
+        bool init;
+        int startup;
+        lock (_eventLock)
+        {
+            init = _pendingInit;
+            startup = _pendingStartup;
+            _pendingInit = false;
+            _pendingStartup = -1;
+            if (init)
+            {
+                _waitForStartup = Id != 0;
+                _interrupts.Clear();
+                _nmi = false;
+            }
+            if (startup >= 0 && !_waitForStartup) startup = -1;
+            if (startup >= 0) _waitForStartup = false;
+        }
+        if (init || startup >= 0)
+        {
+            // KVM finishes an IN or MMIO read of the last exit on the next KVM_RUN (api.rst): let it, without running
+            // the guest (immediate_exit), before the registers are replaced.
+            Run_->ImmediateExit = 1;
+            _kernel.TryIoctl(_fd, KvmIoctls.KVM_RUN, null);
+            Run_->ImmediateExit = 0;
+        }
+        if (init)
+        {
+            SetSystemRegisters(SystemRegisters.PowerOn());
+            SetRegisters(new CpuRegisters { Rip = 0xfff0, Rflags = 2, Rdx = 0x600 });
+        }
+        if (startup >= 0)
+        {
+            ulong start = (ulong)startup << 12;
+            var sys = SystemRegisters.PowerOn();
+            sys.Cs = new SegmentRegister { Selector = (ushort)(start >> 4), Base = start, Limit = 0xffff, Attributes = 0x9b };
+            SetSystemRegisters(sys);
+            SetRegisters(new CpuRegisters { Rip = 0, Rflags = 2, Rdx = 0x600 });
+        }
+        lock (_eventLock) return _waitForStartup;
     }
 
     public int Id { get; }
@@ -91,6 +170,12 @@ public sealed unsafe class KvmVcpu : IVcpu
                 run->ImmediateExit = 0;
                 return VcpuExit.Kicked;
             }
+            if (_vm.Spec.Irqchip == IrqchipMode.Off && TakeStartupSignals())
+            {
+                // Waiting for a STARTUP: the vCPU does not run; a kick ends the slice as usual.
+                if (!WaitForStartup()) return VcpuExit.Kicked;
+                continue;
+            }
             var chip = _vm.Spec.Irqchip == IrqchipMode.On ? null : handler as IUserspaceIrqchip;
             if (InjectPending(run, chip) is { } failure) return failure;
             if (chip is not null && _vm.Spec.Irqchip == IrqchipMode.Off)
@@ -120,7 +205,22 @@ public sealed unsafe class KvmVcpu : IVcpu
                         break;
                     }
                 case KvmExitReason.Hlt:
-                    if (run->IfFlag == 0 && !HasQueued()) return new VcpuExit(VcpuExitKind.Halted, "HLT with interrupts disabled");
+                    if (run->IfFlag == 0 && !HasQueued())
+                    {
+                        // With other vCPUs, a halt with interrupts off parks this processor (an AP done with its work,
+                        // or parked by the OS): only INIT, an NMI or a kick moves it. The run ends (Halted) only when
+                        // every vCPU is parked so, as with the soft accelerator.
+                        if (_vm.Park()) return new VcpuExit(VcpuExitKind.Halted, "HLT with interrupts disabled");
+                        try
+                        {
+                            if (!WaitForEvent()) return VcpuExit.Kicked;
+                        }
+                        finally
+                        {
+                            _vm.Unpark();
+                        }
+                        break;
+                    }
                     if (!WaitForEvent()) return VcpuExit.Kicked;
                     break;
                 case KvmExitReason.IrqWindowOpen:
@@ -265,12 +365,30 @@ public sealed unsafe class KvmVcpu : IVcpu
         if (level) Nudge();
     }
 
+    /// <summary>Waits until a STARTUP or INIT is pending (true) or a kick comes (false).</summary>
+    private bool WaitForStartup()
+    {
+        while (true)
+        {
+            if (Volatile.Read(ref _kick) != 0) return false;
+            lock (_eventLock)
+            {
+                if (_pendingStartup >= 0 || _pendingInit) return true;
+            }
+            _wake.Wait(TimeSpan.FromMilliseconds(50));
+        }
+    }
+
     private bool WaitForEvent()
     {
         while (true)
         {
             if (Volatile.Read(ref _kick) != 0) return false;
             if (HasQueued()) return true;
+            lock (_eventLock)
+            {
+                if (_pendingInit) return true;
+            }
             _wake.Wait(TimeSpan.FromMilliseconds(50));
         }
     }

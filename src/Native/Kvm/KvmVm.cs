@@ -109,6 +109,13 @@ public sealed unsafe class KvmVm : IVm
         throw new KernelCallException($"ioctl {KvmIoctls.KVM_GET_SUPPORTED_CPUID}: more than 1024 entries", 7, _kernel.Os);
     }
 
+    private int _parked;
+
+    /// <summary>A vCPU halted with interrupts off. True when every vCPU of the VM now is (nothing can ever wake one).</summary>
+    internal bool Park() => Interlocked.Increment(ref _parked) >= Spec.VcpuCount;
+
+    internal void Unpark() => Interlocked.Decrement(ref _parked);
+
     public IVcpu CreateVcpu(int id)
     {
         lock (_lock)

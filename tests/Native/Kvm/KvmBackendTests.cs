@@ -127,12 +127,4 @@ public sealed class KvmBackendTests
         using var kicker = new Timer(_ => vcpu.Kick(), null, 50, Timeout.Infinite);
         Assert.Equal(VcpuExitKind.Kicked, vcpu.Run(new Recorder()).Kind);
     }
-
-    [Fact]
-    public void Off_with_several_vcpus_is_refused_before_any_kernel_call_naming_what_is_missing()
-    {
-        var e = Assert.Throws<MachineConfigException>(() => new KvmAccelerator(HostKernel.Instance).CreateVm(new VmSpec(0x80000, 2, IrqchipMode.Off)));
-        Assert.Contains("kernel-irqchip=off", e.Message);
-        Assert.Contains("start-up", e.Message);
-    }
 }
