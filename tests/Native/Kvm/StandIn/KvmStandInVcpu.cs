@@ -499,7 +499,7 @@ public sealed unsafe class KvmStandInVcpu
     {
         var regs = _cpu.GetRegisters();
         var sys = _cpu.GetSystemRegisters();
-        var insn = DecodeAt(regs, sys);
+        var insn = GuestPageWalker.DecodeAt(_soft.Memory, regs, sys, out _);
         var m = insn.Mnemonic;
         bool isString = m is Mnemonic.Insb or Mnemonic.Insw or Mnemonic.Insd or Mnemonic.Outsb or Mnemonic.Outsw or Mnemonic.Outsd;
         Exit(p, ExitIo);
@@ -669,24 +669,6 @@ public sealed unsafe class KvmStandInVcpu
             default:
                 return false;
         }
-    }
-
-    private Instruction DecodeAt(in CpuRegisters regs, in SystemRegisters sys)
-    {
-        bool longMode = (sys.Efer & 0x400) != 0 && (sys.Cs.Attributes & 0x2000) != 0;
-        int bitness = longMode ? 64 : (sys.Cr0 & 1) != 0 && (sys.Cs.Attributes & 0x4000) != 0 ? 32 : 16;
-        var bytes = new byte[15];
-        ulong linear = sys.Cs.Base + regs.Rip;
-        int n = 0;
-        for (; n < 15; n++)
-        {
-            if (!GuestPageWalker.TryTranslate(_soft.Memory, sys.Cr0, sys.Cr3, sys.Cr4, sys.Efer, 0, linear + (ulong)n, false, out ulong gpa)) break;
-            if (!_soft.Memory.TryRead(gpa, bytes.AsSpan(n, 1))) break;
-        }
-        var decoder = Decoder.Create(bitness, new ByteArrayCodeReader(bytes, 0, n));
-        decoder.IP = regs.Rip;
-        decoder.Decode(out var insn);
-        return insn;
     }
 
     private readonly record struct InsState(int Size, int Count, bool Down, ulong Mask, ulong SegBase, ulong Index, bool Rep, ulong Length, int Cpl, SystemRegisters Sys)

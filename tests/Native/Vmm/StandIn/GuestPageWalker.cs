@@ -1,13 +1,38 @@
 // Test code: an independent guest page-table walker for the vmm(4) stand-in (VM_GLA2GPA and instruction fetch):
 // no paging (CR0.PG = 0), 32-bit paging with 4 MiB pages (CR4.PSE), PAE and 4-level paging with large pages.
 // Checks present, write (user writes always; supervisor writes when CR0.WP) and user/supervisor bits, as the
-// kernel's vm_gla2gpa does; reports a fault instead of raising it.
+// kernel's vm_gla2gpa does; reports a fault instead of raising it. Shared by the vmm and KVM stand-ins, as is
+// DecodeAt, which decodes the instruction at CS:RIP the way those kernels' emulators fetch it.
+using ActorVmm.Core.Accel;
 using ActorVmm.Core.Memory;
+using Iced.Intel;
 
 namespace ActorVmm.Native.Tests.Vmm.StandIn;
 
 public static class GuestPageWalker
 {
+    /// <summary>
+    /// The instruction at CS:RIP, fetched byte by byte through the guest's page tables (up to 15 bytes, fewer where
+    /// the mapping ends) and decoded in the CPU's current mode; <paramref name="bytes"/> holds what was fetched.
+    /// </summary>
+    public static Instruction DecodeAt(GuestMemory memory, in CpuRegisters regs, in SystemRegisters sys, out byte[] bytes)
+    {
+        bool longMode = (sys.Efer & 0x400) != 0 && (sys.Cs.Attributes & 0x2000) != 0;
+        int bitness = longMode ? 64 : (sys.Cr0 & 1) != 0 && (sys.Cs.Attributes & 0x4000) != 0 ? 32 : 16;
+        bytes = new byte[15];
+        ulong linear = sys.Cs.Base + regs.Rip;
+        int n = 0;
+        for (; n < 15; n++)
+        {
+            if (!TryTranslate(memory, sys.Cr0, sys.Cr3, sys.Cr4, sys.Efer, 0, linear + (ulong)n, false, out ulong gpa)) break;
+            if (!memory.TryRead(gpa, bytes.AsSpan(n, 1))) break;
+        }
+        var decoder = Decoder.Create(bitness, new ByteArrayCodeReader(bytes, 0, n));
+        decoder.IP = regs.Rip;
+        decoder.Decode(out var insn);
+        return insn;
+    }
+
     public static bool TryTranslate(GuestMemory memory, ulong cr0, ulong cr3, ulong cr4, ulong efer, int cpl, ulong gla, bool write, out ulong gpa)
     {
         gpa = 0;

@@ -230,7 +230,7 @@ public sealed unsafe class StandInVcpu : IDisposable
         var regs = _cpu.GetRegisters();
         var sys = _cpu.GetSystemRegisters();
         ulong rip = regs.Rip;
-        var insn = DecodeAt(regs, sys, out byte[] bytes);
+        var insn = GuestPageWalker.DecodeAt(_soft.Memory, regs, sys, out byte[] bytes);
         int len = insn.Length;
         switch (t.Kind)
         {
@@ -311,23 +311,6 @@ public sealed unsafe class StandInVcpu : IDisposable
         w.I32(at + 8, (s.Cr0 & 1) != 0 ? s.Cs.Selector & 3 : 0);
         w.I32(at + 12, CpuMode(s));
         w.I32(at + 16, PagingMode(s));
-    }
-
-    private Instruction DecodeAt(in CpuRegisters regs, in SystemRegisters sys, out byte[] bytes)
-    {
-        int bitness = CpuMode(sys) == 3 ? 64 : (sys.Cr0 & 1) != 0 && (sys.Cs.Attributes & 0x4000) != 0 ? 32 : 16;
-        bytes = new byte[15];
-        ulong linear = sys.Cs.Base + regs.Rip;
-        int n = 0;
-        for (; n < 15; n++)
-        {
-            if (!GuestPageWalker.TryTranslate(_soft.Memory, sys.Cr0, sys.Cr3, sys.Cr4, sys.Efer, 0, linear + (ulong)n, false, out ulong gpa)) break;
-            if (!_soft.Memory.TryRead(gpa, bytes.AsSpan(n, 1))) break;
-        }
-        var decoder = Decoder.Create(bitness, new ByteArrayCodeReader(bytes, 0, n));
-        decoder.IP = regs.Rip;
-        decoder.Decode(out var insn);
-        return insn;
     }
 
     internal bool Translate(ulong gla, ulong cr3, int cpl, bool write, out ulong gpa)
